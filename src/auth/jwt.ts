@@ -1,0 +1,103 @@
+import {
+  createRemoteJWKSet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import type { Config } from "../config.js";
+
+export const ADMIN_SCOPE = "tokens:admin";
+
+/** Who is calling: the token's subject is the user id the app also gives RevenueCat as app_user_id. */
+export interface Viewer {
+  readonly userId: string;
+  readonly scopes: ReadonlySet<string>;
+  readonly isAdmin: boolean;
+  /** Seconds since the epoch; live connections close when it passes. */
+  readonly expiresAt: number | undefined;
+}
+
+export type VerifyToken = (token: string) => Promise<Viewer>;
+
+export class AuthenticationError extends Error {
+  override readonly name = "AuthenticationError";
+}
+
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+/**
+ * Builds the one verifier that both HTTP and WebSocket use. Algorithms are pinned to what is
+ * configured: HS256 with JWT_SECRET, RS256/ES256 from the JWKS_URL key set; "none" never verifies.
+ */
+export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
+  const secret = jwt.secret ? new TextEncoder().encode(jwt.secret) : undefined;
+  const remote = jwt.jwksUrl ? createRemoteJWKSet(new URL(jwt.jwksUrl)) : undefined;
+  const algorithms = [...(secret ? ["HS256"] : []), ...(remote ? ["RS256", "ES256"] : [])];
+  if (algorithms.length === 0) throw new Error("No JWT_SECRET or JWKS_URL configured");
+
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    if (header.alg === "HS256" && secret) return secret;
+    if (remote) return remote(header, token);
+    throw new AuthenticationError("Token algorithm not accepted");
+  };
+
+  return async (token) => {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, getKey, {
+        algorithms,
+        issuer: jwt.issuer,
+        audience: jwt.audience,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        requiredClaims: ["sub", "exp"],
+      }));
+    } catch (error) {
+      throw new AuthenticationError(describeJoseError(error));
+    }
+    const userId = payload.sub;
+    if (!userId || userId.length > 255) throw new AuthenticationError("Token subject is missing or too long");
+    const scopes = new Set(typeof payload.scope === "string" ? payload.scope.split(" ").filter(Boolean) : []);
+    return { userId, scopes, isAdmin: scopes.has(ADMIN_SCOPE), expiresAt: payload.exp };
+  };
+}
+
+/** A reason a client can act on, without echoing anything from the token. */
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return "Token has expired";
+  if (error instanceof joseErrors.JWTClaimValidationFailed)
+    return `Token claim "${error.claim}" is not valid`;
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "Token algorithm not accepted";
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "Token signature is not valid";
+  if (error instanceof AuthenticationError) return error.message;
+  return "Token is not valid";
+}
+
+/** Extracts the token from `Bearer <jwt>`; anything else is no token. */
+export function bearerToken(header: string | null | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+export interface SignOptions {
+  readonly secret: string;
+  readonly userId: string;
+  readonly admin?: boolean;
+  readonly expiresIn?: string | number;
+  readonly issuer?: string | undefined;
+  readonly audience?: string | undefined;
+}
+
+/** Signs an HS256 token, for the developer `npm run token` script and for tests. */
+export function signDevToken(options: SignOptions): Promise<string> {
+  const jwt = new SignJWT({ scope: options.admin ? ADMIN_SCOPE : "" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(options.userId)
+    .setIssuedAt()
+    .setExpirationTime(options.expiresIn ?? "24h");
+  if (options.issuer) jwt.setIssuer(options.issuer);
+  if (options.audience) jwt.setAudience(options.audience);
+  return jwt.sign(new TextEncoder().encode(options.secret));
+}

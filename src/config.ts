@@ -1,0 +1,154 @@
+import { z } from "zod";
+
+/**
+ * The seed's product map: what each RevenueCat product id is worth in tokens. Operators override it
+ * with PRODUCT_TOKEN_MAP.
+ */
+export const DEFAULT_PRODUCT_TOKEN_MAP: Readonly<Record<string, number>> = Object.freeze({
+  pro_monthly: 500,
+  pro_annual: 6000,
+  token_pack_small: 100,
+  token_pack_medium: 500,
+  token_pack_large: 1200,
+});
+
+export type NodeEnv = "development" | "production" | "test";
+
+export interface Config {
+  readonly nodeEnv: NodeEnv;
+  readonly port: number;
+  readonly host: string;
+  /** Unset means the embedded PGlite database in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly logLevel: string;
+  readonly jwt: {
+    readonly secret: string | undefined;
+    readonly issuer: string | undefined;
+    readonly audience: string | undefined;
+    readonly jwksUrl: string | undefined;
+  };
+  readonly revenuecat: {
+    readonly webhookSecret: string | undefined;
+    readonly hmacSecret: string | undefined;
+    readonly environments: readonly string[];
+    readonly productTokenMap: Readonly<Record<string, number>>;
+  };
+  readonly graphqlIntrospection: boolean;
+  /** How long a graceful stop waits for in-flight requests. */
+  readonly shutdownTimeoutMs: number;
+}
+
+const MAX_TOKENS = 2_000_000_000;
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === "" ? undefined : value))
+  .optional();
+
+const productMapSchema = z
+  .string()
+  .transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'must be a JSON object such as {"token_pack_small":100}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.record(
+      z.string().min(1),
+      z
+        .number({ error: "token amounts must be numbers" })
+        .int("token amounts must be whole numbers")
+        .positive("token amounts must be positive")
+        .max(MAX_TOKENS, `token amounts must be at most ${MAX_TOKENS}`),
+    ),
+  );
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8001),
+  HOST: z.string().default("0.0.0.0"),
+  DATABASE_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL")
+      .optional(),
+  ),
+  DATA_DIR: z.string().default("./data"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  JWKS_URL: optionalString.pipe(z.url("must be an http(s) URL").optional()),
+  REVENUECAT_WEBHOOK_SECRET: optionalString.pipe(
+    z.string().min(16, "must be at least 16 characters").optional(),
+  ),
+  REVENUECAT_WEBHOOK_HMAC_SECRET: optionalString,
+  REVENUECAT_ENVIRONMENTS: optionalString.pipe(
+    z
+      .string()
+      .transform((list) => list.split(",").map((item) => item.trim().toUpperCase()))
+      .pipe(z.array(z.enum(["PRODUCTION", "SANDBOX"], "must list PRODUCTION and/or SANDBOX")))
+      .optional(),
+  ),
+  PRODUCT_TOKEN_MAP: optionalString.pipe(productMapSchema.optional()),
+  GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+});
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * The only reader of the environment. Lists every problem at once, so an operator fixes them in one
+ * go, and never echoes a value back (values may be secrets).
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === "production";
+  const problems: string[] = [];
+  if (production && !e.JWT_SECRET && !e.JWKS_URL) {
+    problems.push("JWT_SECRET or JWKS_URL: one is required when NODE_ENV=production");
+  }
+  if (production && !e.REVENUECAT_WEBHOOK_SECRET) {
+    problems.push("REVENUECAT_WEBHOOK_SECRET: required when NODE_ENV=production");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    logLevel: e.LOG_LEVEL,
+    jwt: Object.freeze({
+      secret: e.JWT_SECRET,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      jwksUrl: e.JWKS_URL,
+    }),
+    revenuecat: Object.freeze({
+      webhookSecret: e.REVENUECAT_WEBHOOK_SECRET,
+      hmacSecret: e.REVENUECAT_WEBHOOK_HMAC_SECRET,
+      environments: Object.freeze(
+        e.REVENUECAT_ENVIRONMENTS ?? (production ? ["PRODUCTION"] : ["PRODUCTION", "SANDBOX"]),
+      ),
+      productTokenMap: Object.freeze(e.PRODUCT_TOKEN_MAP ?? DEFAULT_PRODUCT_TOKEN_MAP),
+    }),
+    graphqlIntrospection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : !production,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  });
+}

@@ -1,0 +1,71 @@
+import SchemaBuilder from "@pothos/core";
+import RelayPlugin from "@pothos/plugin-relay";
+import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import ValidationPlugin from "@pothos/plugin-validation";
+import { GraphQLError } from "graphql";
+import { DateTimeResolver, JSONResolver } from "graphql-scalars";
+import type { Viewer } from "../auth/jwt.js";
+import type { GraphQLContext } from "../context.js";
+import { describeIssues } from "../modules/ledger/ledger.validation.js";
+
+export const builder = new SchemaBuilder<{
+  Context: GraphQLContext;
+  AuthScopes: { user: boolean; admin: boolean };
+  AuthContexts: { user: GraphQLContext & { viewer: Viewer }; admin: GraphQLContext & { viewer: Viewer } };
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+    ID: { Input: string; Output: string | number };
+  };
+  DefaultFieldNullability: false;
+}>({
+  plugins: [ScopeAuthPlugin, RelayPlugin, ValidationPlugin],
+  defaultFieldNullability: false,
+  scopeAuth: {
+    authScopes: (context) => ({ user: context.viewer !== null, admin: context.viewer?.isAdmin === true }),
+    unauthorizedError: (_parent, context) =>
+      context.viewer
+        ? new GraphQLError("This operation needs the tokens:admin scope", {
+            extensions: { code: "FORBIDDEN" },
+          })
+        : new GraphQLError(
+            context.authError ?? "Authentication required: send Authorization: Bearer <token>",
+            {
+              extensions: { code: "UNAUTHENTICATED" },
+            },
+          ),
+  },
+  relay: {
+    clientMutationId: "omit",
+    cursorType: "String",
+    nodeTypeOptions: { description: "An object with a global id." },
+    idFieldOptions: { description: "A global, opaque id." },
+    nodeQueryOptions: {
+      description: "One of the caller's own objects by global id; null for anyone else's.",
+    },
+    nodesQueryOptions: { description: "Several of the caller's own objects by global id." },
+    pageInfoTypeOptions: { description: "Where a page sits in a connection." },
+    hasNextPageFieldOptions: { description: "More entries follow this page." },
+    hasPreviousPageFieldOptions: { description: "More entries precede this page." },
+    startCursorFieldOptions: { description: "The cursor of the first edge." },
+    endCursorFieldOptions: { description: "The cursor of the last edge." },
+    cursorFieldOptions: { description: "An opaque position to page from." },
+    nodeFieldOptions: { description: "The entry itself." },
+    edgesFieldOptions: { description: "The entries of this page, each with its cursor." },
+    pageInfoFieldOptions: { description: "How to fetch the next or previous page." },
+    firstArgOptions: { description: "How many entries from the start (newest); at most 100, default 20." },
+    afterArgOptions: { description: "Entries after (older than) this cursor." },
+    lastArgOptions: { description: "How many entries from the end (oldest); at most 100." },
+    beforeArgOptions: { description: "Entries before (newer than) this cursor." },
+  },
+  validation: {
+    validationError: (result) =>
+      new GraphQLError(describeIssues(result.issues), { extensions: { code: "BAD_USER_INPUT" } }),
+  },
+});
+
+builder.addScalarType("DateTime", DateTimeResolver);
+builder.addScalarType("JSON", JSONResolver);
+
+builder.queryType({ description: "Reads for the authenticated caller." });
+builder.mutationType({ description: "Balance changes; every one is a committed ledger entry." });

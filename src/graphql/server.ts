@@ -1,0 +1,166 @@
+import type { Server } from "node:http";
+import { type ExecutionArgs, GraphQLError } from "graphql";
+import { useServer } from "graphql-ws/use/ws";
+import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
+import { WebSocketServer } from "ws";
+import type { VerifyToken } from "../auth/jwt.js";
+import type { Config } from "../config.js";
+import { type AppServices, type Authentication, authenticate, type GraphQLContext } from "../context.js";
+import { schema } from "./schema.js";
+
+/** What the HTTP server or the WebSocket layer hands yoga before our context factory runs. */
+export interface ServerContext {
+  readonly requestId?: string;
+  /** Set by the WebSocket layer, which authenticated the connection once at connection_init. */
+  readonly auth?: Authentication;
+}
+
+export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
+
+/** Subscriptions one WebSocket connection may hold at once. */
+export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 20;
+
+/** Close code sent when the connection's token expires: reconnect with a fresh token. */
+export const CLOSE_TOKEN_EXPIRED = 4401;
+
+export function createYogaServer(deps: { config: Config; services: AppServices; verify: VerifyToken }): Yoga {
+  const { config, services, verify } = deps;
+  return createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: "/graphql",
+    graphiql:
+      config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
+    landingPage: false,
+    maskedErrors: true,
+    batching: false,
+    logging: {
+      debug: (...args) => services.logger.debug(args.map(String).join(" ")),
+      info: (...args) => services.logger.info(args.map(String).join(" ")),
+      warn: (...args) => services.logger.warn(args.map(String).join(" ")),
+      error: (...args) =>
+        services.logger.error({ err: args.find((arg) => arg instanceof Error) }, "graphql error"),
+    },
+    plugins: [useOperationTimer(services)],
+    context: async (initial) => {
+      const request = (initial as { request?: Request }).request;
+      const auth = initial.auth ?? (await authenticate(verify, request?.headers.get("authorization")));
+      const requestId = initial.requestId ?? "ws";
+      return { ...services, ...auth, requestId, logger: services.logger.child({ requestId }) };
+    },
+  });
+}
+
+function useOperationTimer(services: AppServices): Plugin {
+  return {
+    onExecute({ args }) {
+      const started = process.hrtime.bigint();
+      return {
+        onExecuteDone() {
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          services.metrics.graphqlDuration.observe({ operation: args.operationName ?? "anonymous" }, seconds);
+        },
+      };
+    },
+  };
+}
+
+export interface GraphqlWs {
+  close(code: number, reason: string): Promise<void>;
+}
+
+interface ConnectionExtra {
+  auth?: Authentication;
+  expiryTimer?: NodeJS.Timeout;
+}
+
+/**
+ * graphql-ws on the same server and path as /graphql, run through yoga's envelop so the same
+ * plugins, context and authentication apply. The token comes once, in connectionParams.authorization.
+ */
+export function attachGraphqlWs(deps: {
+  server: Server;
+  yoga: Yoga;
+  verify: VerifyToken;
+  services: AppServices;
+}): GraphqlWs {
+  const { server, yoga, verify, services } = deps;
+  const wsServer = new WebSocketServer({ server, path: "/graphql" });
+  const extras = new WeakMap<object, ConnectionExtra>();
+
+  useServer<Record<string, unknown> | undefined>(
+    {
+      execute: (args) =>
+        (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
+      subscribe: (args) =>
+        (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      onConnect: async (ctx) => {
+        const header = ctx.connectionParams?.authorization;
+        const auth = await authenticate(verify, typeof header === "string" ? header : undefined);
+        const socket = ctx.extra.socket;
+        if (!auth.viewer) {
+          socket.close(
+            CLOSE_TOKEN_EXPIRED,
+            truncateReason(`Unauthorized: ${auth.authError ?? "send connectionParams.authorization"}`),
+          );
+          return false;
+        }
+        const extra: ConnectionExtra = { auth };
+        if (auth.viewer.expiresAt !== undefined) {
+          const ms = Math.min(auth.viewer.expiresAt * 1000 - Date.now(), 2_147_483_647);
+          extra.expiryTimer = setTimeout(
+            () => socket.close(CLOSE_TOKEN_EXPIRED, "Unauthorized: token expired"),
+            Math.max(ms, 0),
+          );
+        }
+        extras.set(ctx, extra);
+        services.metrics.wsConnections.inc();
+        return true;
+      },
+      onClose: (ctx) => {
+        const extra = extras.get(ctx);
+        if (!extra) return;
+        clearTimeout(extra.expiryTimer);
+        services.metrics.wsConnections.dec();
+      },
+      onSubscribe: async (ctx, _id, params) => {
+        if (Object.keys(ctx.subscriptions).length >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+          return [
+            new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`),
+          ];
+        }
+        const auth = extras.get(ctx)?.auth;
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ auth });
+        let document: ReturnType<typeof parse>;
+        try {
+          document = parse(params.query);
+        } catch (error) {
+          return [error instanceof GraphQLError ? error : new GraphQLError("Query could not be parsed")];
+        }
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema,
+          operationName: params.operationName,
+          document,
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+      },
+    },
+    wsServer,
+  );
+
+  return {
+    close: (code, reason) =>
+      new Promise<void>((resolve) => {
+        for (const client of wsServer.clients) client.close(code, reason);
+        wsServer.close(() => resolve());
+      }),
+  };
+}
+
+/** WebSocket close reasons are limited to 123 bytes. */
+function truncateReason(reason: string): string {
+  return Buffer.byteLength(reason) <= 123 ? reason : `${reason.slice(0, 119)}...`;
+}

@@ -1,0 +1,42 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/** Prometheus metrics for one app instance; a registry of its own so tests can build several apps. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    webhookEvents: new Counter({
+      name: "token_webhook_events_total",
+      help: "RevenueCat deliveries by event type and outcome.",
+      labelNames: ["type", "outcome"] as const,
+      registers: [registry],
+    }),
+    webhookDuration: new Histogram({
+      name: "token_webhook_duration_seconds",
+      help: "Time to process one RevenueCat delivery, including the database commit.",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    spends: new Counter({
+      name: "token_spend_total",
+      help: "Spend requests by outcome: success, insufficient, rate_limited, replay, invalid.",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    graphqlDuration: new Histogram({
+      name: "graphql_operation_duration_seconds",
+      help: "GraphQL operation execution time by operation name.",
+      labelNames: ["operation"] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    wsConnections: new Gauge({
+      name: "token_ws_connections",
+      help: "Open graphql-ws connections on this instance.",
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

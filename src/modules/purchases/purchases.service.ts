@@ -1,0 +1,359 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Logger } from "pino";
+import type { Database, Executor } from "../../db/client.js";
+import { withTransactionRetry } from "../../db/errors.js";
+import { revenuecatEventsTable, tokenBalancesTable, type WebhookOutcome } from "../../db/schema.js";
+import { BalanceLimitError, DuplicateReferenceError } from "../ledger/ledger.errors.js";
+import { findByExternalRef } from "../ledger/ledger.queries.js";
+import { appendEntry } from "../ledger/ledger.service.js";
+import {
+  CREDIT_TYPES,
+  isRefund,
+  type RevenuecatEvent,
+  resolveUserId,
+  storeTransactionRef,
+  tokensForProduct,
+} from "./revenuecat.event.js";
+
+export interface PurchasesConfig {
+  readonly productTokenMap: Readonly<Record<string, number>>;
+  readonly environments: readonly string[];
+}
+
+export interface DeliveryResult {
+  readonly outcome: WebhookOutcome;
+  readonly detail: string;
+  readonly userId: string | null;
+  readonly ledgerEntryId: number | null;
+}
+
+/** Outcomes that a later delivery, or `webhooks:reprocess`, may process again. */
+const RETRYABLE_OUTCOMES: readonly WebhookOutcome[] = ["failed"];
+const REPROCESSABLE_OUTCOMES: readonly WebhookOutcome[] = ["failed", "unmapped"];
+
+const INFORMATIONAL_TYPES = new Set([
+  "CANCELLATION",
+  "UNCANCELLATION",
+  "EXPIRATION",
+  "BILLING_ISSUE",
+  "PRODUCT_CHANGE",
+  "SUBSCRIPTION_PAUSED",
+  "SUBSCRIPTION_EXTENDED",
+  "TEMPORARY_ENTITLEMENT_GRANT",
+  "TRANSFER",
+  "EXPERIMENT_ENROLLMENT",
+  "INVOICE_ISSUANCE",
+  "VIRTUAL_CURRENCY_TRANSACTION",
+  "SUBSCRIBER_ALIAS",
+]);
+
+function result(
+  outcome: WebhookOutcome,
+  detail: string,
+  userId: string | null = null,
+  ledgerEntryId: number | null = null,
+): DeliveryResult {
+  return { outcome, detail, userId, ledgerEntryId };
+}
+
+export interface PurchasesService {
+  /** Records and applies one delivery; resolves only after everything it wrote has committed. */
+  handleDelivery(rawBody: string, event: RevenuecatEvent): Promise<DeliveryResult>;
+  /** Applies a recorded unmapped or failed event again, with today's product map. */
+  reprocess(eventId: string): Promise<DeliveryResult | null>;
+  /** Event ids that `reprocess` would pick up. */
+  reprocessable(): Promise<string[]>;
+}
+
+export function createPurchasesService(deps: {
+  db: Database;
+  logger: Logger;
+  config: PurchasesConfig;
+}): PurchasesService {
+  const { db, logger, config } = deps;
+
+  /**
+   * Claims the event row. Concurrent deliveries of one id queue on its primary key; only the first,
+   * or a redelivery of one that failed, goes on to process it.
+   */
+  async function claim(
+    tx: Executor,
+    rawBody: string,
+    event: RevenuecatEvent,
+  ): Promise<DeliveryResult | null> {
+    const [row] = await tx
+      .insert(revenuecatEventsTable)
+      .values({
+        eventId: event.id,
+        type: event.type,
+        appUserId: event.app_user_id ?? null,
+        environment: event.environment ?? null,
+        store: event.store ?? null,
+        productId: event.product_id ?? null,
+        transactionId: event.transaction_id ?? null,
+        rawBody,
+        outcome: "processing",
+      })
+      .onConflictDoUpdate({
+        target: revenuecatEventsTable.eventId,
+        set: { deliveries: sql`${revenuecatEventsTable.deliveries} + 1` },
+      })
+      .returning({
+        outcome: revenuecatEventsTable.outcome,
+        inserted: sql<boolean>`(xmax = 0)`,
+        userId: revenuecatEventsTable.userId,
+        ledgerEntryId: revenuecatEventsTable.ledgerEntryId,
+      });
+    if (!row || row.inserted || RETRYABLE_OUTCOMES.includes(row.outcome)) return null;
+    return result("duplicate", `already processed: ${row.outcome}`, row.userId, row.ledgerEntryId);
+  }
+
+  async function process(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+    const environment = (event.environment ?? "PRODUCTION").toUpperCase();
+    if (event.type === "TEST") return result("ignored", "test event from the RevenueCat dashboard");
+    if (!config.environments.includes(environment)) {
+      return result("ignored", `environment ${environment} is not accepted`);
+    }
+    if (CREDIT_TYPES.has(event.type)) return credit(tx, event);
+    if (isRefund(event)) return refund(tx, event);
+    if (event.type === "REFUND_REVERSED") return reverseRefund(tx, event);
+    if (INFORMATIONAL_TYPES.has(event.type)) return result("ignored", `${event.type} moves no tokens`);
+    return result("ignored", `unknown event type ${event.type}`);
+  }
+
+  async function credit(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+    const userId = resolveUserId(event);
+    if (!userId) return result("ignored", "no app user id in the event");
+    const tokens = tokensForProduct(config.productTokenMap, event.product_id);
+    if (tokens === null)
+      return result(
+        "unmapped",
+        `product ${event.product_id ?? "(none)"} is not in PRODUCT_TOKEN_MAP`,
+        userId,
+      );
+    const ref = storeTransactionRef(event) ?? `event:${event.id}`;
+    const existing = await findByExternalRef(tx, "PURCHASE", ref);
+    if (existing)
+      return result("duplicate", `transaction ${ref} already credited`, existing.userId, existing.id);
+    if (await refundArrivedFirst(tx, event)) {
+      return result("ignored", `transaction ${ref} was refunded before its purchase arrived`, userId);
+    }
+    const entry = await appendEntry(tx, {
+      userId,
+      amount: tokens,
+      kind: "PURCHASE",
+      description: `${event.type} ${event.product_id}`,
+      metadata: purchaseMetadata(event),
+      externalRef: ref,
+    });
+    if (!entry) throw new Error("credit wrote no entry");
+    return result("credited", `${tokens} tokens for ${event.product_id}`, userId, entry.id);
+  }
+
+  /** RevenueCat does not guarantee order: a refund can overtake the purchase it refunds. */
+  async function refundArrivedFirst(tx: Executor, event: RevenuecatEvent): Promise<boolean> {
+    if (!event.transaction_id) return false;
+    const rows = await tx
+      .select({ eventId: revenuecatEventsTable.eventId })
+      .from(revenuecatEventsTable)
+      .where(
+        and(
+          eq(revenuecatEventsTable.transactionId, event.transaction_id),
+          eq(revenuecatEventsTable.type, "CANCELLATION"),
+          eq(revenuecatEventsTable.outcome, "unmatched"),
+          event.store ? eq(revenuecatEventsTable.store, event.store) : sql`true`,
+        ),
+      )
+      .limit(1);
+    return rows.length > 0;
+  }
+
+  async function refund(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+    const ref = storeTransactionRef(event);
+    const purchase = ref ? await findByExternalRef(tx, "PURCHASE", ref) : null;
+    if (!ref || !purchase)
+      return result("unmatched", `no credited purchase for transaction ${ref ?? "(none)"}`);
+    const earlier = await findByExternalRef(tx, "REFUND", ref);
+    if (earlier)
+      return result("duplicate", `transaction ${ref} already refunded`, earlier.userId, earlier.id);
+    // Lock the balance so that what we take is what is there; the balance never goes negative.
+    const [row] = await tx
+      .select({ balance: tokenBalancesTable.balance })
+      .from(tokenBalancesTable)
+      .where(eq(tokenBalancesTable.userId, purchase.userId))
+      .for("update");
+    const recovered = Math.min(row?.balance ?? 0, purchase.amount);
+    const shortfall = purchase.amount - recovered;
+    const entry = await appendEntry(tx, {
+      userId: purchase.userId,
+      amount: -recovered,
+      kind: "REFUND",
+      description: `Refund of ${purchase.description ?? ref}`,
+      metadata: {
+        ...purchaseMetadata(event),
+        refundedTokens: purchase.amount,
+        recovered,
+        shortfall,
+        purchaseEntryId: purchase.id,
+      },
+      externalRef: ref,
+    });
+    if (!entry) throw new Error("refund wrote no entry");
+    if (shortfall > 0) {
+      logger.warn(
+        { userId: purchase.userId, refundedTokens: purchase.amount, recovered, shortfall, eventId: event.id },
+        "refund could not recover every token: they were already spent",
+      );
+    }
+    return result(
+      "refunded",
+      `took back ${recovered} of ${purchase.amount} tokens`,
+      purchase.userId,
+      entry.id,
+    );
+  }
+
+  async function reverseRefund(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+    const ref = storeTransactionRef(event);
+    const refundEntry = ref ? await findByExternalRef(tx, "REFUND", ref) : null;
+    if (!ref || !refundEntry) return result("unmatched", `no refund for transaction ${ref ?? "(none)"}`);
+    const earlier = await findByExternalRef(tx, "REFUND_REVERSAL", ref);
+    if (earlier) return result("duplicate", `refund of ${ref} already reversed`, earlier.userId, earlier.id);
+    const entry = await appendEntry(tx, {
+      userId: refundEntry.userId,
+      amount: -refundEntry.amount,
+      kind: "REFUND_REVERSAL",
+      description: `Refund reversed for ${ref}`,
+      metadata: { ...purchaseMetadata(event), refundEntryId: refundEntry.id },
+      externalRef: ref,
+    });
+    if (!entry) throw new Error("refund reversal wrote no entry");
+    return result("refund_reversed", `gave back ${-refundEntry.amount} tokens`, refundEntry.userId, entry.id);
+  }
+
+  async function finish(tx: Executor, eventId: string, outcome: DeliveryResult): Promise<void> {
+    await tx
+      .update(revenuecatEventsTable)
+      .set({
+        outcome: outcome.outcome,
+        detail: outcome.detail,
+        userId: outcome.userId,
+        ledgerEntryId: outcome.ledgerEntryId,
+        processedAt: new Date(),
+      })
+      .where(eq(revenuecatEventsTable.eventId, eventId));
+  }
+
+  /** Runs one attempt; a concurrent twin's unique-reference win makes us retry and see a duplicate. */
+  async function attempt(work: () => Promise<DeliveryResult>): Promise<DeliveryResult> {
+    for (let tries = 1; ; tries += 1) {
+      try {
+        return await withTransactionRetry(work);
+      } catch (error) {
+        if (!(error instanceof DuplicateReferenceError) || tries >= 3) throw error;
+      }
+    }
+  }
+
+  async function recordFailure(rawBody: string, event: RevenuecatEvent, reason: string): Promise<void> {
+    await db
+      .insert(revenuecatEventsTable)
+      .values({ eventId: event.id, type: event.type, rawBody, outcome: "failed", detail: reason })
+      .onConflictDoUpdate({
+        target: revenuecatEventsTable.eventId,
+        set: { outcome: "failed", detail: reason, processedAt: new Date() },
+        setWhere: inArray(revenuecatEventsTable.outcome, ["processing", "failed", "unmapped"]),
+      });
+  }
+
+  async function handleDelivery(rawBody: string, event: RevenuecatEvent): Promise<DeliveryResult> {
+    try {
+      const outcome = await attempt(() =>
+        db.transaction(async (tx) => {
+          const duplicate = await claim(tx, rawBody, event);
+          if (duplicate) return duplicate;
+          const processed = await process(tx, event);
+          await finish(tx, event.id, processed);
+          return processed;
+        }),
+      );
+      logOutcome(event, outcome);
+      return outcome;
+    } catch (error) {
+      // A balance at its ceiling will not change by retrying: record it for an operator and answer 200.
+      if (error instanceof BalanceLimitError) {
+        const outcome = result("failed", "the balance would exceed its limit", resolveUserId(event));
+        await recordFailure(rawBody, event, outcome.detail);
+        logger.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
+        return outcome;
+      }
+      await recordFailure(rawBody, event, "processing failed; RevenueCat will retry").catch(() => undefined);
+      throw error;
+    }
+  }
+
+  function logOutcome(event: RevenuecatEvent, outcome: DeliveryResult): void {
+    const fields = { eventId: event.id, type: event.type, outcome: outcome.outcome, userId: outcome.userId };
+    if (outcome.outcome === "credited") {
+      const tokens = tokensForProduct(config.productTokenMap, event.product_id);
+      logger.info(
+        { ...fields, tokens },
+        `Successfully processed token purchase: ${tokens} tokens for user ${outcome.userId}`,
+      );
+    } else {
+      logger.info({ ...fields, detail: outcome.detail }, "RevenueCat event recorded");
+    }
+  }
+
+  return {
+    handleDelivery,
+    async reprocess(eventId) {
+      const [row] = await db
+        .select({ rawBody: revenuecatEventsTable.rawBody, outcome: revenuecatEventsTable.outcome })
+        .from(revenuecatEventsTable)
+        .where(eq(revenuecatEventsTable.eventId, eventId));
+      if (!row || !REPROCESSABLE_OUTCOMES.includes(row.outcome)) return null;
+      const body = JSON.parse(row.rawBody) as { event: RevenuecatEvent };
+      const outcome = await attempt(() =>
+        db.transaction(async (tx) => {
+          // Claim it again under a row lock, so two reprocess runs cannot both apply it.
+          const [claimed] = await tx
+            .update(revenuecatEventsTable)
+            .set({ outcome: "processing" })
+            .where(
+              and(
+                eq(revenuecatEventsTable.eventId, eventId),
+                inArray(revenuecatEventsTable.outcome, [...REPROCESSABLE_OUTCOMES]),
+              ),
+            )
+            .returning({ eventId: revenuecatEventsTable.eventId });
+          if (!claimed) return result("duplicate", "already reprocessed");
+          const processed = await process(tx, body.event);
+          await finish(tx, eventId, processed);
+          return processed;
+        }),
+      );
+      logOutcome(body.event, outcome);
+      return outcome;
+    },
+    async reprocessable() {
+      const rows = await db
+        .select({ eventId: revenuecatEventsTable.eventId })
+        .from(revenuecatEventsTable)
+        .where(inArray(revenuecatEventsTable.outcome, [...REPROCESSABLE_OUTCOMES]))
+        .orderBy(revenuecatEventsTable.receivedAt);
+      return rows.map((row) => row.eventId);
+    },
+  };
+}
+
+function purchaseMetadata(event: RevenuecatEvent): Record<string, unknown> {
+  return {
+    eventId: event.id,
+    eventType: event.type,
+    productId: event.product_id ?? null,
+    store: event.store ?? null,
+    transactionId: event.transaction_id ?? null,
+    environment: event.environment ?? null,
+  };
+}

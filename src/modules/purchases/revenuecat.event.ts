@@ -1,0 +1,86 @@
+import { z } from "zod";
+
+/**
+ * The fields of a RevenueCat delivery that we act on. RevenueCat adds fields and event types without
+ * notice, so every other key is kept as is and unknown types are accepted; fields the docs call
+ * guaranteed are still optional here because real samples lack them (TEMPORARY_ENTITLEMENT_GRANT).
+ */
+const nullableString = z.string().nullish();
+
+export const revenuecatEventSchema = z.looseObject({
+  id: z.string({ error: "event.id is required" }).min(1, "event.id is required").max(255),
+  type: z.string({ error: "event.type is required" }).min(1, "event.type is required").max(100),
+  app_user_id: nullableString,
+  original_app_user_id: nullableString,
+  aliases: z.array(z.string()).nullish(),
+  product_id: nullableString,
+  transaction_id: nullableString,
+  original_transaction_id: nullableString,
+  environment: nullableString,
+  store: nullableString,
+  cancel_reason: nullableString,
+  price: z.number().nullish(),
+  currency: nullableString,
+  period_type: nullableString,
+  purchased_at_ms: z.number().nullish(),
+  event_timestamp_ms: z.number().nullish(),
+});
+
+export const revenuecatDeliverySchema = z.looseObject({
+  api_version: z.string().nullish(),
+  event: revenuecatEventSchema,
+});
+
+export type RevenuecatEvent = z.infer<typeof revenuecatEventSchema>;
+
+/** Purchase events that credit the product's tokens. Token packs arrive as NON_RENEWING_PURCHASE. */
+export const CREDIT_TYPES: ReadonlySet<string> = new Set([
+  "INITIAL_PURCHASE",
+  "RENEWAL",
+  "NON_RENEWING_PURCHASE",
+]);
+
+const ANONYMOUS_PREFIX = "$RCAnonymousID:";
+
+export function isAnonymous(userId: string): boolean {
+  return userId.startsWith(ANONYMOUS_PREFIX);
+}
+
+/**
+ * Whose tokens an event concerns: the app_user_id, unless it is anonymous, in which case the first
+ * non-anonymous id among `aliases` and then `original_app_user_id`; failing that, the anonymous id.
+ */
+export function resolveUserId(event: RevenuecatEvent): string | null {
+  const primary = event.app_user_id ?? null;
+  if (primary && !isAnonymous(primary)) return primary;
+  const known = [...(event.aliases ?? []), event.original_app_user_id].find(
+    (candidate): candidate is string =>
+      typeof candidate === "string" && candidate !== "" && !isAnonymous(candidate),
+  );
+  return known ?? primary ?? event.original_app_user_id ?? null;
+}
+
+/** A refund is a CANCELLATION by customer support, or any CANCELLATION with a negative price. */
+export function isRefund(event: RevenuecatEvent): boolean {
+  return (
+    event.type === "CANCELLATION" &&
+    (event.cancel_reason === "CUSTOMER_SUPPORT" || (typeof event.price === "number" && event.price < 0))
+  );
+}
+
+/** How a product maps to tokens. Play ids look like `<subscription>:<base plan>`; the subscription id also matches. */
+export function tokensForProduct(
+  map: Readonly<Record<string, number>>,
+  productId: string | null | undefined,
+): number | null {
+  if (!productId) return null;
+  const exact = map[productId];
+  if (exact !== undefined) return exact;
+  const base = productId.split(":")[0];
+  return base !== undefined && base !== productId ? (map[base] ?? null) : null;
+}
+
+/** The ledger's reference for a store transaction: store ids are unique only within their store. */
+export function storeTransactionRef(event: RevenuecatEvent): string | null {
+  return event.transaction_id ? `${event.store ?? "UNKNOWN"}:${event.transaction_id}` : null;
+}
