@@ -74,7 +74,10 @@ export async function appendEntry(executor: Executor, draft: EntryDraft): Promis
       : sql`INSERT INTO token_balances AS b (user_id, balance, version, updated_at)
             VALUES (${draft.userId}, ${draft.amount}, 1, now())
             ON CONFLICT (user_id) DO UPDATE
-              SET balance = b.balance + EXCLUDED.balance, version = b.version + 1, updated_at = now()
+              -- Summed as bigint and clamped just past the cap, so an overflow is the CHECK
+              -- constraint's refusal rather than an integer-out-of-range error.
+              SET balance = LEAST(b.balance::bigint + EXCLUDED.balance, ${MAX_BALANCE + 1})::integer,
+                  version = b.version + 1, updated_at = now()
         RETURNING balance, version, updated_at`;
   const metadata = draft.metadata ? JSON.stringify(draft.metadata) : null;
   try {
@@ -107,6 +110,11 @@ export async function appendEntry(executor: Executor, draft: EntryDraft): Promis
     }
     throw error;
   }
+}
+
+function isKeyConflict(error: unknown): boolean {
+  const pg = pgErrorOf(error);
+  return pg?.code === UNIQUE_VIOLATION && pg.constraint === "token_transactions_user_idempotency_key";
 }
 
 function toEntry(row: EntryRow): LedgerEntry {
@@ -149,26 +157,25 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
     try {
       entry = await withTransactionRetry(() => appendEntry(db, draft));
     } catch (error) {
-      const pg = pgErrorOf(error);
-      if (
-        !key ||
-        pg?.code !== UNIQUE_VIOLATION ||
-        pg.constraint !== "token_transactions_user_idempotency_key"
-      ) {
-        throw error;
-      }
-      entry = null;
+      // A replay fails like a new request would (the key's unique index, or a balance limit the
+      // original already used up); either way the earlier entry, if any, is the answer.
+      if (!key || !(isKeyConflict(error) || error instanceof BalanceLimitError)) throw error;
+      const replay = await replayOf(draft, key);
+      if (replay) return replay;
+      throw error;
     }
     if (entry) return { entry, replayed: false };
-    if (key) {
-      const earlier = await findByIdempotencyKey(db, draft.userId, key);
-      if (earlier) {
-        if (earlier.requestHash !== draft.requestHash) throw new IdempotencyConflictError(key);
-        return { entry: earlier.entry, replayed: true };
-      }
-    }
+    const replay = key ? await replayOf(draft, key) : null;
+    if (replay) return replay;
     const { balance } = await getBalance(db, draft.userId);
     throw new InsufficientTokensError(required, balance);
+  }
+
+  async function replayOf(draft: EntryDraft, key: string): Promise<WriteResult | null> {
+    const earlier = await findByIdempotencyKey(db, draft.userId, key);
+    if (!earlier) return null;
+    if (earlier.requestHash !== draft.requestHash) throw new IdempotencyConflictError(key);
+    return { entry: earlier.entry, replayed: true };
   }
 
   return {

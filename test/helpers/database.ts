@@ -1,0 +1,42 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
+import { migrate } from "../../src/db/migrate.js";
+
+/**
+ * Tests run on PGlite by default and on a real PostgreSQL server when TEST_DATABASE_URL names one
+ * (an admin URL: each test file creates a database of its own there and drops it afterwards).
+ */
+export const serverUrl = process.env.TEST_DATABASE_URL;
+export const driverName = serverUrl ? "postgres" : "pglite";
+
+export interface TestDatabase {
+  readonly handle: DatabaseHandle;
+  /** The URL of this file's own database (postgres only), for a second process to share it. */
+  readonly url: string | undefined;
+  close(): Promise<void>;
+}
+
+export async function openTestDatabase(): Promise<TestDatabase> {
+  if (!serverUrl) {
+    const handle = await openDatabase({});
+    await migrate(handle);
+    return { handle, url: undefined, close: () => handle.close() };
+  }
+  const name = `tl_test_${randomBytes(6).toString("hex")}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const handle = await openDatabase({ url: url.toString(), poolSize: 40 });
+  await migrate(handle);
+  return {
+    handle,
+    url: url.toString(),
+    async close() {
+      await handle.close();
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}

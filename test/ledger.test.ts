@@ -1,0 +1,196 @@
+import { sql } from "drizzle-orm";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queryRows } from "../src/db/client.js";
+import { IdempotencyConflictError, InsufficientTokensError } from "../src/modules/ledger/ledger.errors.js";
+import { getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
+import {
+  appendEntry,
+  createLedgerService,
+  type LedgerService,
+} from "../src/modules/ledger/ledger.service.js";
+import { newUserId } from "./helpers/app.js";
+import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
+
+let database: TestDatabase;
+let ledger: LedgerService;
+
+beforeAll(async () => {
+  database = await openTestDatabase();
+  ledger = createLedgerService({ db: database.handle.db, logger: pino({ level: "silent" }) });
+});
+afterAll(() => database.close());
+
+async function funded(amount: number): Promise<string> {
+  const userId = newUserId();
+  await ledger.grant({ userId, amount, reason: "test funding", grantedBy: "test" });
+  return userId;
+}
+
+describe(`ledger service on ${driverName}`, () => {
+  it("spends, appends a signed entry with balance_after, and bumps the version by one", async () => {
+    const userId = await funded(100);
+    const { entry, replayed } = await ledger.spend(userId, { amount: 30, description: "a hat" });
+    expect(replayed).toBe(false);
+    expect(entry).toMatchObject({ userId, amount: -30, balanceAfter: 70, kind: "SPEND", balanceVersion: 2 });
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 70, version: 2 });
+  });
+
+  it("refuses to overdraw and writes nothing", async () => {
+    const userId = await funded(5);
+    await expect(ledger.spend(userId, { amount: 6, description: "too much" })).rejects.toEqual(
+      new InsufficientTokensError(6, 5),
+    );
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 5, version: 1 });
+    expect(await listEntries(database.handle.db, userId, { limit: 10 })).toHaveLength(1);
+  });
+
+  it("treats a user without a balance row as having 0", async () => {
+    const userId = newUserId();
+    await expect(ledger.spend(userId, { amount: 1, description: "x" })).rejects.toBeInstanceOf(
+      InsufficientTokensError,
+    );
+    expect(await getBalance(database.handle.db, userId)).toEqual({
+      userId,
+      balance: 0,
+      version: 0,
+      lastUpdated: null,
+    });
+  });
+
+  it("200 concurrent spends of 1 against 50 give exactly 50 successes and a balance of 0", async () => {
+    const userId = await funded(50);
+    const results = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => ledger.spend(userId, { amount: 1, description: `race ${i}` })),
+    );
+    const ok = results.filter((r) => r.status === "fulfilled");
+    const refused = results.filter((r) => r.status === "rejected");
+    expect(ok).toHaveLength(50);
+    expect(refused.every((r) => r.reason instanceof InsufficientTokensError)).toBe(true);
+    const balance = await getBalance(database.handle.db, userId);
+    expect(balance).toMatchObject({ balance: 0, version: 51 });
+    const entries = await listEntries(database.handle.db, userId, { limit: 500 });
+    expect(entries).toHaveLength(51);
+    // Versions are a gapless sequence and every balance_after is consistent with the amounts.
+    const ordered = [...entries].reverse();
+    let running = 0;
+    ordered.forEach((entry, index) => {
+      running += entry.amount;
+      expect(entry.balanceVersion).toBe(index + 1);
+      expect(entry.balanceAfter).toBe(running);
+    });
+  });
+
+  it("replays an idempotency key: same entry, nothing written twice", async () => {
+    const userId = await funded(100);
+    const input = { amount: 10, description: "sword", metadata: { sku: "s1" }, idempotencyKey: "order-1" };
+    const first = await ledger.spend(userId, input);
+    const again = await ledger.spend(userId, { ...input, metadata: { sku: "s1" } });
+    expect(again.replayed).toBe(true);
+    expect(again.entry).toEqual(first.entry);
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 90, version: 2 });
+  });
+
+  it("replays even when the balance no longer covers the amount", async () => {
+    const userId = await funded(10);
+    const input = { amount: 10, description: "all of it", idempotencyKey: "drain" };
+    const first = await ledger.spend(userId, input);
+    const again = await ledger.spend(userId, input);
+    expect(again).toEqual({ entry: first.entry, replayed: true });
+  });
+
+  it("refuses an idempotency key reused with different input and changes nothing", async () => {
+    const userId = await funded(100);
+    await ledger.spend(userId, { amount: 10, description: "a", idempotencyKey: "k" });
+    await expect(
+      ledger.spend(userId, { amount: 11, description: "a", idempotencyKey: "k" }),
+    ).rejects.toBeInstanceOf(IdempotencyConflictError);
+    await expect(
+      ledger.spend(userId, { amount: 10, description: "b", idempotencyKey: "k" }),
+    ).rejects.toBeInstanceOf(IdempotencyConflictError);
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 90, version: 2 });
+  });
+
+  it("keys are per user: two users may use the same key", async () => {
+    const a = await funded(10);
+    const b = await funded(10);
+    await ledger.spend(a, { amount: 1, description: "x", idempotencyKey: "same" });
+    const other = await ledger.spend(b, { amount: 1, description: "x", idempotencyKey: "same" });
+    expect(other.replayed).toBe(false);
+  });
+
+  it("20 concurrent retries of one keyed spend write exactly one entry", async () => {
+    const userId = await funded(100);
+    const input = { amount: 7, description: "retry storm", idempotencyKey: "storm" };
+    const results = await Promise.all(Array.from({ length: 20 }, () => ledger.spend(userId, input)));
+    expect(new Set(results.map((r) => r.entry.id)).size).toBe(1);
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 93, version: 2 });
+  });
+
+  it("refuses a credit past 2,000,000,000 and writes nothing", async () => {
+    const userId = await funded(2_000_000_000);
+    await expect(
+      ledger.grant({ userId, amount: 1, reason: "one more", grantedBy: "test" }),
+    ).rejects.toMatchObject({ name: "BalanceLimitError" });
+    // A sum past the 32-bit range is the same clear refusal, not an integer overflow.
+    await expect(
+      ledger.grant({ userId, amount: 2_000_000_000, reason: "overflow", grantedBy: "test" }),
+    ).rejects.toMatchObject({ name: "BalanceLimitError" });
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({
+      balance: 2_000_000_000,
+      version: 1,
+    });
+  });
+
+  it.each([
+    ["zero amount", { amount: 0, description: "x" }],
+    ["negative amount", { amount: -5, description: "x" }],
+    ["fractional amount", { amount: 1.5, description: "x" }],
+    ["amount over the cap", { amount: 2_000_000_001, description: "x" }],
+    ["empty description", { amount: 1, description: "  " }],
+    ["long description", { amount: 1, description: "x".repeat(501) }],
+    ["array metadata", { amount: 1, description: "x", metadata: [1, 2] }],
+    ["oversized metadata", { amount: 1, description: "x", metadata: { blob: "x".repeat(5000) } }],
+    ["empty idempotency key", { amount: 1, description: "x", idempotencyKey: "" }],
+    ["long idempotency key", { amount: 1, description: "x", idempotencyKey: "k".repeat(256) }],
+  ])("refuses %s and leaves the balance unchanged", async (_name, input) => {
+    const userId = await funded(10);
+    await expect(ledger.spend(userId, input as never)).rejects.toMatchObject({ name: "ZodError" });
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 10, version: 1 });
+  });
+
+  it("the database itself refuses UPDATE, DELETE and TRUNCATE of ledger entries", async () => {
+    const userId = await funded(10);
+    const db = database.handle.db;
+    await expect(
+      db.execute(sql`UPDATE token_transactions SET amount = 999 WHERE user_id = ${userId}`),
+    ).rejects.toThrow();
+    await expect(db.execute(sql`DELETE FROM token_transactions WHERE user_id = ${userId}`)).rejects.toThrow();
+    await expect(db.execute(sql`TRUNCATE token_transactions`)).rejects.toThrow();
+    const rows = await queryRows<{ amount: number }>(
+      db,
+      sql`SELECT amount FROM token_transactions WHERE user_id = ${userId}`,
+    );
+    expect(rows).toEqual([{ amount: 10 }]);
+  });
+
+  it("the database refuses a negative balance even from raw SQL", async () => {
+    const userId = await funded(3);
+    await expect(
+      database.handle.db.execute(sql`UPDATE token_balances SET balance = -1 WHERE user_id = ${userId}`),
+    ).rejects.toThrow();
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 3 });
+  });
+
+  it("a statement that fails inside a transaction leaves no entry and no balance change", async () => {
+    const userId = await funded(10);
+    await expect(
+      database.handle.db.transaction(async (tx) => {
+        await appendEntry(tx, { userId, amount: -4, kind: "SPEND", description: "rolled back" });
+        throw new Error("abort");
+      }),
+    ).rejects.toThrow("abort");
+    expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 10, version: 1 });
+  });
+});
