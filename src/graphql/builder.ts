@@ -22,6 +22,9 @@ export const builder = new SchemaBuilder<{
   plugins: [ScopeAuthPlugin, RelayPlugin, ValidationPlugin],
   defaultFieldNullability: false,
   scopeAuth: {
+    // Check auth when a subscription starts, not only when each event resolves: otherwise a
+    // subscriber without a token would reach the subscribe function.
+    authorizeOnSubscribe: true,
     authScopes: (context) => ({ user: context.viewer !== null, admin: context.viewer?.isAdmin === true }),
     unauthorizedError: (_parent, context) =>
       context.viewer

@@ -123,7 +123,8 @@ export function attachGraphqlWs(deps: {
         services.metrics.wsConnections.dec();
       },
       onSubscribe: async (ctx, _id, params) => {
-        if (Object.keys(ctx.subscriptions).length >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+        // graphql-ws has already reserved this subscription's id when onSubscribe runs.
+        if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_CONNECTION) {
           return [
             new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`),
           ];
