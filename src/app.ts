@@ -1,20 +1,30 @@
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { sql } from "drizzle-orm";
+import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { createTokenVerifier, type Viewer } from "./auth/jwt.js";
 import type { Config } from "./config.js";
 import { type AppServices, authenticate } from "./context.js";
 import type { DatabaseHandle } from "./db/client.js";
+import { isMigrated } from "./db/migrate.js";
 import { attachGraphqlWs, createYogaServer, type GraphqlWs } from "./graphql/server.js";
-import { HttpError, sendError, sendJson } from "./http.js";
+import {
+  clientAddress,
+  HttpError,
+  isDatabaseUnavailable,
+  MAX_BODY_BYTES,
+  sendError,
+  sendJson,
+} from "./http.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { getBalanceRoute, historyRoute, spendRoute } from "./modules/ledger/ledger.rest.js";
 import { createLedgerService } from "./modules/ledger/ledger.service.js";
+import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService, type PurchasesService } from "./modules/purchases/purchases.service.js";
 import { revenuecatWebhookRoute } from "./modules/purchases/revenuecat.route.js";
+import { requestContext } from "./request-context.js";
 
 export interface AppDeps {
   readonly config: Config;
@@ -35,18 +45,26 @@ export interface App {
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, viewer: Viewer) => Promise<void>;
 
-/** Builds the whole HTTP surface. Nothing listens and nothing is opened until start(). */
+const WEBHOOK_PATH = "/api/v1/tokens/webhook/revenuecat";
+
+/** Builds the whole HTTP surface. Nothing listens until start(); nothing is opened but a Redis client. */
 export function buildApp(deps: AppDeps): App {
   const { config, database, logger } = deps;
-  const verify = createTokenVerifier(config.jwt);
-  const metrics = createMetrics();
-  const ledger = createLedgerService({ db: database.db, logger });
-  const hub = new BalanceHub(database, logger);
-  const services: AppServices = { db: database.db, ledger, hub, logger, metrics };
-  const purchases = createPurchasesService({ db: database.db, logger, config: config.revenuecat });
-  const yoga = createYogaServer({ config, services, verify });
   const webhookSecret = config.revenuecat.webhookSecret;
   if (!webhookSecret) throw new Error("REVENUECAT_WEBHOOK_SECRET is not configured");
+  const verify = createTokenVerifier(config.jwt);
+  const metrics = createMetrics();
+  const redis = config.rateLimits.redisUrl
+    ? new Redis(config.rateLimits.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+    : undefined;
+  redis?.on("error", (error: Error) => logger.warn({ err: error.message }, "redis unavailable"));
+  const limits = createRateLimits({ db: database.db, redis, config: config.rateLimits });
+  const ledger = createLedgerService({ db: database.db, logger });
+  const hub = new BalanceHub(database, logger);
+  const services: AppServices = { db: database.db, ledger, hub, logger, metrics, limits };
+  const purchases = createPurchasesService({ db: database.db, logger, config: config.revenuecat });
+  const yoga = createYogaServer({ config, services, verify });
+  const webhookAuth = { secret: webhookSecret, hmacSecret: config.revenuecat.hmacSecret };
 
   const tokenRoutes: Record<string, Handler> = {
     "GET /api/v1/tokens/balance": (_req, res, _url, viewer) => getBalanceRoute(services, viewer, res),
@@ -54,33 +72,37 @@ export function buildApp(deps: AppDeps): App {
     "GET /api/v1/tokens/history": (_req, res, url, viewer) => historyRoute(services, viewer, url, res),
   };
 
-  async function route(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  /** Counts a failed authentication; past the limit the address gets 429 instead of 401. */
+  async function authFailure(address: string, error: HttpError): Promise<never> {
+    const check = await limits.authFailed(address);
+    if (!check.allowed)
+      throw new HttpError(429, "Too many failed authentications; try again later", "RATE_LIMITED");
+    throw error;
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, address: string): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
-    if (path === "/graphql") {
-      await yoga(req, res, { requestId });
-      return;
-    }
     if (path === "/health") return sendJson(res, 200, { status: "ok" });
     if (path === "/ready") return readiness(res);
-    if (path === "/metrics") {
-      res.writeHead(200, { "content-type": metrics.registry.contentType });
-      res.end(await metrics.registry.metrics());
+    if (path === "/metrics") return metricsRoute(req, res);
+
+    const blocked = limits.authBlocked(address);
+    if (!blocked.allowed) {
+      res.setHeader("retry-after", String(blocked.retryAfterSeconds));
+      throw new HttpError(429, "Too many failed authentications; try again later", "RATE_LIMITED");
+    }
+    if (path === "/graphql") {
+      guardGraphqlBody(req);
+      await yoga.handle(req, res, { clientAddress: address });
       return;
     }
-    if (path === "/api/v1/tokens/webhook/revenuecat") {
+    if (path === WEBHOOK_PATH) {
       if (req.method !== "POST") throw new HttpError(405, "Use POST", "METHOD_NOT_ALLOWED");
       const stopTimer = metrics.webhookDuration.startTimer();
       try {
-        await revenuecatWebhookRoute(
-          {
-            purchases,
-            auth: { secret: webhookSecret as string, hmacSecret: config.revenuecat.hmacSecret },
-            metrics,
-          },
-          req,
-          res,
-        );
+        const onAuthFailure = (error: HttpError) => authFailure(address, error);
+        await revenuecatWebhookRoute({ purchases, auth: webhookAuth, metrics, onAuthFailure }, req, res);
       } finally {
         stopTimer();
       }
@@ -91,21 +113,62 @@ export function buildApp(deps: AppDeps): App {
     const { viewer, authError } = await authenticate(verify, req.headers.authorization);
     if (!viewer) {
       res.setHeader("www-authenticate", 'Bearer realm="token-ledger"');
-      throw new HttpError(
+      const error = new HttpError(
         401,
         authError ?? "Authentication required: send Authorization: Bearer <token>",
         "UNAUTHENTICATED",
       );
+      if (authError) await authFailure(address, error);
+      throw error;
     }
     await handler(req, res, url, viewer);
   }
 
+  /** yoga reads the body itself, so its size is judged by Content-Length before yoga sees it. */
+  function guardGraphqlBody(req: IncomingMessage): void {
+    if (req.method !== "POST") return;
+    const length = req.headers["content-length"];
+    if (length === undefined)
+      throw new HttpError(411, "POST /graphql needs a Content-Length", "LENGTH_REQUIRED");
+    if (Number(length) > MAX_BODY_BYTES) {
+      throw new HttpError(413, `Request body exceeds ${MAX_BODY_BYTES} bytes`, "PAYLOAD_TOO_LARGE");
+    }
+  }
+
   async function readiness(res: ServerResponse): Promise<void> {
-    try {
-      await database.db.execute(sql`SELECT 1 FROM token_transactions LIMIT 1`);
-      sendJson(res, 200, { status: "ready" });
-    } catch {
-      sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
+    if (await isMigrated(database).catch(() => false)) return sendJson(res, 200, { status: "ready" });
+    sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
+  }
+
+  async function metricsRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (config.metricsToken) {
+      const given = Buffer.from(req.headers.authorization ?? "");
+      const expected = Buffer.from(`Bearer ${config.metricsToken}`);
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        throw new HttpError(401, "Metrics need Authorization: Bearer <METRICS_TOKEN>", "UNAUTHENTICATED");
+      }
+    }
+    metrics.subscribers.set(hub.subscriberCount);
+    res.writeHead(200, { "content-type": metrics.registry.contentType });
+    res.end(await metrics.registry.metrics());
+  }
+
+  function fail(res: ServerResponse, error: unknown, requestId: string, path: string | undefined): void {
+    if (res.headersSent) {
+      res.destroy();
+    } else if (error instanceof HttpError) {
+      sendError(res, error);
+    } else if (isDatabaseUnavailable(error)) {
+      logger.warn({ path }, "database unavailable");
+      const unavailable = new HttpError(
+        503,
+        "Database unavailable; try again shortly",
+        "DATABASE_UNAVAILABLE",
+      );
+      sendError(res, unavailable, { "retry-after": "5" });
+    } else {
+      logger.error({ err: error, path }, "request failed");
+      sendError(res, new HttpError(500, `Internal error (request ${requestId}); it was logged`, "INTERNAL"));
     }
   }
 
@@ -113,17 +176,9 @@ export function buildApp(deps: AppDeps): App {
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     res.setHeader("x-request-id", requestId);
-    route(req, res, requestId).catch((error: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (error instanceof HttpError) {
-        sendError(res, error);
-        return;
-      }
-      logger.error({ err: error, requestId, path: req.url?.split("?")[0] }, "request failed");
-      sendError(res, new HttpError(500, "Internal error; it was logged", "INTERNAL"));
+    const address = clientAddress(req, config.trustProxy);
+    requestContext.run({ requestId }, () => {
+      route(req, res, address).catch((error: unknown) => fail(res, error, requestId, req.url?.split("?")[0]));
     });
   });
 
@@ -136,21 +191,25 @@ export function buildApp(deps: AppDeps): App {
     metrics,
     async start(port = config.port, host = config.host) {
       await hub.start();
-      ws = attachGraphqlWs({ server, yoga, verify, services });
+      ws = attachGraphqlWs({ server, yoga, verify, services, trustProxy: config.trustProxy });
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         server.listen(port, host, () => resolve());
       });
       return (server.address() as AddressInfo).port;
     },
-    async stop(timeoutMs = 10_000) {
+    async stop(timeoutMs = config.shutdownTimeoutMs) {
+      // Stop accepting; idle keep-alive sockets close now, busy ones once their response is sent.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      const idle = setInterval(() => server.closeIdleConnections(), 100);
       await ws?.close(1001, "Server shutting down");
-      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      const deadline = setTimeout(() => server.closeAllConnections(), timeoutMs);
       await closed;
-      clearTimeout(timer);
+      clearInterval(idle);
+      clearTimeout(deadline);
       await hub.stop();
+      redis?.disconnect();
     },
   };
 }

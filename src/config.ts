@@ -20,6 +20,7 @@ export interface Config {
   readonly host: string;
   /** Unset means the embedded PGlite database in `dataDir`. */
   readonly databaseUrl: string | undefined;
+  readonly databasePoolSize: number;
   readonly dataDir: string;
   readonly logLevel: string;
   readonly jwt: {
@@ -37,6 +38,16 @@ export interface Config {
   readonly graphqlIntrospection: boolean;
   /** How long a graceful stop waits for in-flight requests. */
   readonly shutdownTimeoutMs: number;
+  readonly rateLimits: {
+    readonly spendsPerMinute: number;
+    readonly authFailuresPerMinute: number;
+    /** Unset: counters live in the service's own database. */
+    readonly redisUrl: string | undefined;
+  };
+  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
+  readonly trustProxy: boolean;
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | undefined;
 }
 
 const MAX_TOKENS = 2_000_000_000;
@@ -78,6 +89,7 @@ const envSchema = z.object({
       .regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL")
       .optional(),
   ),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
   DATA_DIR: z.string().default("./data"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
@@ -98,6 +110,16 @@ const envSchema = z.object({
   PRODUCT_TOKEN_MAP: optionalString.pipe(productMapSchema.optional()),
   GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  RATE_LIMIT_SPEND_PER_MINUTE: z.coerce.number().int().min(1).default(120),
+  RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(20),
+  REDIS_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^rediss?:\/\//, "must be a redis:// URL")
+      .optional(),
+  ),
+  TRUST_PROXY: z.enum(["true", "false"]).default("false"),
+  METRICS_TOKEN: optionalString,
 });
 
 export class ConfigError extends Error {
@@ -132,6 +154,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     jwt: Object.freeze({
@@ -150,5 +173,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     graphqlIntrospection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : !production,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    rateLimits: Object.freeze({
+      spendsPerMinute: e.RATE_LIMIT_SPEND_PER_MINUTE,
+      authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,
+      redisUrl: e.REDIS_URL,
+    }),
+    trustProxy: e.TRUST_PROXY === "true",
+    metricsToken: e.METRICS_TOKEN,
   });
 }

@@ -3,6 +3,7 @@ import { AuthenticationError, bearerToken, type VerifyToken, type Viewer } from 
 import type { Database } from "./db/client.js";
 import type { Metrics } from "./metrics.js";
 import type { LedgerService } from "./modules/ledger/ledger.service.js";
+import type { RateLimits } from "./modules/limits/rate-limits.js";
 import type { BalanceHub } from "./modules/live/balance-hub.js";
 
 /** What every resolver and route may use; built the same way for HTTP and for WebSocket. */
@@ -12,6 +13,7 @@ export interface AppServices {
   readonly hub: BalanceHub;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly limits: RateLimits;
 }
 
 export interface GraphQLContext extends AppServices {

@@ -57,3 +57,40 @@ export function sendJson(
 export function sendError(res: ServerResponse, error: HttpError, headers: Record<string, string> = {}): void {
   sendJson(res, error.status, { error: { code: error.code, message: error.message } }, headers);
 }
+
+/** The caller's address: the socket's, or the first X-Forwarded-For hop when behind a trusted proxy. */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers["x-forwarded-for"];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
+    if (first) return first;
+  }
+  return req.socket.remoteAddress ?? "unknown";
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "CONNECTION_ENDED",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+]);
+
+/**
+ * True when an error means the database cannot be reached (as opposed to a query it refused): the
+ * caller answers 503 at once and the pool reconnects by itself when the server is back.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && (CONNECTION_ERROR_CODES.has(code) || /^(08|57P0)/.test(code)))
+      return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import { requestContext } from "./request-context.js";
 
 /**
  * pino JSON logs. Whatever might carry a credential is redacted by path, as a second line of defence:
@@ -25,6 +26,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         censor: "[redacted]",
       },
       timestamp: pino.stdTimeFunctions.isoTime,
+      mixin: () => requestContext.getStore() ?? {},
     },
     destination,
   );

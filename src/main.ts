@@ -19,7 +19,11 @@ async function main(): Promise<void> {
   }
   const { config, generated, file } = await withDevSecrets(loaded);
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+  });
   await migrate(database);
   const app = buildApp({ config, database, logger });
   const port = await app.start();

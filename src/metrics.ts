@@ -31,6 +31,11 @@ export function createMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    subscribers: new Gauge({
+      name: "token_live_subscribers",
+      help: "balanceChanged subscriptions held by this instance.",
+      registers: [registry],
+    }),
     wsConnections: new Gauge({
       name: "token_ws_connections",
       help: "Open graphql-ws connections on this instance.",

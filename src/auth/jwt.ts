@@ -1,3 +1,4 @@
+import { createSecretKey } from "node:crypto";
 import {
   createRemoteJWKSet,
   type JWTPayload,
@@ -6,6 +7,7 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
+import { LRUCache } from "lru-cache";
 import type { Config } from "../config.js";
 
 export const ADMIN_SCOPE = "tokens:admin";
@@ -26,13 +28,16 @@ export class AuthenticationError extends Error {
 }
 
 const CLOCK_TOLERANCE_SECONDS = 30;
+/** Verified tokens remembered, so a client's every request does not pay for signature checks again. */
+const VERIFIED_CACHE_SIZE = 50_000;
 
 /**
  * Builds the one verifier that both HTTP and WebSocket use. Algorithms are pinned to what is
  * configured: HS256 with JWT_SECRET, RS256/ES256 from the JWKS_URL key set; "none" never verifies.
  */
 export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
-  const secret = jwt.secret ? new TextEncoder().encode(jwt.secret) : undefined;
+  // A KeyObject lets jose use node:crypto directly instead of importing a WebCrypto key per call.
+  const secret = jwt.secret ? createSecretKey(Buffer.from(jwt.secret)) : undefined;
   const remote = jwt.jwksUrl ? createRemoteJWKSet(new URL(jwt.jwksUrl)) : undefined;
   const algorithms = [...(secret ? ["HS256"] : []), ...(remote ? ["RS256", "ES256"] : [])];
   if (algorithms.length === 0) throw new Error("No JWT_SECRET or JWKS_URL configured");
@@ -43,7 +48,13 @@ export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
     throw new AuthenticationError("Token algorithm not accepted");
   };
 
+  // The key is the whole token, signature included, so only the exact token that verified can hit;
+  // an entry lives no longer than the token itself.
+  const verified = new LRUCache<string, Viewer>({ max: VERIFIED_CACHE_SIZE, ttlAutopurge: false });
+
   return async (token) => {
+    const cached = verified.get(token);
+    if (cached) return cached;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, getKey, {
@@ -59,7 +70,11 @@ export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
     const userId = payload.sub;
     if (!userId || userId.length > 255) throw new AuthenticationError("Token subject is missing or too long");
     const scopes = new Set(typeof payload.scope === "string" ? payload.scope.split(" ").filter(Boolean) : []);
-    return { userId, scopes, isAdmin: scopes.has(ADMIN_SCOPE), expiresAt: payload.exp };
+    const viewer: Viewer = { userId, scopes, isAdmin: scopes.has(ADMIN_SCOPE), expiresAt: payload.exp };
+    const ttl = ((payload.exp ?? 0) + CLOCK_TOLERANCE_SECONDS) * 1000 - Date.now();
+    // A token that is not yet valid (nbf) is refused above, so a cached one is valid until it expires.
+    if (ttl > 0) verified.set(token, viewer, { ttl });
+    return viewer;
   };
 }
 

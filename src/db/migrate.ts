@@ -1,11 +1,12 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { sql } from "drizzle-orm";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import type { DatabaseHandle } from "./client.js";
+import { type DatabaseHandle, queryRows } from "./client.js";
 
 /** An arbitrary constant: instances starting together take turns applying migrations. */
 const MIGRATION_LOCK_ID = 72_201_801;
@@ -39,4 +40,16 @@ export async function migrate(handle: DatabaseHandle): Promise<void> {
   } finally {
     await client.end({ timeout: 5 });
   }
+}
+
+/** True when the database answers and has every migration in drizzle/ applied. */
+export async function isMigrated(handle: DatabaseHandle): Promise<boolean> {
+  const journal = JSON.parse(readFileSync(join(migrationsFolder(), "meta", "_journal.json"), "utf8")) as {
+    entries: unknown[];
+  };
+  const [row] = await queryRows<{ applied: number | string }>(
+    handle.db,
+    sql`SELECT count(*) AS applied FROM drizzle.__drizzle_migrations`,
+  );
+  return Number(row?.applied) >= journal.entries.length;
 }

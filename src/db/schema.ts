@@ -107,3 +107,10 @@ export const revenuecatEventsTable = pgTable(
     index("revenuecat_events_transaction").on(table.store, table.transactionId),
   ],
 );
+
+/** Counters of rate-limiter-flexible's Drizzle store, shared by every instance on this database. */
+export const rateLimitsTable = pgTable("rate_limits", {
+  key: text("key").primaryKey(),
+  points: integer("points").notNull(),
+  expire: timestamp("expire", { withTimezone: true, mode: "date" }),
+});

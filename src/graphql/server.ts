@@ -1,16 +1,21 @@
 import type { Server } from "node:http";
+import { EnvelopArmor } from "@escape.tech/graphql-armor";
+import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
+import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
 import { type ExecutionArgs, GraphQLError } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { createYoga, type Plugin, type YogaServerInstance } from "graphql-yoga";
+import { createYoga, type Plugin, type YogaServerInstance, maskError as yogaMaskError } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import type { VerifyToken } from "../auth/jwt.js";
 import type { Config } from "../config.js";
 import { type AppServices, type Authentication, authenticate, type GraphQLContext } from "../context.js";
+import { clientAddress, isDatabaseUnavailable } from "../http.js";
+import { requestContext } from "../request-context.js";
 import { schema } from "./schema.js";
 
 /** What the HTTP server or the WebSocket layer hands yoga before our context factory runs. */
 export interface ServerContext {
-  readonly requestId?: string;
+  readonly clientAddress?: string;
   /** Set by the WebSocket layer, which authenticated the connection once at connection_init. */
   readonly auth?: Authentication;
 }
@@ -20,19 +25,38 @@ export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
 /** Subscriptions one WebSocket connection may hold at once. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 20;
 
-/** Close code sent when the connection's token expires: reconnect with a fresh token. */
+/** Close code for a missing, bad or expired token: reconnect with a fresh token. */
 export const CLOSE_TOKEN_EXPIRED = 4401;
+/** Close code for a client address blocked after too many failed authentications. */
+export const CLOSE_RATE_LIMITED = 4429;
+
+/** Limits on what one GraphQL document may ask for; the schema's deepest honest query is depth 6. */
+export const GRAPHQL_LIMITS = {
+  maxDepth: 8,
+  maxAliases: 10,
+  maxTokens: 1000,
+  maxCost: 5000,
+  maxDirectives: 20,
+};
 
 export function createYogaServer(deps: { config: Config; services: AppServices; verify: VerifyToken }): Yoga {
   const { config, services, verify } = deps;
+  const armor = new EnvelopArmor({
+    maxDepth: { n: GRAPHQL_LIMITS.maxDepth },
+    maxAliases: { n: GRAPHQL_LIMITS.maxAliases },
+    maxTokens: { n: GRAPHQL_LIMITS.maxTokens },
+    costLimit: { maxCost: GRAPHQL_LIMITS.maxCost },
+    maxDirectives: { n: GRAPHQL_LIMITS.maxDirectives },
+    blockFieldSuggestion: { enabled: config.nodeEnv === "production" },
+  });
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql:
       config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
     landingPage: false,
-    maskedErrors: true,
     batching: false,
+    maskedErrors: { maskError: maskError(services) },
     logging: {
       debug: (...args) => services.logger.debug(args.map(String).join(" ")),
       info: (...args) => services.logger.info(args.map(String).join(" ")),
@@ -40,14 +64,38 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
       error: (...args) =>
         services.logger.error({ err: args.find((arg) => arg instanceof Error) }, "graphql error"),
     },
-    plugins: [useOperationTimer(services)],
+    plugins: [
+      ...armor.protect().plugins,
+      useCSRFPrevention({ requestHeaders: ["x-graphql-csrf", "content-type"] }),
+      ...(config.graphqlIntrospection ? [] : [useDisableIntrospection()]),
+      useOperationTimer(services),
+    ],
     context: async (initial) => {
       const request = (initial as { request?: Request }).request;
-      const auth = initial.auth ?? (await authenticate(verify, request?.headers.get("authorization")));
-      const requestId = initial.requestId ?? "ws";
-      return { ...services, ...auth, requestId, logger: services.logger.child({ requestId }) };
+      let auth = initial.auth;
+      if (!auth) {
+        auth = await authenticate(verify, request?.headers.get("authorization"));
+        if (auth.authError && initial.clientAddress) await services.limits.authFailed(initial.clientAddress);
+      }
+      return { ...services, ...auth, requestId: requestContext.getStore()?.requestId ?? "ws" };
     },
   });
+}
+
+/**
+ * Masking stays on: unexpected errors become "Unexpected error." with nothing internal. A database
+ * that cannot be reached is the one unexpected error a client can act on, so it gets its own code.
+ */
+function maskError(services: AppServices) {
+  return (error: unknown, message: string, isDev?: boolean) => {
+    if (isDatabaseUnavailable(error)) {
+      services.logger.warn("database unavailable");
+      return new GraphQLError("Database unavailable; try again shortly", {
+        extensions: { code: "DATABASE_UNAVAILABLE", http: { status: 503, headers: { "retry-after": "5" } } },
+      });
+    }
+    return yogaMaskError(error, message, isDev);
+  };
 }
 
 function useOperationTimer(services: AppServices): Plugin {
@@ -82,6 +130,7 @@ export function attachGraphqlWs(deps: {
   yoga: Yoga;
   verify: VerifyToken;
   services: AppServices;
+  trustProxy: boolean;
 }): GraphqlWs {
   const { server, yoga, verify, services } = deps;
   const wsServer = new WebSocketServer({ server, path: "/graphql" });
@@ -94,10 +143,17 @@ export function attachGraphqlWs(deps: {
       subscribe: (args) =>
         (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onConnect: async (ctx) => {
+        const socket = ctx.extra.socket;
+        const address = clientAddress(ctx.extra.request, deps.trustProxy);
+        const blocked = services.limits.authBlocked(address);
+        if (!blocked.allowed) {
+          socket.close(CLOSE_RATE_LIMITED, "Too many failed authentications; try again later");
+          return false;
+        }
         const header = ctx.connectionParams?.authorization;
         const auth = await authenticate(verify, typeof header === "string" ? header : undefined);
-        const socket = ctx.extra.socket;
         if (!auth.viewer) {
+          if (auth.authError) await services.limits.authFailed(address);
           socket.close(
             CLOSE_TOKEN_EXPIRED,
             truncateReason(`Unauthorized: ${auth.authError ?? "send connectionParams.authorization"}`),

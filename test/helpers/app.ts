@@ -53,6 +53,9 @@ export async function startTestApp(
     JWT_SECRET,
     REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
     LOG_LEVEL: "info",
+    // Generous limits: the rate-limit tests set their own.
+    RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
+    RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "1000000",
     ...env,
   });
   const logs = new LogCapture();

@@ -1,4 +1,6 @@
 import type { Database } from "../../db/client.js";
+import type { Metrics } from "../../metrics.js";
+import type { RateLimits } from "../limits/rate-limits.js";
 import { BalanceLimitError, IdempotencyConflictError, InsufficientTokensError } from "./ledger.errors.js";
 import { getBalance, type LedgerEntry } from "./ledger.queries.js";
 import type { LedgerService } from "./ledger.service.js";
@@ -18,13 +20,49 @@ export interface Outcome<Code extends string> {
   readonly entry: LedgerEntry | null;
   readonly errorCode: Code | null;
   readonly replayed: boolean;
+  /** With RATE_LIMITED: how long to wait before trying again. */
+  readonly retryAfterSeconds: number | null;
+}
+
+export interface OutcomeDeps {
+  readonly db: Database;
+  readonly ledger: LedgerService;
+  readonly limits: RateLimits;
+  readonly metrics: Metrics;
 }
 
 export async function spendOutcome(
-  deps: { db: Database; ledger: LedgerService },
+  deps: OutcomeDeps,
   userId: string,
   input: SpendInput,
 ): Promise<Outcome<SpendErrorCode>> {
+  const outcome = await decideSpend(deps, userId, input);
+  const label = outcome.success
+    ? outcome.replayed
+      ? "replay"
+      : "success"
+    : outcome.errorCode === "INSUFFICIENT_TOKENS"
+      ? "insufficient"
+      : outcome.errorCode === "RATE_LIMITED"
+        ? "rate_limited"
+        : "invalid";
+  deps.metrics.spends.inc({ outcome: label });
+  return outcome;
+}
+
+async function decideSpend(
+  deps: OutcomeDeps,
+  userId: string,
+  input: SpendInput,
+): Promise<Outcome<SpendErrorCode>> {
+  const limit = await deps.limits.spend(userId);
+  if (!limit.allowed) {
+    const { balance } = await getBalance(deps.db, userId);
+    return {
+      ...refusal(balance, `Too many spends: try again in ${limit.retryAfterSeconds} seconds`, "RATE_LIMITED"),
+      retryAfterSeconds: limit.retryAfterSeconds,
+    };
+  }
   try {
     const { entry, replayed } = await deps.ledger.spend(userId, input);
     return {
@@ -34,6 +72,7 @@ export async function spendOutcome(
       entry,
       errorCode: null,
       replayed,
+      retryAfterSeconds: null,
     };
   } catch (error) {
     if (error instanceof InsufficientTokensError) {
@@ -56,7 +95,7 @@ export async function spendOutcome(
 }
 
 export async function grantOutcome(
-  deps: { db: Database; ledger: LedgerService },
+  deps: Pick<OutcomeDeps, "db" | "ledger">,
   input: GrantInput & { grantedBy: string },
 ): Promise<Outcome<GrantErrorCode>> {
   try {
@@ -68,6 +107,7 @@ export async function grantOutcome(
       entry,
       errorCode: null,
       replayed,
+      retryAfterSeconds: null,
     };
   } catch (error) {
     if (error instanceof BalanceLimitError || error instanceof IdempotencyConflictError) {
@@ -89,5 +129,13 @@ export function refusal<Code extends string>(
   message: string,
   errorCode: Code,
 ): Outcome<Code> {
-  return { success: false, newBalance, message, entry: null, errorCode, replayed: false };
+  return {
+    success: false,
+    newBalance,
+    message,
+    entry: null,
+    errorCode,
+    replayed: false,
+    retryAfterSeconds: null,
+  };
 }

@@ -31,13 +31,23 @@ export async function spendRoute(
   });
   if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_USER_INPUT");
   const outcome = await spendOutcome(services, viewer.userId, parsed.data);
-  sendJson(res, outcome.success ? 200 : 409, {
-    success: outcome.success,
-    new_balance: outcome.newBalance,
-    message: outcome.message,
-    ...(outcome.errorCode ? { error_code: outcome.errorCode } : {}),
-    ...(outcome.entry ? { transaction_id: String(outcome.entry.id) } : {}),
-  });
+  const status = outcome.success ? 200 : outcome.errorCode === "RATE_LIMITED" ? 429 : 409;
+  const headers: Record<string, string> = outcome.retryAfterSeconds
+    ? { "retry-after": String(outcome.retryAfterSeconds) }
+    : {};
+  sendJson(
+    res,
+    status,
+    {
+      success: outcome.success,
+      new_balance: outcome.newBalance,
+      message: outcome.message,
+      ...(outcome.errorCode ? { error_code: outcome.errorCode } : {}),
+      ...(outcome.entry ? { transaction_id: String(outcome.entry.id) } : {}),
+      ...(outcome.retryAfterSeconds ? { retry_after_seconds: outcome.retryAfterSeconds } : {}),
+    },
+    headers,
+  );
 }
 
 export async function historyRoute(

@@ -42,15 +42,19 @@ export function hasValidSignature(header: string | undefined, rawBody: string, h
 export const SIGNATURE_HEADER = "x-revenuecat-signature";
 
 export async function revenuecatWebhookRoute(
-  deps: { purchases: PurchasesService; auth: WebhookAuth; metrics: Metrics },
+  deps: {
+    purchases: PurchasesService;
+    auth: WebhookAuth;
+    metrics: Metrics;
+    /** Counts the failure against the client (brute-force limit) and throws what to answer. */
+    onAuthFailure: (error: HttpError) => Promise<never>;
+  },
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
   if (!isAuthorizedDelivery(req.headers.authorization, deps.auth.secret)) {
-    throw new HttpError(
-      401,
-      "Authorization header does not match the configured webhook secret",
-      "UNAUTHORIZED",
+    await deps.onAuthFailure(
+      new HttpError(401, "Authorization header does not match the configured webhook secret", "UNAUTHORIZED"),
     );
   }
   const { raw, value } = await readJson(req);
@@ -59,7 +63,9 @@ export async function revenuecatWebhookRoute(
     if (
       !hasValidSignature(typeof signature === "string" ? signature : undefined, raw, deps.auth.hmacSecret)
     ) {
-      throw new HttpError(401, "Body signature is missing or does not match", "UNAUTHORIZED");
+      await deps.onAuthFailure(
+        new HttpError(401, "Body signature is missing or does not match", "UNAUTHORIZED"),
+      );
     }
   }
   const parsed = revenuecatDeliverySchema.safeParse(value);

@@ -1,0 +1,90 @@
+import type { Redis } from "ioredis";
+import { LRUCache } from "lru-cache";
+import {
+  type IRateLimiterStoreOptions,
+  RateLimiterDrizzle,
+  RateLimiterRedis,
+  RateLimiterRes,
+  type RateLimiterStoreAbstract,
+} from "rate-limiter-flexible";
+import type { Database } from "../../db/client.js";
+import { rateLimitsTable } from "../../db/schema.js";
+
+export interface RateLimitConfig {
+  readonly spendsPerMinute: number;
+  readonly authFailuresPerMinute: number;
+}
+
+export type LimitCheck =
+  | { readonly allowed: true }
+  | { readonly allowed: false; readonly retryAfterSeconds: number };
+
+export interface RateLimits {
+  /** Counts one spend for the user; refuses past the per-minute limit. One user never limits another. */
+  spend(userId: string): Promise<LimitCheck>;
+  /**
+   * Whether a client address is blocked after too many failed authentications. Answered from this
+   * instance's memory, so a legitimate request pays no round trip for it.
+   */
+  authBlocked(clientAddress: string): LimitCheck;
+  /** Counts one failed authentication (API token or webhook secret); blocks the address past the limit. */
+  authFailed(clientAddress: string): Promise<LimitCheck>;
+}
+
+/**
+ * rate-limiter-flexible counters in a store every instance shares: Redis when REDIS_URL is set,
+ * otherwise this service's own PostgreSQL (or PGlite) through drizzle, so the limits hold across a
+ * scaled-out deployment with no extra infrastructure.
+ */
+export function createRateLimits(deps: {
+  db: Database;
+  redis?: Redis | undefined;
+  config: RateLimitConfig;
+}): RateLimits {
+  const make = (keyPrefix: string, points: number): RateLimiterStoreAbstract => {
+    const options: IRateLimiterStoreOptions = {
+      keyPrefix,
+      points,
+      duration: 60,
+      storeClient: deps.redis ?? deps.db,
+    };
+    return deps.redis
+      ? new RateLimiterRedis(options)
+      : new RateLimiterDrizzle({ ...options, schema: rateLimitsTable });
+  };
+  const spends = make("spend", deps.config.spendsPerMinute);
+  const blocked = new LRUCache<string, number>({ max: 100_000 });
+  const authFailures = make("authfail", deps.config.authFailuresPerMinute);
+
+  return {
+    async spend(userId) {
+      try {
+        await spends.consume(userId);
+        return { allowed: true };
+      } catch (error) {
+        if (error instanceof RateLimiterRes) return refused(error);
+        throw error;
+      }
+    },
+    authBlocked(clientAddress) {
+      const until = blocked.get(clientAddress);
+      const left = until === undefined ? 0 : until - Date.now();
+      return left > 0 ? { allowed: false, retryAfterSeconds: Math.ceil(left / 1000) } : { allowed: true };
+    },
+    async authFailed(clientAddress) {
+      // The count is shared by every instance; the block it leads to is remembered locally.
+      try {
+        await authFailures.consume(clientAddress);
+        return { allowed: true };
+      } catch (error) {
+        if (!(error instanceof RateLimiterRes)) throw error;
+        blocked.set(clientAddress, Date.now() + error.msBeforeNext);
+        return refused(error);
+      }
+    },
+  };
+}
+
+function refused(state: RateLimiterRes): LimitCheck {
+  return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(state.msBeforeNext / 1000)) };
+}
