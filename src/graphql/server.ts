@@ -2,7 +2,7 @@ import type { Server } from "node:http";
 import { EnvelopArmor } from "@escape.tech/graphql-armor";
 import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
-import { type ExecutionArgs, GraphQLError } from "graphql";
+import { type ExecutionArgs, GraphQLError, getOperationAST } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { createYoga, type Plugin, type YogaServerInstance, maskError as yogaMaskError } from "graphql-yoga";
 import { WebSocketServer } from "ws";
@@ -42,7 +42,8 @@ export const GRAPHQL_LIMITS = {
 export function createYogaServer(deps: { config: Config; services: AppServices; verify: VerifyToken }): Yoga {
   const { config, services, verify } = deps;
   const armor = new EnvelopArmor({
-    maxDepth: { n: GRAPHQL_LIMITS.maxDepth },
+    // Introspection is exempt (GraphiQL's own query is deeper); the schema itself has no cycles.
+    maxDepth: { n: GRAPHQL_LIMITS.maxDepth, flattenFragments: false },
     maxAliases: { n: GRAPHQL_LIMITS.maxAliases },
     maxTokens: { n: GRAPHQL_LIMITS.maxTokens },
     costLimit: { maxCost: GRAPHQL_LIMITS.maxCost },
@@ -66,7 +67,8 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
     },
     plugins: [
       ...armor.protect().plugins,
-      useCSRFPrevention({ requestHeaders: ["x-graphql-csrf", "content-type"] }),
+      // A request a browser could send cross-site without a preflight must carry this header.
+      useCSRFPrevention({ requestHeaders: ["x-graphql-csrf"] }),
       ...(config.graphqlIntrospection ? [] : [useDisableIntrospection()]),
       useOperationTimer(services),
     ],
@@ -105,7 +107,8 @@ function useOperationTimer(services: AppServices): Plugin {
       return {
         onExecuteDone() {
           const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          services.metrics.graphqlDuration.observe({ operation: args.operationName ?? "anonymous" }, seconds);
+          const operation = getOperationAST(args.document, args.operationName)?.name?.value ?? "anonymous";
+          services.metrics.graphqlDuration.observe({ operation }, seconds);
         },
       };
     },

@@ -17,10 +17,11 @@ export interface TestDatabase {
   close(): Promise<void>;
 }
 
-export async function openTestDatabase(): Promise<TestDatabase> {
+export async function openTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+  const migrated = options.migrated ?? true;
   if (!serverUrl) {
     const handle = await openDatabase({});
-    await migrate(handle);
+    if (migrated) await migrate(handle);
     return { handle, url: undefined, close: () => handle.close() };
   }
   const name = `tl_test_${randomBytes(6).toString("hex")}`;
@@ -29,7 +30,7 @@ export async function openTestDatabase(): Promise<TestDatabase> {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   const handle = await openDatabase({ url: url.toString(), poolSize: 40 });
-  await migrate(handle);
+  if (migrated) await migrate(handle);
   return {
     handle,
     url: url.toString(),

@@ -93,6 +93,10 @@ SpendPayloadRef.implement({
       nullable: true,
       description: "Why it was refused.",
     }),
+    retryAfterSeconds: t.exposeInt("retryAfterSeconds", {
+      nullable: true,
+      description: "With RATE_LIMITED: seconds to wait before spending again.",
+    }),
   }),
 });
 
