@@ -90,7 +90,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     const code = (current as { code?: unknown }).code;
     if (typeof code === "string" && (CONNECTION_ERROR_CODES.has(code) || /^(08|57P0)/.test(code)))
       return true;
-    current = (current as { cause?: unknown }).cause;
+    // drizzle keeps the driver's error as `cause`; GraphQL wraps resolver errors as `originalError`.
+    const next = current as { cause?: unknown; originalError?: unknown };
+    current = next.originalError ?? next.cause;
   }
   return false;
 }

@@ -1,7 +1,7 @@
-import { buildApp } from "./app.js";
+import { type App, buildApp } from "./app.js";
 import { signDevToken } from "./auth/jwt.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { openDatabase } from "./db/client.js";
+import { type DatabaseHandle, openDatabase } from "./db/client.js";
 import { migrate } from "./db/migrate.js";
 import { withDevSecrets } from "./dev-secrets.js";
 import { createLogger } from "./logger.js";
@@ -19,28 +19,18 @@ async function main(): Promise<void> {
   }
   const { config, generated, file } = await withDevSecrets(loaded);
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase({
-    url: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolSize: config.databasePoolSize,
-  });
-  await migrate(database);
-  const app = buildApp({ config, database, logger });
-  const port = await app.start();
-  logger.info(
-    { port, database: database.driver, environment: config.nodeEnv },
-    `token-ledger listening on http://localhost:${port} (${database.driver === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`,
-  );
-  if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
+  let database: DatabaseHandle | undefined;
+  let app: App | undefined;
 
+  // Signals are handled from the first moment: a stop during start-up still closes the database.
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (reason: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down: finishing in-flight requests");
+    logger.info({ reason }, "shutting down: finishing in-flight requests");
     try {
-      await app.stop(config.shutdownTimeoutMs);
-      await database.close();
+      await app?.stop(config.shutdownTimeoutMs);
+      await database?.close();
       logger.info("stopped cleanly");
       process.exit(0);
     } catch (error) {
@@ -50,6 +40,27 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+  // A wrapper that does not pass signals on (npm, a shell) may exit and leave us behind: when our
+  // parent changes, it is gone, and we stop as if told to.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void shutdown("parent exited");
+  }, 500).unref();
+
+  database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+  });
+  await migrate(database);
+  if (stopping) return;
+  app = buildApp({ config, database, logger });
+  const port = await app.start();
+  logger.info(
+    { port, database: database.driver, environment: config.nodeEnv },
+    `token-ledger listening on http://localhost:${port} (${database.driver === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`,
+  );
+  if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
 }
 
 /**

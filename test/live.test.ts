@@ -1,13 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendEntry, createLedgerService } from "../src/modules/ledger/ledger.service.js";
-import { JWT_SECRET, newUserId, startTestApp, type TestApp, WEBHOOK_SECRET } from "./helpers/app.js";
+import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
 import { driverName, serverUrl } from "./helpers/database.js";
 import { BalanceSubscription, wsClient } from "./helpers/live.js";
+import { type ServerProcess, startServerProcess } from "./helpers/process.js";
 import { deliver, fixture } from "./helpers/revenuecat.js";
 
 let t: TestApp;
@@ -197,42 +195,16 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
 });
 
 describe.skipIf(!serverUrl)("balanceChanged across instances (real PostgreSQL)", () => {
-  let child: ChildProcess;
+  let second: ServerProcess;
   let childUrl: string;
 
   beforeAll(async () => {
-    child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-      cwd: fileURLToPath(new URL("..", import.meta.url)),
-      env: {
-        ...process.env,
-        NODE_ENV: "test",
-        PORT: "0",
-        HOST: "127.0.0.1",
-        DATABASE_URL: t.db.url,
-        JWT_SECRET,
-        REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-        LOG_LEVEL: "info",
-      },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let output = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const deadline = Date.now() + 30_000;
-    while (!/"port":(\d+)/.test(output)) {
-      if (Date.now() > deadline || child.exitCode !== null)
-        throw new Error(`second instance did not start: ${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    childUrl = `http://127.0.0.1:${/"port":(\d+)/.exec(output)?.[1]}`;
+    second = await startServerProcess({ DATABASE_URL: t.db.url });
+    childUrl = second.url;
   });
 
   afterAll(async () => {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    }
+    await second.stop();
   });
 
   it("a webhook on one instance reaches a subscriber on the other", async () => {

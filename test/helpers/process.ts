@@ -1,0 +1,68 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { JWT_SECRET, WEBHOOK_SECRET } from "./app.js";
+
+export const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** Everything the process printed so far. */
+  output(): string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Starts token-ledger as a real process (`node --import tsx src/main.ts`, or any command given) and
+ * waits until it logs the port it listens on.
+ */
+export async function startServerProcess(
+  env: Record<string, string | undefined>,
+  command: string[] = [process.execPath, "--import", "tsx", "src/main.ts"],
+): Promise<ServerProcess> {
+  const [file, ...args] = command as [string, ...string[]];
+  const child = spawn(file, args, {
+    cwd: projectRoot,
+    env: {
+      ...process.env,
+      NODE_ENV: "test",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      JWT_SECRET,
+      REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      LOG_LEVEL: "info",
+      RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const deadline = Date.now() + 60_000;
+  let port: string | undefined;
+  while (!port) {
+    port = /"port":(\d+)/.exec(output)?.[1];
+    if (port) break;
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    output: () => output,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode !== null) return child.exitCode;
+      const exited = once(child, "exit");
+      child.kill(signal);
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}

@@ -1,0 +1,190 @@
+import { once } from "node:events";
+import { mkdtemp } from "node:fs/promises";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { and, eq, isNotNull } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signDevToken } from "../src/auth/jwt.js";
+import { type DatabaseHandle, openDatabase } from "../src/db/client.js";
+import { tokenTransactionsTable } from "../src/db/schema.js";
+import { getBalance } from "../src/modules/ledger/ledger.queries.js";
+import { JWT_SECRET, newUserId, startTestApp } from "./helpers/app.js";
+import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
+import { startServerProcess } from "./helpers/process.js";
+
+const token = (userId: string, admin = false) =>
+  signDevToken({ secret: JWT_SECRET, userId, admin, expiresIn: "1h" });
+
+describe(`graceful shutdown on ${driverName}`, () => {
+  let database: TestDatabase | undefined;
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  it("SIGTERM in the middle of 300 concurrent spends: every acknowledged spend is in the ledger, none twice, exit 0", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-shutdown-"));
+    database = serverUrl ? await openTestDatabase() : undefined;
+    const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: database?.url });
+    const userId = newUserId();
+    const grant = await fetch(`${server.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${await token("ops", true)}` },
+      body: JSON.stringify({
+        query: `mutation { grantTokens(input: { userId: "${userId}", amount: 1000, reason: "setup" }) { success } }`,
+      }),
+    });
+    expect(await grant.json()).toEqual({ data: { grantTokens: { success: true } } });
+
+    const userToken = await token(userId);
+    let answered = 0;
+    let exited: Promise<number | null> | undefined;
+    const spends = Array.from({ length: 300 }, async (_, i) => {
+      try {
+        const response = await fetch(`${server.url}/api/v1/tokens/spend`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${userToken}`,
+            "content-type": "application/json",
+            "idempotency-key": `k${i}`,
+          },
+          body: JSON.stringify({ amount: 1, description: `spend ${i}` }),
+        });
+        const body = (await response.json()) as { success?: boolean };
+        return { key: `k${i}`, acknowledged: response.status === 200 && body.success === true };
+      } catch {
+        return { key: `k${i}`, acknowledged: false };
+      } finally {
+        answered += 1;
+        if (answered === 40) exited = server.stop("SIGTERM");
+      }
+    });
+    const results = await Promise.all(spends);
+    const code = await (exited ?? server.stop("SIGTERM"));
+    expect(code).toBe(0);
+    expect(server.output()).toContain("stopped cleanly");
+
+    const acknowledged = results.filter((r) => r.acknowledged).map((r) => r.key);
+    expect(acknowledged.length).toBeGreaterThanOrEqual(40);
+    const handle: DatabaseHandle = database ? database.handle : await openDatabase({ dataDir });
+    try {
+      const rows = await handle.db
+        .select({ key: tokenTransactionsTable.idempotencyKey })
+        .from(tokenTransactionsTable)
+        .where(
+          and(eq(tokenTransactionsTable.userId, userId), isNotNull(tokenTransactionsTable.idempotencyKey)),
+        );
+      const keys = rows.map((row) => row.key as string);
+      expect(new Set(keys).size).toBe(keys.length);
+      for (const key of acknowledged) expect(keys).toContain(key);
+      expect((await getBalance(handle.db, userId)).balance).toBe(1000 - keys.length);
+    } finally {
+      if (!database) await handle.close();
+    }
+  });
+
+  it.skipIf(Boolean(serverUrl))(
+    "npm start stops cleanly on SIGTERM although npm does not pass signals on by itself",
+    async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "tl-npm-"));
+      const server = await startServerProcess({ DATA_DIR: dataDir }, ["npm", "start", "--silent"]);
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      const code = await server.stop("SIGTERM");
+      // npm reports the signal its child ended with, or 0; the server itself must have stopped cleanly.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(server.output()).toContain("stopped cleanly");
+      await expect(fetch(`${server.url}/health`)).rejects.toThrow();
+      expect([0, 143, null]).toContain(code);
+    },
+  );
+});
+
+/** A TCP proxy in front of PostgreSQL that the test can cut and restore, like a network outage. */
+class OutageProxy {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async open(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = spawnUpstream(this.target, client);
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.on("close", () => this.sockets.delete(socket));
+      }
+    });
+    this.server.listen(this.port, "127.0.0.1");
+    await once(this.server, "listening");
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+function spawnUpstream(target: { host: string; port: number }, client: Socket): Socket {
+  const upstream = connect(target.port, target.host);
+  client.pipe(upstream).pipe(client);
+  upstream.on("error", () => client.destroy());
+  client.on("error", () => upstream.destroy());
+  return upstream;
+}
+
+describe.skipIf(!serverUrl)("database outage (real PostgreSQL behind a proxy the test controls)", () => {
+  let database: TestDatabase;
+  let proxy: OutageProxy;
+  beforeAll(async () => {
+    database = await openTestDatabase();
+    const url = new URL(database.url as string);
+    proxy = new OutageProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    await proxy.open();
+  });
+  afterAll(async () => {
+    await proxy.cut();
+    await database.close();
+  });
+
+  it("fails fast with 503 / DATABASE_UNAVAILABLE while cut, and recovers by itself when restored", async () => {
+    const url = new URL(database.url as string);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const handle = await openDatabase({ url: url.toString(), poolSize: 5 });
+    const app = await startTestApp({}, { handle, url: url.toString(), close: () => handle.close() });
+    try {
+      const userId = newUserId();
+      const userToken = await app.token(userId);
+      const balance = () =>
+        fetch(`${app.url}/api/v1/tokens/balance`, { headers: { authorization: `Bearer ${userToken}` } });
+      expect((await balance()).status).toBe(200);
+
+      await proxy.cut();
+      const started = Date.now();
+      const rest = await balance();
+      expect(rest.status).toBe(503);
+      expect(await rest.json()).toMatchObject({ error: { code: "DATABASE_UNAVAILABLE" } });
+      const gql = await app.gql("{ balance { balance } }", {}, userToken);
+      expect(gql.errors?.[0]?.extensions?.code).toBe("DATABASE_UNAVAILABLE");
+      expect((await fetch(`${app.url}/ready`)).status).toBe(503);
+      expect((await fetch(`${app.url}/health`)).status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(5000);
+
+      await proxy.open();
+      const deadline = Date.now() + 15_000;
+      let status = 0;
+      while (Date.now() < deadline && status !== 200) {
+        status = (await balance()).status;
+        if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(status).toBe(200);
+      expect((await fetch(`${app.url}/ready`)).status).toBe(200);
+    } finally {
+      await app.close();
+      await handle.close();
+    }
+  });
+});
