@@ -60,6 +60,11 @@ async function main(): Promise<void> {
     { port, database: database.driver, environment: config.nodeEnv },
     `token-ledger listening on http://localhost:${port} (${database.driver === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`,
   );
+  if (config.nodeEnv === "production" && database.driver === "pglite") {
+    logger.warn(
+      "NODE_ENV=production on the embedded PGlite database: one process only; set DATABASE_URL to scale out",
+    );
+  }
   if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
 }
 
