@@ -153,7 +153,9 @@ export function attachGraphqlWs(deps: {
           socket.close(CLOSE_RATE_LIMITED, "Too many failed authentications; try again later");
           return false;
         }
-        const header = ctx.connectionParams?.authorization;
+        // GraphiQL sends its Headers tab as connectionParams, so accept any capitalisation.
+        const params = ctx.connectionParams ?? {};
+        const header = Object.entries(params).find(([key]) => key.toLowerCase() === "authorization")?.[1];
         const auth = await authenticate(verify, typeof header === "string" ? header : undefined);
         if (!auth.viewer) {
           if (auth.authError) await services.limits.authFailed(address);
