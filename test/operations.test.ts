@@ -241,6 +241,7 @@ describe(`metrics, logs and health on ${driverName}`, () => {
     const token = await t.token(userId);
     await t.gql(SPEND, { input: { amount: 1, description: "ok" } }, token);
     await t.gql(SPEND, { input: { amount: 5, description: "too much" } }, token);
+    await t.gql(SPEND, { input: { amount: 0, description: "invalid" } }, token);
     await deliver(
       t.url,
       fixture("NON_RENEWING_PURCHASE__rc-docs", { app_user_id: userId, product_id: "token_pack_small" }),
@@ -254,6 +255,7 @@ describe(`metrics, logs and health on ${driverName}`, () => {
     const text = await response.text();
     expect(text).toMatch(/token_spend_total\{outcome="success"\} [1-9]/);
     expect(text).toMatch(/token_spend_total\{outcome="insufficient"\} [1-9]/);
+    expect(text).toMatch(/token_spend_total\{outcome="invalid"\} [1-9]/);
     expect(text).toMatch(/token_webhook_events_total\{type="NON_RENEWING_PURCHASE",outcome="credited"\} 1/);
     expect(text).toMatch(/token_webhook_duration_seconds_count [1-9]/);
     expect(text).toMatch(/graphql_operation_duration_seconds_count\{operation="S"\} [1-9]/);

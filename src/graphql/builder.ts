@@ -62,8 +62,13 @@ export const builder = new SchemaBuilder<{
     beforeArgOptions: { description: "Entries before (newer than) this cursor." },
   },
   validation: {
-    validationError: (result) =>
-      new GraphQLError(describeIssues(result.issues), { extensions: { code: "BAD_USER_INPUT" } }),
+    validationError: (result, args, context) => {
+      // Only spendTokens takes an input with a description and no userId: count its refusals.
+      const input = (args as { input?: Record<string, unknown> }).input;
+      if (input && "description" in input && !("userId" in input))
+        context.metrics.spends.inc({ outcome: "invalid" });
+      return new GraphQLError(describeIssues(result.issues), { extensions: { code: "BAD_USER_INPUT" } });
+    },
   },
 });
 

@@ -29,7 +29,10 @@ export async function spendRoute(
     ...(typeof value === "object" && value !== null ? value : {}),
     idempotencyKey: typeof header === "string" ? header : undefined,
   });
-  if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_USER_INPUT");
+  if (!parsed.success) {
+    services.metrics.spends.inc({ outcome: "invalid" });
+    throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_USER_INPUT");
+  }
   const outcome = await spendOutcome(services, viewer.userId, parsed.data);
   const status = outcome.success ? 200 : outcome.errorCode === "RATE_LIMITED" ? 429 : 409;
   const headers: Record<string, string> = outcome.retryAfterSeconds

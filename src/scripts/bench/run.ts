@@ -22,7 +22,10 @@ import { percentile } from "./stats.js";
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const subscriberCounts = (process.env.BENCH_SUBSCRIBERS ?? "1000,10000").split(",").map(Number);
+const subscriberCounts = (process.env.BENCH_SUBSCRIBERS ?? "1000,10000")
+  .split(",")
+  .filter(Boolean)
+  .map(Number);
 const CONNECTIONS = 32;
 const USERS = 10_000;
 const JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123";
