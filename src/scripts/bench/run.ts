@@ -18,6 +18,7 @@ import { percentile } from "./stats.js";
  *                       throwaway database is created there and dropped at the end
  *   BENCH_SECONDS       seconds per HTTP measurement (default 10)
  *   BENCH_SUBSCRIBERS   comma list of subscriber counts (default 1000,10000)
+ *   BENCH_REDIS_URL     run the server with REDIS_URL (rate-limit counters in Redis, not PostgreSQL)
  */
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -252,6 +253,7 @@ async function main(): Promise<void> {
       DATABASE_POOL_SIZE: String(CONNECTIONS),
       // The one-user run spends far more than a person would; the limiter still counts every spend.
       RATE_LIMIT_SPEND_PER_MINUTE: "100000000",
+      ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
       JWT_SECRET,
       REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
       LOG_LEVEL: "info",
