@@ -24,7 +24,6 @@ import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService, type PurchasesService } from "./modules/purchases/purchases.service.js";
 import { revenuecatWebhookRoute } from "./modules/purchases/revenuecat.route.js";
-import { requestContext } from "./request-context.js";
 
 export interface AppDeps {
   readonly config: Config;
@@ -43,7 +42,13 @@ export interface App {
   stop(timeoutMs?: number): Promise<void>;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, viewer: Viewer) => Promise<void>;
+type Handler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  viewer: Viewer,
+  scoped: AppServices,
+) => Promise<void>;
 
 const WEBHOOK_PATH = "/api/v1/tokens/webhook/revenuecat";
 
@@ -67,9 +72,9 @@ export function buildApp(deps: AppDeps): App {
   const webhookAuth = { secret: webhookSecret, hmacSecret: config.revenuecat.hmacSecret };
 
   const tokenRoutes: Record<string, Handler> = {
-    "GET /api/v1/tokens/balance": (_req, res, _url, viewer) => getBalanceRoute(services, viewer, res),
-    "POST /api/v1/tokens/spend": (req, res, _url, viewer) => spendRoute(services, viewer, req, res),
-    "GET /api/v1/tokens/history": (_req, res, url, viewer) => historyRoute(services, viewer, url, res),
+    "GET /api/v1/tokens/balance": (_req, res, _url, viewer, scoped) => getBalanceRoute(scoped, viewer, res),
+    "POST /api/v1/tokens/spend": (req, res, _url, viewer, scoped) => spendRoute(scoped, viewer, req, res),
+    "GET /api/v1/tokens/history": (_req, res, url, viewer, scoped) => historyRoute(scoped, viewer, url, res),
   };
 
   /** Counts a failed authentication; past the limit the address gets 429 instead of 401. */
@@ -80,7 +85,12 @@ export function buildApp(deps: AppDeps): App {
     throw error;
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse, address: string): Promise<void> {
+  async function route(
+    req: IncomingMessage,
+    res: ServerResponse,
+    address: string,
+    requestId: string,
+  ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
     if (path === "/health") return sendJson(res, 200, { status: "ok" });
@@ -94,7 +104,7 @@ export function buildApp(deps: AppDeps): App {
     }
     if (path === "/graphql") {
       guardGraphqlBody(req);
-      await yoga.handle(req, res, { clientAddress: address });
+      await yoga.handle(req, res, { clientAddress: address, requestId });
       return;
     }
     if (path === WEBHOOK_PATH) {
@@ -102,7 +112,12 @@ export function buildApp(deps: AppDeps): App {
       const stopTimer = metrics.webhookDuration.startTimer();
       try {
         const onAuthFailure = (error: HttpError) => authFailure(address, error);
-        await revenuecatWebhookRoute({ purchases, auth: webhookAuth, metrics, onAuthFailure }, req, res);
+        const log = logger.child({ requestId });
+        await revenuecatWebhookRoute(
+          { purchases, auth: webhookAuth, metrics, logger: log, onAuthFailure },
+          req,
+          res,
+        );
       } finally {
         stopTimer();
       }
@@ -121,7 +136,7 @@ export function buildApp(deps: AppDeps): App {
       if (authError) await authFailure(address, error);
       throw error;
     }
-    await handler(req, res, url, viewer);
+    await handler(req, res, url, viewer, { ...services, logger: logger.child({ requestId }) });
   }
 
   /** yoga reads the body itself, so its size is judged by Content-Length before yoga sees it. */
@@ -159,7 +174,7 @@ export function buildApp(deps: AppDeps): App {
     } else if (error instanceof HttpError) {
       sendError(res, error);
     } else if (isDatabaseUnavailable(error)) {
-      logger.warn({ path }, "database unavailable");
+      logger.warn({ path, requestId }, "database unavailable");
       const unavailable = new HttpError(
         503,
         "Database unavailable; try again shortly",
@@ -167,7 +182,7 @@ export function buildApp(deps: AppDeps): App {
       );
       sendError(res, unavailable, { "retry-after": "5" });
     } else {
-      logger.error({ err: error, path }, "request failed");
+      logger.error({ err: error, path, requestId }, "request failed");
       sendError(res, new HttpError(500, `Internal error (request ${requestId}); it was logged`, "INTERNAL"));
     }
   }
@@ -177,9 +192,9 @@ export function buildApp(deps: AppDeps): App {
     const requestId = typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     res.setHeader("x-request-id", requestId);
     const address = clientAddress(req, config.trustProxy);
-    requestContext.run({ requestId }, () => {
-      route(req, res, address).catch((error: unknown) => fail(res, error, requestId, req.url?.split("?")[0]));
-    });
+    route(req, res, address, requestId).catch((error: unknown) =>
+      fail(res, error, requestId, req.url?.split("?")[0]),
+    );
   });
 
   let ws: GraphqlWs | undefined;

@@ -1,5 +1,4 @@
 import pino, { type Logger } from "pino";
-import { requestContext } from "./request-context.js";
 
 /**
  * pino JSON logs. Whatever might carry a credential is redacted by path, as a second line of defence:
@@ -26,7 +25,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         censor: "[redacted]",
       },
       timestamp: pino.stdTimeFunctions.isoTime,
-      mixin: () => requestContext.getStore() ?? {},
     },
     destination,
   );

@@ -281,6 +281,30 @@ describe(`metrics, logs and health on ${driverName}`, () => {
     const lines = t.logs.lines.slice(before);
     const spendLine = lines.find((line) => String(line.msg).startsWith(`User ${userId} spent`));
     expect(spendLine?.requestId).toBe("req-abc-123");
+
+    await fetch(`${t.url}/api/v1/tokens/spend`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${token}`,
+        "x-request-id": "req-rest-1",
+      },
+      body: JSON.stringify({ amount: 1, description: "rest" }),
+    });
+    const purchase = fixture("NON_RENEWING_PURCHASE__rc-docs", {
+      app_user_id: userId,
+      product_id: "token_pack_small",
+    });
+    await deliver(t.url, purchase, { headers: { "x-request-id": "req-hook-1" } });
+    const later = t.logs.lines.slice(before);
+    expect(
+      later.find((line) => line.requestId === "req-rest-1" && String(line.msg).includes("spent")),
+    ).toBeDefined();
+    expect(
+      later.find(
+        (line) => line.requestId === "req-hook-1" && String(line.msg).startsWith("Successfully processed"),
+      ),
+    ).toBeDefined();
     expect(t.logs.raw.join("\n")).not.toContain(token);
   });
 

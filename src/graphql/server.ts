@@ -10,11 +10,11 @@ import type { VerifyToken } from "../auth/jwt.js";
 import type { Config } from "../config.js";
 import { type AppServices, type Authentication, authenticate, type GraphQLContext } from "../context.js";
 import { clientAddress, isDatabaseUnavailable } from "../http.js";
-import { requestContext } from "../request-context.js";
 import { schema } from "./schema.js";
 
 /** What the HTTP server or the WebSocket layer hands yoga before our context factory runs. */
 export interface ServerContext {
+  readonly requestId?: string;
   readonly clientAddress?: string;
   /** Set by the WebSocket layer, which authenticated the connection once at connection_init. */
   readonly auth?: Authentication;
@@ -79,7 +79,8 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
         auth = await authenticate(verify, request?.headers.get("authorization"));
         if (auth.authError && initial.clientAddress) await services.limits.authFailed(initial.clientAddress);
       }
-      return { ...services, ...auth, requestId: requestContext.getStore()?.requestId ?? "ws" };
+      const requestId = initial.requestId ?? "ws";
+      return { ...services, ...auth, requestId, logger: services.logger.child({ requestId }) };
     },
   });
 }

@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import type { Database } from "../../db/client.js";
 import type { Metrics } from "../../metrics.js";
 import type { RateLimits } from "../limits/rate-limits.js";
@@ -29,6 +30,8 @@ export interface OutcomeDeps {
   readonly ledger: LedgerService;
   readonly limits: RateLimits;
   readonly metrics: Metrics;
+  /** The request's logger (its lines carry the request id). */
+  readonly logger: Logger;
 }
 
 export async function spendOutcome(
@@ -64,7 +67,7 @@ async function decideSpend(
     };
   }
   try {
-    const { entry, replayed } = await deps.ledger.spend(userId, input);
+    const { entry, replayed } = await deps.ledger.spend(userId, input, deps.logger);
     return {
       success: true,
       newBalance: entry.balanceAfter,
@@ -95,11 +98,11 @@ async function decideSpend(
 }
 
 export async function grantOutcome(
-  deps: Pick<OutcomeDeps, "db" | "ledger">,
+  deps: Pick<OutcomeDeps, "db" | "ledger" | "logger">,
   input: GrantInput & { grantedBy: string },
 ): Promise<Outcome<GrantErrorCode>> {
   try {
-    const { entry, replayed } = await deps.ledger.grant(input);
+    const { entry, replayed } = await deps.ledger.grant(input, deps.logger);
     return {
       success: true,
       newBalance: entry.balanceAfter,

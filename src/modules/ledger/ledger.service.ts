@@ -139,9 +139,10 @@ export function requestHash(request: unknown): string {
     .digest("hex");
 }
 
+/** Each call may bring the request's logger, so its lines carry the request id. */
 export interface LedgerService {
-  spend(userId: string, input: SpendInput): Promise<WriteResult>;
-  grant(input: GrantInput & { grantedBy: string }): Promise<WriteResult>;
+  spend(userId: string, input: SpendInput, log?: Logger): Promise<WriteResult>;
+  grant(input: GrantInput & { grantedBy: string }, log?: Logger): Promise<WriteResult>;
 }
 
 export function createLedgerService(deps: { db: Database; logger: Logger }): LedgerService {
@@ -179,7 +180,7 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
   }
 
   return {
-    async spend(userId, rawInput) {
+    async spend(userId, rawInput, log = logger) {
       const input = spendInputSchema.parse(rawInput);
       const result = await writeOnce(
         {
@@ -201,7 +202,7 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
         input.amount,
       );
       if (!result.replayed) {
-        logger.info(
+        log.info(
           { userId, amount: input.amount, balance: result.entry.balanceAfter, entryId: result.entry.id },
           `User ${userId} spent ${input.amount} tokens. New balance: ${result.entry.balanceAfter}`,
         );
@@ -209,7 +210,7 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
       return result;
     },
 
-    async grant(rawInput) {
+    async grant(rawInput, log = logger) {
       const input = grantInputSchema.parse(rawInput);
       const result = await writeOnce(
         {
@@ -226,7 +227,7 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
         0,
       );
       if (!result.replayed) {
-        logger.info(
+        log.info(
           {
             userId: input.userId,
             amount: input.amount,

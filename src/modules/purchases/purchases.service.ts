@@ -58,7 +58,7 @@ function result(
 
 export interface PurchasesService {
   /** Records and applies one delivery; resolves only after everything it wrote has committed. */
-  handleDelivery(rawBody: string, event: RevenuecatEvent): Promise<DeliveryResult>;
+  handleDelivery(rawBody: string, event: RevenuecatEvent, log?: Logger): Promise<DeliveryResult>;
   /** Applies a recorded unmapped or failed event again, with today's product map. */
   reprocess(eventId: string): Promise<DeliveryResult | null>;
   /** Event ids that `reprocess` would pick up. */
@@ -108,14 +108,14 @@ export function createPurchasesService(deps: {
     return result("duplicate", `already processed: ${row.outcome}`, row.userId, row.ledgerEntryId);
   }
 
-  async function process(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+  async function process(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
     const environment = (event.environment ?? "PRODUCTION").toUpperCase();
     if (event.type === "TEST") return result("ignored", "test event from the RevenueCat dashboard");
     if (!config.environments.includes(environment)) {
       return result("ignored", `environment ${environment} is not accepted`);
     }
     if (CREDIT_TYPES.has(event.type)) return credit(tx, event);
-    if (isRefund(event)) return refund(tx, event);
+    if (isRefund(event)) return refund(tx, event, log);
     if (event.type === "REFUND_REVERSED") return reverseRefund(tx, event);
     if (INFORMATIONAL_TYPES.has(event.type)) return result("ignored", `${event.type} moves no tokens`);
     return result("ignored", `unknown event type ${event.type}`);
@@ -168,7 +168,7 @@ export function createPurchasesService(deps: {
     return rows.length > 0;
   }
 
-  async function refund(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+  async function refund(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
     const ref = storeTransactionRef(event);
     const purchase = ref ? await findByExternalRef(tx, "PURCHASE", ref) : null;
     if (!ref || !purchase)
@@ -200,7 +200,7 @@ export function createPurchasesService(deps: {
     });
     if (!entry) throw new Error("refund wrote no entry");
     if (shortfall > 0) {
-      logger.warn(
+      log.warn(
         { userId: purchase.userId, refundedTokens: purchase.amount, recovered, shortfall, eventId: event.id },
         "refund could not recover every token: they were already spent",
       );
@@ -266,25 +266,29 @@ export function createPurchasesService(deps: {
       });
   }
 
-  async function handleDelivery(rawBody: string, event: RevenuecatEvent): Promise<DeliveryResult> {
+  async function handleDelivery(
+    rawBody: string,
+    event: RevenuecatEvent,
+    log = logger,
+  ): Promise<DeliveryResult> {
     try {
       const outcome = await attempt(() =>
         db.transaction(async (tx) => {
           const duplicate = await claim(tx, rawBody, event);
           if (duplicate) return duplicate;
-          const processed = await process(tx, event);
+          const processed = await process(tx, event, log);
           await finish(tx, event.id, processed);
           return processed;
         }),
       );
-      logOutcome(event, outcome);
+      logOutcome(event, outcome, log);
       return outcome;
     } catch (error) {
       // A balance at its ceiling will not change by retrying: record it for an operator and answer 200.
       if (error instanceof BalanceLimitError) {
         const outcome = result("failed", "the balance would exceed its limit", resolveUserId(event));
         await recordFailure(rawBody, event, outcome.detail);
-        logger.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
+        log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
         return outcome;
       }
       await recordFailure(rawBody, event, "processing failed; RevenueCat will retry").catch(() => undefined);
@@ -292,16 +296,16 @@ export function createPurchasesService(deps: {
     }
   }
 
-  function logOutcome(event: RevenuecatEvent, outcome: DeliveryResult): void {
+  function logOutcome(event: RevenuecatEvent, outcome: DeliveryResult, log: Logger): void {
     const fields = { eventId: event.id, type: event.type, outcome: outcome.outcome, userId: outcome.userId };
     if (outcome.outcome === "credited") {
       const tokens = tokensForProduct(config.productTokenMap, event.product_id);
-      logger.info(
+      log.info(
         { ...fields, tokens },
         `Successfully processed token purchase: ${tokens} tokens for user ${outcome.userId}`,
       );
     } else {
-      logger.info({ ...fields, detail: outcome.detail }, "RevenueCat event recorded");
+      log.info({ ...fields, detail: outcome.detail }, "RevenueCat event recorded");
     }
   }
 
@@ -328,12 +332,12 @@ export function createPurchasesService(deps: {
             )
             .returning({ eventId: revenuecatEventsTable.eventId });
           if (!claimed) return result("duplicate", "already reprocessed");
-          const processed = await process(tx, body.event);
+          const processed = await process(tx, body.event, logger);
           await finish(tx, eventId, processed);
           return processed;
         }),
       );
-      logOutcome(body.event, outcome);
+      logOutcome(body.event, outcome, logger);
       return outcome;
     },
     async reprocessable() {

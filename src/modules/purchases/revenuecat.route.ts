@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
 import { HttpError, readJson, sendJson } from "../../http.js";
 import type { Metrics } from "../../metrics.js";
 import { describeIssues } from "../ledger/ledger.validation.js";
@@ -46,6 +47,7 @@ export async function revenuecatWebhookRoute(
     purchases: PurchasesService;
     auth: WebhookAuth;
     metrics: Metrics;
+    logger: Logger;
     /** Counts the failure against the client (brute-force limit) and throws what to answer. */
     onAuthFailure: (error: HttpError) => Promise<never>;
   },
@@ -70,7 +72,7 @@ export async function revenuecatWebhookRoute(
   }
   const parsed = revenuecatDeliverySchema.safeParse(value);
   if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_REQUEST");
-  const outcome = await deps.purchases.handleDelivery(raw, parsed.data.event);
+  const outcome = await deps.purchases.handleDelivery(raw, parsed.data.event, deps.logger);
   deps.metrics.webhookEvents.inc({ type: parsed.data.event.type, outcome: outcome.outcome });
   // RevenueCat counts only 200 as delivered; anything else is retried.
   sendJson(res, 200, { outcome: outcome.outcome, detail: outcome.detail });
