@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
 import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
@@ -306,6 +307,33 @@ describe(`metrics, logs and health on ${driverName}`, () => {
       ),
     ).toBeDefined();
     expect(t.logs.raw.join("\n")).not.toContain(token);
+  });
+
+  it("logs an unexpected GraphQL error with the request id and answers only 'Unexpected error.'", async () => {
+    const token = await t.token(newUserId());
+    await database.handle.db.execute(sql.raw("ALTER TABLE token_balances RENAME TO token_balances_away"));
+    try {
+      const response = await fetch(`${t.url}/graphql`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${token}`,
+          "x-request-id": "req-err-1",
+        },
+        body: JSON.stringify({ query: "{ balance { balance } }" }),
+      });
+      const body = (await response.json()) as { errors: { message: string; extensions: { code: string } }[] };
+      expect(body.errors[0]).toMatchObject({
+        message: "Unexpected error.",
+        extensions: { code: "INTERNAL_SERVER_ERROR" },
+      });
+      const line = t.logs.lines.find(
+        (entry) => entry.requestId === "req-err-1" && entry.msg === "graphql error",
+      );
+      expect(line).toBeDefined();
+    } finally {
+      await database.handle.db.execute(sql.raw("ALTER TABLE token_balances_away RENAME TO token_balances"));
+    }
   });
 
   it("/health answers while the process lives; /ready is 503 until the database is migrated", async () => {

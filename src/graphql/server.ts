@@ -4,7 +4,13 @@ import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
 import { type ExecutionArgs, GraphQLError, getOperationAST } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { createYoga, type Plugin, type YogaServerInstance, maskError as yogaMaskError } from "graphql-yoga";
+import {
+  createYoga,
+  type Plugin,
+  useErrorHandler,
+  type YogaServerInstance,
+  maskError as yogaMaskError,
+} from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import type { VerifyToken } from "../auth/jwt.js";
 import type { Config } from "../config.js";
@@ -57,13 +63,13 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
       config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
     landingPage: false,
     batching: false,
-    maskedErrors: { maskError: maskError(services) },
+    maskedErrors: { maskError: maskError() },
     logging: {
       debug: (...args) => services.logger.debug(args.map(String).join(" ")),
       info: (...args) => services.logger.info(args.map(String).join(" ")),
       warn: (...args) => services.logger.warn(args.map(String).join(" ")),
-      error: (...args) =>
-        services.logger.error({ err: args.find((arg) => arg instanceof Error) }, "graphql error"),
+      // Errors are logged by useRequestErrorLog, with the request's id.
+      error: () => undefined,
     },
     plugins: [
       ...armor.protect().plugins,
@@ -71,6 +77,7 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
       useCSRFPrevention({ requestHeaders: ["x-graphql-csrf"] }),
       ...(config.graphqlIntrospection ? [] : [useDisableIntrospection()]),
       useOperationTimer(services),
+      useRequestErrorLog(services),
     ],
     context: async (initial) => {
       const request = (initial as { request?: Request }).request;
@@ -89,16 +96,37 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
  * Masking stays on: unexpected errors become "Unexpected error." with nothing internal. A database
  * that cannot be reached is the one unexpected error a client can act on, so it gets its own code.
  */
-function maskError(services: AppServices) {
-  return (error: unknown, message: string, isDev?: boolean) => {
-    if (isDatabaseUnavailable(error)) {
-      services.logger.warn("database unavailable");
-      return new GraphQLError("Database unavailable; try again shortly", {
-        extensions: { code: "DATABASE_UNAVAILABLE", http: { status: 503, headers: { "retry-after": "5" } } },
-      });
+function maskError() {
+  return (error: unknown, message: string, isDev?: boolean) =>
+    isDatabaseUnavailable(error)
+      ? new GraphQLError("Database unavailable; try again shortly", {
+          extensions: {
+            code: "DATABASE_UNAVAILABLE",
+            http: { status: 503, headers: { "retry-after": "5" } },
+          },
+        })
+      : yogaMaskError(error, message, isDev);
+}
+
+/**
+ * Logs what went wrong unexpectedly (not the GraphQL errors we raise on purpose) through the
+ * request's logger, so the line carries the request id that the client can quote.
+ */
+function useRequestErrorLog(services: AppServices): Plugin {
+  return useErrorHandler(({ errors, context }) => {
+    // Execution errors arrive with the execution args, whose contextValue is our context.
+    const ours =
+      (context as { contextValue?: Partial<GraphQLContext> }).contextValue ??
+      (context as Partial<GraphQLContext>);
+    const log = ours.logger ?? services.logger;
+    for (const error of errors) {
+      // Errors we raise on purpose are GraphQLErrors all the way down; anything else is unexpected.
+      const original = (error as GraphQLError).originalError;
+      if (!original || original instanceof GraphQLError) continue;
+      if (isDatabaseUnavailable(original)) log.warn("database unavailable");
+      else log.error({ err: original }, "graphql error");
     }
-    return yogaMaskError(error, message, isDev);
-  };
+  }) as Plugin;
 }
 
 function useOperationTimer(services: AppServices): Plugin {
