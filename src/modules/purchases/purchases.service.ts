@@ -1,6 +1,6 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Logger } from "pino";
-import type { Database, Executor } from "../../db/client.js";
+import { type Database, type Executor, queryRows } from "../../db/client.js";
 import { withTransactionRetry } from "../../db/errors.js";
 import { revenuecatEventsTable, tokenBalancesTable, type WebhookOutcome } from "../../db/schema.js";
 import { BalanceLimitError, DuplicateReferenceError } from "../ledger/ledger.errors.js";
@@ -132,10 +132,16 @@ export function createPurchasesService(deps: {
         userId,
       );
     const ref = storeTransactionRef(event) ?? `event:${event.id}`;
-    const existing = await findByExternalRef(tx, "PURCHASE", ref);
-    if (existing)
-      return result("duplicate", `transaction ${ref} already credited`, existing.userId, existing.id);
-    if (await refundArrivedFirst(tx, event)) {
+    const state = await purchaseState(tx, ref, event);
+    if (state.creditedBy) {
+      return result(
+        "duplicate",
+        `transaction ${ref} already credited`,
+        state.creditedBy.userId,
+        state.creditedBy.id,
+      );
+    }
+    if (state.refundedFirst) {
       return result("ignored", `transaction ${ref} was refunded before its purchase arrived`, userId);
     }
     const entry = await appendEntry(tx, {
@@ -150,22 +156,32 @@ export function createPurchasesService(deps: {
     return result("credited", `${tokens} tokens for ${event.product_id}`, userId, entry.id);
   }
 
-  /** RevenueCat does not guarantee order: a refund can overtake the purchase it refunds. */
-  async function refundArrivedFirst(tx: Executor, event: RevenuecatEvent): Promise<boolean> {
-    if (!event.transaction_id) return false;
-    const rows = await tx
-      .select({ eventId: revenuecatEventsTable.eventId })
-      .from(revenuecatEventsTable)
-      .where(
-        and(
-          eq(revenuecatEventsTable.transactionId, event.transaction_id),
-          eq(revenuecatEventsTable.type, "CANCELLATION"),
-          eq(revenuecatEventsTable.outcome, "unmatched"),
-          event.store ? eq(revenuecatEventsTable.store, event.store) : sql`true`,
-        ),
-      )
-      .limit(1);
-    return rows.length > 0;
+  /**
+   * Whether this store transaction was already credited, and whether its refund came first
+   * (RevenueCat does not guarantee order), in one round trip.
+   */
+  async function purchaseState(
+    tx: Executor,
+    ref: string,
+    event: RevenuecatEvent,
+  ): Promise<{ creditedBy: { id: number; userId: string } | null; refundedFirst: boolean }> {
+    const [row] = await queryRows<{
+      id: string | number | null;
+      user_id: string | null;
+      refunded_first: boolean;
+    }>(
+      tx,
+      sql`SELECT credited.id, credited.user_id, EXISTS (
+            SELECT 1 FROM revenuecat_events AS refund
+             WHERE refund.transaction_id = ${event.transaction_id ?? null}
+               AND refund.type = 'CANCELLATION' AND refund.outcome = 'unmatched'
+               AND (${event.store ?? null}::text IS NULL OR refund.store = ${event.store ?? null})
+          ) AS refunded_first
+          FROM (SELECT 1) AS one
+          LEFT JOIN token_transactions AS credited ON credited.kind = 'PURCHASE' AND credited.external_ref = ${ref}`,
+    );
+    const creditedBy = row?.id != null && row.user_id ? { id: Number(row.id), userId: row.user_id } : null;
+    return { creditedBy, refundedFirst: row?.refunded_first === true };
   }
 
   async function refund(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
