@@ -1,4 +1,4 @@
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
@@ -11,6 +11,7 @@ import { isMigrated } from "./db/migrate.js";
 import { attachGraphqlWs, createYogaServer, type GraphqlWs } from "./graphql/server.js";
 import {
   clientAddress,
+  constantTimeEqual,
   HttpError,
   isDatabaseUnavailable,
   MAX_BODY_BYTES,
@@ -157,9 +158,7 @@ export function buildApp(deps: AppDeps): App {
 
   async function metricsRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (config.metricsToken) {
-      const given = Buffer.from(req.headers.authorization ?? "");
-      const expected = Buffer.from(`Bearer ${config.metricsToken}`);
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      if (!constantTimeEqual(req.headers.authorization ?? "", `Bearer ${config.metricsToken}`)) {
         throw new HttpError(401, "Metrics need Authorization: Bearer <METRICS_TOKEN>", "UNAUTHENTICATED");
       }
     }

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import getRawBody from "raw-body";
 
@@ -95,4 +96,10 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     current = next.originalError ?? next.cause;
   }
   return false;
+}
+
+/** Equal in constant time: both sides are hashed first, so not even their lengths leak. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(a), digest(b));
 }

@@ -1,7 +1,7 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { HttpError, readJson, sendJson } from "../../http.js";
+import { constantTimeEqual, HttpError, readJson, sendJson } from "../../http.js";
 import type { Metrics } from "../../metrics.js";
 import { describeIssues } from "../ledger/ledger.validation.js";
 import type { PurchasesService } from "./purchases.service.js";
@@ -12,20 +12,14 @@ export interface WebhookAuth {
   readonly hmacSecret?: string | undefined;
 }
 
-/** Equal in constant time: both sides are hashed first, so their lengths never leak either. */
-function safeEqual(a: string, b: string): boolean {
-  const digest = (text: string) => createHash("sha256").update(text).digest();
-  return timingSafeEqual(digest(a), digest(b));
-}
-
 /**
  * RevenueCat sends the dashboard's "authorization header value" verbatim; we accept the secret itself
  * or `Bearer <secret>`. Both comparisons always run, so timing says nothing about which form matched.
  */
 export function isAuthorizedDelivery(header: string | undefined, secret: string): boolean {
   const value = header ?? "";
-  const plain = safeEqual(value, secret);
-  const bearer = safeEqual(value, `Bearer ${secret}`);
+  const plain = constantTimeEqual(value, secret);
+  const bearer = constantTimeEqual(value, `Bearer ${secret}`);
   return plain || bearer;
 }
 
@@ -37,7 +31,7 @@ export function hasValidSignature(header: string | undefined, rawBody: string, h
     .trim()
     .toLowerCase();
   const expected = createHmac("sha256", hmacSecret).update(rawBody).digest("hex");
-  return safeEqual(given, expected);
+  return constantTimeEqual(given, expected);
 }
 
 export const SIGNATURE_HEADER = "x-revenuecat-signature";
