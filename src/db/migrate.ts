@@ -43,13 +43,22 @@ export async function migrate(handle: DatabaseHandle): Promise<void> {
 }
 
 /** True when the database answers and has every migration in drizzle/ applied. */
+let migrationCount: number | undefined;
+
+/** How many migrations drizzle/ holds; read once, since /ready asks on every probe. */
+function expectedMigrations(): number {
+  migrationCount ??= (
+    JSON.parse(readFileSync(join(migrationsFolder(), "meta", "_journal.json"), "utf8")) as {
+      entries: unknown[];
+    }
+  ).entries.length;
+  return migrationCount;
+}
+
 export async function isMigrated(handle: DatabaseHandle): Promise<boolean> {
-  const journal = JSON.parse(readFileSync(join(migrationsFolder(), "meta", "_journal.json"), "utf8")) as {
-    entries: unknown[];
-  };
   const [row] = await queryRows<{ applied: number | string }>(
     handle.db,
     sql`SELECT count(*) AS applied FROM drizzle.__drizzle_migrations`,
   );
-  return Number(row?.applied) >= journal.entries.length;
+  return Number(row?.applied) >= expectedMigrations();
 }
