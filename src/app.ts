@@ -94,6 +94,11 @@ export function buildApp(deps: AppDeps): App {
   ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
+    // Node keeps the first of repeated Authorization headers; which one a proxy or client meant is
+    // anyone's guess, so the request is refused rather than answered for one of them.
+    if ((req.headersDistinct.authorization?.length ?? 0) > 1) {
+      throw new HttpError(400, "Send one Authorization header, not several", "BAD_REQUEST");
+    }
     if (path === "/health") return sendJson(res, 200, { status: "ok" });
     if (path === "/ready") return readiness(res);
     if (path === "/metrics") return metricsRoute(req, res);

@@ -9,6 +9,8 @@ import {
 } from "jose";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config.js";
+import { MAX_USER_ID_LENGTH } from "../db/schema.js";
+import { isStorableText } from "../db/text.js";
 
 export const ADMIN_SCOPE = "tokens:admin";
 
@@ -67,8 +69,17 @@ export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
     } catch (error) {
       throw new AuthenticationError(describeJoseError(error));
     }
-    const userId = payload.sub;
-    if (!userId || userId.length > 255) throw new AuthenticationError("Token subject is missing or too long");
+    // jose checks that `sub` is present, not its type: a numeric subject would key the user's live
+    // updates by a number and never match, so anything but a storable non-empty string is refused.
+    const userId: unknown = payload.sub;
+    if (
+      typeof userId !== "string" ||
+      userId.length === 0 ||
+      userId.length > MAX_USER_ID_LENGTH ||
+      !isStorableText(userId)
+    ) {
+      throw new AuthenticationError("Token subject must be a non-empty string of at most 255 characters");
+    }
     const scopes = new Set(typeof payload.scope === "string" ? payload.scope.split(" ").filter(Boolean) : []);
     const viewer: Viewer = { userId, scopes, isAdmin: scopes.has(ADMIN_SCOPE), expiresAt: payload.exp };
     const ttl = ((payload.exp ?? 0) + CLOCK_TOLERANCE_SECONDS) * 1000 - Date.now();

@@ -16,6 +16,8 @@ export const TRANSACTION_KINDS = ["SPEND", "GRANT", "PURCHASE", "REFUND", "REFUN
 export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
 
 export const MAX_BALANCE = 2_000_000_000;
+/** The longest user id (JWT `sub`, RevenueCat app_user_id) a balance can belong to. */
+export const MAX_USER_ID_LENGTH = 255;
 
 export const tokenBalancesTable = pgTable(
   "token_balances",
@@ -54,8 +56,9 @@ export const tokenTransactionsTable = pgTable(
   },
   (table) => [
     index("token_transactions_user_newest").on(table.userId, table.id.desc()),
-    uniqueIndex("token_transactions_user_idempotency_key")
-      .on(table.userId, table.idempotencyKey)
+    // Keys are scoped by kind, so an operator's grant key and the user's own spend key never collide.
+    uniqueIndex("token_transactions_user_kind_idempotency_key")
+      .on(table.userId, table.kind, table.idempotencyKey)
       .where(sql`${table.idempotencyKey} IS NOT NULL`),
     uniqueIndex("token_transactions_kind_external_ref")
       .on(table.kind, table.externalRef)

@@ -8,6 +8,31 @@ import type { Viewer } from "../auth/jwt.js";
 import type { GraphQLContext } from "../context.js";
 import { describeIssues } from "../modules/ledger/ledger.validation.js";
 
+/** Names of the types `node(id:)` may load; each module registers its own as it defines it. */
+const nodeTypes = new Set<string>();
+
+export function registerNodeType<Name extends string>(name: Name): Name {
+  nodeTypes.add(name);
+  return name;
+}
+
+function badId(): GraphQLError {
+  return new GraphQLError("Invalid id: not a global id of this API", {
+    extensions: { code: "BAD_USER_INPUT" },
+  });
+}
+
+/**
+ * Decodes `base64("<Type>:<id>")`. Anything else, or a type that `node` cannot load, is the
+ * client's mistake (BAD_USER_INPUT), not an unexpected error; the message does not echo the input.
+ */
+function decodeGlobalId(globalId: string): { typename: string; id: string } {
+  if (!/^[A-Za-z0-9+/_-]{1,200}={0,2}$/.test(globalId)) throw badId();
+  const match = /^([A-Z_a-z]\w*):(.+)$/s.exec(Buffer.from(globalId, "base64").toString());
+  if (!match?.[1] || !match[2] || !nodeTypes.has(match[1])) throw badId();
+  return { typename: match[1], id: match[2] };
+}
+
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: { user: boolean; admin: boolean };
@@ -40,6 +65,7 @@ export const builder = new SchemaBuilder<{
   },
   relay: {
     clientMutationId: "omit",
+    decodeGlobalID: decodeGlobalId,
     cursorType: "String",
     nodeTypeOptions: { description: "An object with a global id." },
     idFieldOptions: { description: "A global, opaque id." },

@@ -1,7 +1,7 @@
 import { type ResolveCursorConnectionArgs, resolveCursorConnection } from "@pothos/plugin-relay";
 import { GraphQLError } from "graphql";
 import { TRANSACTION_KINDS } from "../../db/schema.js";
-import { builder } from "../../graphql/builder.js";
+import { builder, registerNodeType } from "../../graphql/builder.js";
 import { grantOutcome, type Outcome, spendOutcome } from "./ledger.outcomes.js";
 import { type Balance, getBalance, getEntry, type LedgerEntry, listEntries } from "./ledger.queries.js";
 import {
@@ -21,24 +21,30 @@ export const TransactionKindEnum = builder.enumType("TransactionKind", {
   >,
 });
 
-export const TokenTransactionRef = builder.node(builder.objectRef<LedgerEntry>("TokenTransaction"), {
-  description: "One immutable ledger entry. Corrections are new entries, never edits.",
-  id: { resolve: (entry) => entry.id },
-  isTypeOf: (value) => typeof value === "object" && value !== null && "balanceAfter" in value,
-  loadOne: (id, context) => (context.viewer ? getEntry(context.db, context.viewer.userId, Number(id)) : null),
-  fields: (t) => ({
-    amount: t.exposeInt("amount", { description: "Signed token amount: credits positive, debits negative." }),
-    balanceAfter: t.exposeInt("balanceAfter", { description: "The balance right after this entry." }),
-    kind: t.expose("kind", { type: TransactionKindEnum, description: "Why this entry exists." }),
-    description: t.exposeString("description", { nullable: true, description: "What the entry was for." }),
-    metadata: t.expose("metadata", {
-      type: "JSON",
-      nullable: true,
-      description: "Caller-supplied JSON object.",
+export const TokenTransactionRef = builder.node(
+  builder.objectRef<LedgerEntry>(registerNodeType("TokenTransaction")),
+  {
+    description: "One immutable ledger entry. Corrections are new entries, never edits.",
+    id: { resolve: (entry) => entry.id },
+    isTypeOf: (value) => typeof value === "object" && value !== null && "balanceAfter" in value,
+    loadOne: (id, context) =>
+      context.viewer ? getEntry(context.db, context.viewer.userId, parseEntryId(String(id))) : null,
+    fields: (t) => ({
+      amount: t.exposeInt("amount", {
+        description: "Signed token amount: credits positive, debits negative.",
+      }),
+      balanceAfter: t.exposeInt("balanceAfter", { description: "The balance right after this entry." }),
+      kind: t.expose("kind", { type: TransactionKindEnum, description: "Why this entry exists." }),
+      description: t.exposeString("description", { nullable: true, description: "What the entry was for." }),
+      metadata: t.expose("metadata", {
+        type: "JSON",
+        nullable: true,
+        description: "Caller-supplied JSON object.",
+      }),
+      createdAt: t.expose("createdAt", { type: "DateTime", description: "When the entry was committed." }),
     }),
-    createdAt: t.expose("createdAt", { type: "DateTime", description: "When the entry was committed." }),
-  }),
-});
+  },
+);
 
 export const BalanceRef = builder.objectRef<Balance>("Balance").implement({
   description: "A user's token balance.",
@@ -222,6 +228,14 @@ builder.mutationFields((t) => ({
 
 function encodeCursor(id: number): string {
   return Buffer.from(`tx:${id}`).toString("base64url");
+}
+
+/** A ledger entry id is a positive whole number below 2^53; anything else is the client's mistake. */
+function parseEntryId(id: string): number {
+  if (!/^[1-9]\d{0,14}$/.test(id)) {
+    throw new GraphQLError("Invalid id: not a ledger entry id", { extensions: { code: "BAD_USER_INPUT" } });
+  }
+  return Number(id);
 }
 
 function decodeCursor(cursor: string): number {

@@ -83,6 +83,7 @@ export async function listEntries(db: Database, userId: string, page: EntryPage)
 export async function findByIdempotencyKey(
   db: Executor,
   userId: string,
+  kind: TransactionKind,
   idempotencyKey: string,
 ): Promise<{ entry: LedgerEntry; requestHash: string | null } | null> {
   const [row] = await db
@@ -91,6 +92,7 @@ export async function findByIdempotencyKey(
     .where(
       and(
         eq(tokenTransactionsTable.userId, userId),
+        eq(tokenTransactionsTable.kind, kind),
         eq(tokenTransactionsTable.idempotencyKey, idempotencyKey),
       ),
     );

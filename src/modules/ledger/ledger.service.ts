@@ -114,7 +114,7 @@ export async function appendEntry(executor: Executor, draft: EntryDraft): Promis
 
 function isKeyConflict(error: unknown): boolean {
   const pg = pgErrorOf(error);
-  return pg?.code === UNIQUE_VIOLATION && pg.constraint === "token_transactions_user_idempotency_key";
+  return pg?.code === UNIQUE_VIOLATION && pg.constraint === "token_transactions_user_kind_idempotency_key";
 }
 
 function toEntry(row: EntryRow): LedgerEntry {
@@ -173,7 +173,7 @@ export function createLedgerService(deps: { db: Database; logger: Logger }): Led
   }
 
   async function replayOf(draft: EntryDraft, key: string): Promise<WriteResult | null> {
-    const earlier = await findByIdempotencyKey(db, draft.userId, key);
+    const earlier = await findByIdempotencyKey(db, draft.userId, draft.kind, key);
     if (!earlier) return null;
     if (earlier.requestHash !== draft.requestHash) throw new IdempotencyConflictError(key);
     return { entry: earlier.entry, replayed: true };

@@ -1,5 +1,13 @@
 import { z } from "zod";
-import { MAX_BALANCE } from "../../db/schema.js";
+import { MAX_BALANCE, MAX_USER_ID_LENGTH } from "../../db/schema.js";
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from "../../db/text.js";
+
+/** A string that PostgreSQL can store; `name` prefixes the message so the client knows which field. */
+export function storableString(name: string) {
+  return z
+    .string({ error: `${name} must be a string` })
+    .refine(isStorableText, { message: `${name} ${UNSTORABLE_TEXT_MESSAGE}` });
+}
 
 /** Input limits shared by GraphQL, REST and the service itself, so every door enforces the same rules. */
 export const amountSchema = z
@@ -8,29 +16,54 @@ export const amountSchema = z
   .min(1, "amount must be at least 1")
   .max(MAX_BALANCE, `amount must be at most ${MAX_BALANCE}`);
 
-export const descriptionSchema = z
-  .string({ error: "description must be a string" })
+export const descriptionSchema = storableString("description")
   .trim()
   .min(1, "description must not be empty")
   .max(500, "description must be at most 500 characters");
 
 export const METADATA_MAX_BYTES = 4096;
+export const METADATA_MAX_DEPTH = 10;
+
+/**
+ * Why a metadata value cannot be stored, or null when it can. Walks the value with a stack of its
+ * own rather than recursion, so a document nested thousands of levels deep is refused, not a crash.
+ */
+export function metadataProblem(value: Record<string, unknown>): string | null {
+  const pending: { node: unknown; depth: number }[] = [{ node: value, depth: 1 }];
+  while (pending.length > 0) {
+    const { node, depth } = pending.pop() as { node: unknown; depth: number };
+    if (typeof node === "string") {
+      if (!isStorableText(node)) return `metadata values ${UNSTORABLE_TEXT_MESSAGE}`;
+      continue;
+    }
+    if (typeof node !== "object" || node === null) continue;
+    if (depth > METADATA_MAX_DEPTH)
+      return `metadata must be nested at most ${METADATA_MAX_DEPTH} levels deep`;
+    for (const [key, child] of Object.entries(node)) {
+      if (!isStorableText(key)) return `metadata keys ${UNSTORABLE_TEXT_MESSAGE}`;
+      pending.push({ node: child, depth: depth + 1 });
+    }
+  }
+  if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
+    return `metadata must be at most ${METADATA_MAX_BYTES} bytes of JSON`;
+  }
+  return null;
+}
 
 export const metadataSchema = z
   .record(z.string(), z.unknown(), { error: "metadata must be a JSON object" })
-  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= METADATA_MAX_BYTES, {
-    message: `metadata must be at most ${METADATA_MAX_BYTES} bytes of JSON`,
+  .superRefine((value, ctx) => {
+    const problem = metadataProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   });
 
-export const idempotencyKeySchema = z
-  .string({ error: "idempotencyKey must be a string" })
+export const idempotencyKeySchema = storableString("idempotencyKey")
   .min(1, "idempotencyKey must not be empty")
   .max(255, "idempotencyKey must be at most 255 characters");
 
-export const userIdSchema = z
-  .string({ error: "userId must be a string" })
+export const userIdSchema = storableString("userId")
   .min(1, "userId must not be empty")
-  .max(255, "userId must be at most 255 characters");
+  .max(MAX_USER_ID_LENGTH, `userId must be at most ${MAX_USER_ID_LENGTH} characters`);
 
 export const spendInputSchema = z.object({
   amount: amountSchema,

@@ -2,7 +2,12 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import { type Database, type Executor, queryRows } from "../../db/client.js";
 import { withTransactionRetry } from "../../db/errors.js";
-import { revenuecatEventsTable, tokenBalancesTable, type WebhookOutcome } from "../../db/schema.js";
+import {
+  MAX_USER_ID_LENGTH,
+  revenuecatEventsTable,
+  tokenBalancesTable,
+  type WebhookOutcome,
+} from "../../db/schema.js";
 import { BalanceLimitError, DuplicateReferenceError } from "../ledger/ledger.errors.js";
 import { findByExternalRef } from "../ledger/ledger.queries.js";
 import { appendEntry } from "../ledger/ledger.service.js";
@@ -124,6 +129,12 @@ export function createPurchasesService(deps: {
   async function credit(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
     const userId = resolveUserId(event);
     if (!userId) return result("ignored", "no app user id in the event");
+    if (userId.length > MAX_USER_ID_LENGTH) {
+      return result(
+        "failed",
+        `app user id is longer than ${MAX_USER_ID_LENGTH} characters; no balance can hold it`,
+      );
+    }
     const tokens = tokensForProduct(config.productTokenMap, event.product_id);
     if (tokens === null)
       return result(

@@ -1,18 +1,23 @@
 import { z } from "zod";
+import { MAX_USER_ID_LENGTH } from "../../db/schema.js";
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from "../../db/text.js";
 
 /**
  * The fields of a RevenueCat delivery that we act on. RevenueCat adds fields and event types without
  * notice, so every other key is kept as is and unknown types are accepted; fields the docs call
  * guaranteed are still optional here because real samples lack them (TEMPORARY_ENTITLEMENT_GRANT).
  */
-const nullableString = z.string().nullish();
+/** A string we may store in a column: one PostgreSQL would refuse is a 400, never a failed write. */
+const storable = (error?: string) =>
+  z.string(error ? { error } : undefined).refine(isStorableText, { message: UNSTORABLE_TEXT_MESSAGE });
+const nullableString = storable().nullish();
 
 export const revenuecatEventSchema = z.looseObject({
-  id: z.string({ error: "event.id is required" }).min(1, "event.id is required").max(255),
-  type: z.string({ error: "event.type is required" }).min(1, "event.type is required").max(100),
+  id: storable("event.id is required").min(1, "event.id is required").max(255),
+  type: storable("event.type is required").min(1, "event.type is required").max(100),
   app_user_id: nullableString,
   original_app_user_id: nullableString,
-  aliases: z.array(z.string()).nullish(),
+  aliases: z.array(storable()).nullish(),
   product_id: nullableString,
   transaction_id: nullableString,
   original_transaction_id: nullableString,

@@ -1,0 +1,2 @@
+DROP INDEX "token_transactions_user_idempotency_key";--> statement-breakpoint
+CREATE UNIQUE INDEX "token_transactions_user_kind_idempotency_key" ON "token_transactions" USING btree ("user_id","kind","idempotency_key") WHERE "token_transactions"."idempotency_key" IS NOT NULL;
