@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import { type Database, type Executor, queryRows } from "../../db/client.js";
 import { withTransactionRetry } from "../../db/errors.js";
@@ -16,6 +16,7 @@ import {
   isRefund,
   type RevenuecatEvent,
   resolveUserId,
+  revenuecatDeliverySchema,
   storeTransactionRef,
   tokensForProduct,
 } from "./revenuecat.event.js";
@@ -86,22 +87,18 @@ export function createPurchasesService(deps: {
     rawBody: string,
     event: RevenuecatEvent,
   ): Promise<DeliveryResult | null> {
+    const retrying = sql`${revenuecatEventsTable.outcome} IN ('failed')`;
     const [row] = await tx
       .insert(revenuecatEventsTable)
-      .values({
-        eventId: event.id,
-        type: event.type,
-        appUserId: event.app_user_id ?? null,
-        environment: event.environment ?? null,
-        store: event.store ?? null,
-        productId: event.product_id ?? null,
-        transactionId: event.transaction_id ?? null,
-        rawBody,
-        outcome: "processing",
-      })
+      .values({ ...eventColumns(event, rawBody), outcome: "processing" })
       .onConflictDoUpdate({
         target: revenuecatEventsTable.eventId,
-        set: { deliveries: sql`${revenuecatEventsTable.deliveries} + 1` },
+        // A retry of a failed attempt records the delivery as it is now; a processed event keeps
+        // what it was processed with.
+        set: {
+          deliveries: sql`${revenuecatEventsTable.deliveries} + 1`,
+          ...refreshedColumns(retrying),
+        },
       })
       .returning({
         outcome: revenuecatEventsTable.outcome,
@@ -113,7 +110,7 @@ export function createPurchasesService(deps: {
     return result("duplicate", `already processed: ${row.outcome}`, row.userId, row.ledgerEntryId);
   }
 
-  async function process(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
+  async function apply(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
     const environment = (event.environment ?? "PRODUCTION").toUpperCase();
     if (event.type === "TEST") return result("ignored", "test event from the RevenueCat dashboard");
     if (!config.environments.includes(environment)) {
@@ -126,7 +123,15 @@ export function createPurchasesService(deps: {
     return result("ignored", `unknown event type ${event.type}`);
   }
 
-  async function credit(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
+  /**
+   * Credits a purchase once per store transaction. `refundReversed` is set when a reversal releases a
+   * purchase that its early refund held back.
+   */
+  async function credit(
+    tx: Executor,
+    event: RevenuecatEvent,
+    refundReversed = false,
+  ): Promise<DeliveryResult> {
     const userId = resolveUserId(event);
     if (!userId) return result("ignored", "no app user id in the event");
     if (userId.length > MAX_USER_ID_LENGTH) {
@@ -143,6 +148,7 @@ export function createPurchasesService(deps: {
         userId,
       );
     const ref = storeTransactionRef(event) ?? `event:${event.id}`;
+    await lockStoreTransaction(tx, ref);
     const state = await purchaseState(tx, ref, event);
     if (state.creditedBy) {
       return result(
@@ -152,8 +158,12 @@ export function createPurchasesService(deps: {
         state.creditedBy.id,
       );
     }
-    if (state.refundedFirst) {
-      return result("ignored", `transaction ${ref} was refunded before its purchase arrived`, userId);
+    if (state.refundedFirst && !state.reversedFirst && !refundReversed) {
+      return result(
+        "ignored",
+        `${HELD_BY_REFUND}: transaction ${ref} was refunded before its purchase arrived`,
+        userId,
+      );
     }
     const entry = await appendEntry(tx, {
       userId,
@@ -175,34 +185,44 @@ export function createPurchasesService(deps: {
     tx: Executor,
     ref: string,
     event: RevenuecatEvent,
-  ): Promise<{ creditedBy: { id: number; userId: string } | null; refundedFirst: boolean }> {
+  ): Promise<{
+    creditedBy: { id: number; userId: string } | null;
+    refundedFirst: boolean;
+    reversedFirst: boolean;
+  }> {
     const [row] = await queryRows<{
       id: string | number | null;
       user_id: string | null;
       refunded_first: boolean;
+      reversed_first: boolean;
     }>(
       tx,
-      sql`SELECT credited.id, credited.user_id, EXISTS (
-            SELECT 1 FROM revenuecat_events AS refund
-             WHERE refund.transaction_id = ${event.transaction_id ?? null}
-               AND refund.type = 'CANCELLATION' AND refund.outcome = 'unmatched'
-               AND (${event.store ?? null}::text IS NULL OR refund.store = ${event.store ?? null})
-          ) AS refunded_first
+      sql`SELECT credited.id, credited.user_id,
+                 ${waitingEvent(event, sql`'CANCELLATION'`)} AS refunded_first,
+                 ${waitingEvent(event, sql`'REFUND_REVERSED'`)} AS reversed_first
           FROM (SELECT 1) AS one
           LEFT JOIN token_transactions AS credited ON credited.kind = 'PURCHASE' AND credited.external_ref = ${ref}`,
     );
     const creditedBy = row?.id != null && row.user_id ? { id: Number(row.id), userId: row.user_id } : null;
-    return { creditedBy, refundedFirst: row?.refunded_first === true };
+    return {
+      creditedBy,
+      refundedFirst: row?.refunded_first === true,
+      reversedFirst: row?.reversed_first === true,
+    };
   }
 
   async function refund(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
     const ref = storeTransactionRef(event);
+    if (ref) await lockStoreTransaction(tx, ref);
     const purchase = ref ? await findByExternalRef(tx, "PURCHASE", ref) : null;
     if (!ref || !purchase)
       return result("unmatched", `no credited purchase for transaction ${ref ?? "(none)"}`);
     const earlier = await findByExternalRef(tx, "REFUND", ref);
     if (earlier)
       return result("duplicate", `transaction ${ref} already refunded`, earlier.userId, earlier.id);
+    if (await isWaiting(tx, event, "REFUND_REVERSED")) {
+      return result("ignored", `the refund of ${ref} was reversed before it arrived`, purchase.userId);
+    }
     // Lock the balance so that what we take is what is there; the balance never goes negative.
     const [row] = await tx
       .select({ balance: tokenBalancesTable.balance })
@@ -242,8 +262,22 @@ export function createPurchasesService(deps: {
 
   async function reverseRefund(tx: Executor, event: RevenuecatEvent): Promise<DeliveryResult> {
     const ref = storeTransactionRef(event);
+    if (ref) await lockStoreTransaction(tx, ref);
     const refundEntry = ref ? await findByExternalRef(tx, "REFUND", ref) : null;
-    if (!ref || !refundEntry) return result("unmatched", `no refund for transaction ${ref ?? "(none)"}`);
+    if (!ref || !refundEntry) {
+      const held = ref ? await heldPurchase(tx, event) : null;
+      if (!held) return result("unmatched", `no refund for transaction ${ref ?? "(none)"}`);
+      // The refund came before its purchase and held it back; with the refund reversed, the purchase
+      // is credited after all, and its own record says so.
+      const credited = await credit(tx, held.event, true);
+      await finish(tx, held.eventId, credited);
+      return result(
+        "refund_reversed",
+        `refund reversed: ${credited.detail}`,
+        credited.userId,
+        credited.ledgerEntryId,
+      );
+    }
     const earlier = await findByExternalRef(tx, "REFUND_REVERSAL", ref);
     if (earlier) return result("duplicate", `refund of ${ref} already reversed`, earlier.userId, earlier.id);
     const entry = await appendEntry(tx, {
@@ -256,6 +290,50 @@ export function createPurchasesService(deps: {
     });
     if (!entry) throw new Error("refund reversal wrote no entry");
     return result("refund_reversed", `gave back ${-refundEntry.amount} tokens`, refundEntry.userId, entry.id);
+  }
+
+  /**
+   * Serialises all work on one store transaction: its purchase, refund and reversal may arrive at the
+   * same moment, and without this neither transaction would see the other's uncommitted row. The
+   * lock is transaction-scoped, so it is released by the commit or rollback.
+   */
+  async function lockStoreTransaction(tx: Executor, ref: string): Promise<void> {
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${ref}, 0))`);
+  }
+
+  /** A recorded event of `type` for the same store transaction that found nothing to act on yet. */
+  function waitingEvent(event: RevenuecatEvent, type: SQL) {
+    return sql`EXISTS (
+      SELECT 1 FROM revenuecat_events AS early
+       WHERE early.transaction_id = ${event.transaction_id ?? null}
+         AND early.type = ${type} AND early.outcome = 'unmatched'
+         AND (${event.store ?? null}::text IS NULL OR early.store = ${event.store ?? null}))`;
+  }
+
+  async function isWaiting(tx: Executor, event: RevenuecatEvent, type: string): Promise<boolean> {
+    const [row] = await queryRows<{ waiting: boolean }>(
+      tx,
+      sql`SELECT ${waitingEvent(event, sql`${type}`)} AS waiting`,
+    );
+    return row?.waiting === true;
+  }
+
+  /** The purchase event of this store transaction that an early refund kept from crediting, if any. */
+  async function heldPurchase(
+    tx: Executor,
+    event: RevenuecatEvent,
+  ): Promise<{ eventId: string; event: RevenuecatEvent } | null> {
+    const [row] = await queryRows<{ event_id: string; raw_body: string }>(
+      tx,
+      sql`SELECT event_id, raw_body FROM revenuecat_events
+           WHERE transaction_id = ${event.transaction_id ?? null}
+             AND (${event.store ?? null}::text IS NULL OR store = ${event.store ?? null})
+             AND outcome = 'ignored' AND detail LIKE ${`${HELD_BY_REFUND}:%`}
+           ORDER BY received_at LIMIT 1`,
+    );
+    if (!row) return null;
+    const body = revenuecatDeliverySchema.safeParse(JSON.parse(row.raw_body));
+    return body.success ? { eventId: row.event_id, event: body.data.event } : null;
   }
 
   async function finish(tx: Executor, eventId: string, outcome: DeliveryResult): Promise<void> {
@@ -285,10 +363,10 @@ export function createPurchasesService(deps: {
   async function recordFailure(rawBody: string, event: RevenuecatEvent, reason: string): Promise<void> {
     await db
       .insert(revenuecatEventsTable)
-      .values({ eventId: event.id, type: event.type, rawBody, outcome: "failed", detail: reason })
+      .values({ ...eventColumns(event, rawBody), outcome: "failed", detail: reason })
       .onConflictDoUpdate({
         target: revenuecatEventsTable.eventId,
-        set: { outcome: "failed", detail: reason, processedAt: new Date() },
+        set: { outcome: "failed", detail: reason, processedAt: new Date(), ...refreshedColumns(sql`true`) },
         setWhere: inArray(revenuecatEventsTable.outcome, ["processing", "failed", "unmapped"]),
       });
   }
@@ -303,7 +381,7 @@ export function createPurchasesService(deps: {
         db.transaction(async (tx) => {
           const duplicate = await claim(tx, rawBody, event);
           if (duplicate) return duplicate;
-          const processed = await process(tx, event, log);
+          const processed = await apply(tx, event, log);
           await finish(tx, event.id, processed);
           return processed;
         }),
@@ -359,7 +437,7 @@ export function createPurchasesService(deps: {
             )
             .returning({ eventId: revenuecatEventsTable.eventId });
           if (!claimed) return result("duplicate", "already reprocessed");
-          const processed = await process(tx, body.event, logger);
+          const processed = await apply(tx, body.event, logger);
           await finish(tx, eventId, processed);
           return processed;
         }),
@@ -375,6 +453,38 @@ export function createPurchasesService(deps: {
         .orderBy(revenuecatEventsTable.receivedAt);
       return rows.map((row) => row.eventId);
     },
+  };
+}
+
+/** Marks the detail of a purchase that its early refund held back, so a reversal can find it. */
+const HELD_BY_REFUND = "held back by its refund";
+
+/** Every column of `revenuecat_events` that comes from the delivery itself. */
+function eventColumns(event: RevenuecatEvent, rawBody: string) {
+  return {
+    eventId: event.id,
+    type: event.type,
+    appUserId: event.app_user_id ?? null,
+    environment: event.environment ?? null,
+    store: event.store ?? null,
+    productId: event.product_id ?? null,
+    transactionId: event.transaction_id ?? null,
+    rawBody,
+  };
+}
+
+/** On conflict: take the delivery's columns from the new attempt when `when` holds, else keep them. */
+function refreshedColumns(when: SQL) {
+  const fresh = (column: keyof ReturnType<typeof eventColumns>, name: string) =>
+    sql`CASE WHEN ${when} THEN EXCLUDED.${sql.identifier(name)} ELSE ${revenuecatEventsTable[column]} END`;
+  return {
+    type: fresh("type", "type"),
+    appUserId: fresh("appUserId", "app_user_id"),
+    environment: fresh("environment", "environment"),
+    store: fresh("store", "store"),
+    productId: fresh("productId", "product_id"),
+    transactionId: fresh("transactionId", "transaction_id"),
+    rawBody: fresh("rawBody", "raw_body"),
   };
 }
 
