@@ -3,9 +3,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { createAuthGuard, TooManyAuthFailuresError } from "./auth/guard.js";
 import { createTokenVerifier, type Viewer } from "./auth/jwt.js";
 import type { Config } from "./config.js";
-import { type AppServices, authenticate } from "./context.js";
+import type { AppServices } from "./context.js";
 import type { DatabaseHandle } from "./db/client.js";
 import { isMigrated } from "./db/migrate.js";
 import { attachGraphqlWs, createYogaServer, type GraphqlWs } from "./graphql/server.js";
@@ -69,7 +70,8 @@ export function buildApp(deps: AppDeps): App {
   const hub = new BalanceHub(database, logger);
   const services: AppServices = { db: database.db, ledger, hub, logger, metrics, limits };
   const purchases = createPurchasesService({ db: database.db, logger, config: config.revenuecat });
-  const yoga = createYogaServer({ config, services, verify });
+  const guard = createAuthGuard({ verify, limits });
+  const yoga = createYogaServer({ config, services, guard });
   const webhookAuth = { secret: webhookSecret, hmacSecret: config.revenuecat.hmacSecret };
 
   const tokenRoutes: Record<string, Handler> = {
@@ -77,14 +79,6 @@ export function buildApp(deps: AppDeps): App {
     "POST /api/v1/tokens/spend": (req, res, _url, viewer, scoped) => spendRoute(scoped, viewer, req, res),
     "GET /api/v1/tokens/history": (_req, res, url, viewer, scoped) => historyRoute(scoped, viewer, url, res),
   };
-
-  /** Counts a failed authentication; past the limit the address gets 429 instead of 401. */
-  async function authFailure(address: string, error: HttpError): Promise<never> {
-    const check = await limits.authFailed(address);
-    if (!check.allowed)
-      throw new HttpError(429, "Too many failed authentications; try again later", "RATE_LIMITED");
-    throw error;
-  }
 
   async function route(
     req: IncomingMessage,
@@ -103,11 +97,6 @@ export function buildApp(deps: AppDeps): App {
     if (path === "/ready") return readiness(res);
     if (path === "/metrics") return metricsRoute(req, res);
 
-    const blocked = limits.authBlocked(address);
-    if (!blocked.allowed) {
-      res.setHeader("retry-after", String(blocked.retryAfterSeconds));
-      throw new HttpError(429, "Too many failed authentications; try again later", "RATE_LIMITED");
-    }
     if (path === "/graphql") {
       guardGraphqlBody(req);
       await yoga.handle(req, res, { clientAddress: address, requestId });
@@ -117,10 +106,15 @@ export function buildApp(deps: AppDeps): App {
       if (req.method !== "POST") throw new HttpError(405, "Use POST", "METHOD_NOT_ALLOWED");
       const stopTimer = metrics.webhookDuration.startTimer();
       try {
-        const onAuthFailure = (error: HttpError) => authFailure(address, error);
         const log = logger.child({ requestId });
         await revenuecatWebhookRoute(
-          { purchases, auth: webhookAuth, metrics, logger: log, onAuthFailure },
+          {
+            purchases,
+            auth: webhookAuth,
+            metrics,
+            logger: log,
+            refused: () => guard.webhookRefused(address),
+          },
           req,
           res,
         );
@@ -131,16 +125,14 @@ export function buildApp(deps: AppDeps): App {
     }
     const handler = tokenRoutes[`${req.method} ${path}`];
     if (!handler) throw new HttpError(404, "Not found", "NOT_FOUND");
-    const { viewer, authError } = await authenticate(verify, req.headers.authorization);
+    const { viewer, authError } = await guard.authenticate(req.headers.authorization, address);
     if (!viewer) {
       res.setHeader("www-authenticate", 'Bearer realm="token-ledger"');
-      const error = new HttpError(
+      throw new HttpError(
         401,
         authError ?? "Authentication required: send Authorization: Bearer <token>",
         "UNAUTHENTICATED",
       );
-      if (authError) await authFailure(address, error);
-      throw error;
     }
     await handler(req, res, url, viewer, { ...services, logger: logger.child({ requestId }) });
   }
@@ -177,6 +169,10 @@ export function buildApp(deps: AppDeps): App {
       res.destroy();
     } else if (error instanceof HttpError) {
       sendError(res, error);
+    } else if (error instanceof TooManyAuthFailuresError) {
+      sendError(res, new HttpError(429, error.message, "RATE_LIMITED"), {
+        "retry-after": String(error.retryAfterSeconds),
+      });
     } else if (isDatabaseUnavailable(error)) {
       logger.warn({ path, requestId }, "database unavailable");
       const unavailable = new HttpError(
@@ -195,7 +191,7 @@ export function buildApp(deps: AppDeps): App {
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID();
     res.setHeader("x-request-id", requestId);
-    const address = clientAddress(req, config.trustProxy);
+    const address = clientAddress(req, config.trustedProxies);
     route(req, res, address, requestId).catch((error: unknown) =>
       fail(res, error, requestId, req.url?.split("?")[0]),
     );
@@ -210,7 +206,7 @@ export function buildApp(deps: AppDeps): App {
     metrics,
     async start(port = config.port, host = config.host) {
       await hub.start();
-      ws = attachGraphqlWs({ server, yoga, verify, services, trustProxy: config.trustProxy });
+      ws = attachGraphqlWs({ server, yoga, guard, services, trustedProxies: config.trustedProxies });
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         server.listen(port, host, () => resolve());

@@ -44,8 +44,11 @@ export interface Config {
     /** Unset: counters live in the service's own database. */
     readonly redisUrl: string | undefined;
   };
-  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
-  readonly trustProxy: boolean;
+  /**
+   * How many proxies in front of the service append to X-Forwarded-For; the client address is the
+   * right-most entry not written by one of them. 0: the socket's own address.
+   */
+  readonly trustedProxies: number;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
 }
@@ -118,7 +121,16 @@ const envSchema = z.object({
       .regex(/^rediss?:\/\//, "must be a redis:// URL")
       .optional(),
   ),
-  TRUST_PROXY: z.enum(["true", "false"]).default("false"),
+  TRUST_PROXY: z
+    .string()
+    .trim()
+    .default("0")
+    .refine((value) => value !== "true", {
+      message:
+        "set the number of proxies in front of the service (for example 1); 'true' trusted the left-most X-Forwarded-For entry, which the client writes",
+    })
+    .transform((value) => (value === "false" ? "0" : value))
+    .pipe(z.coerce.number<string>({ error: "must be a number of proxies" }).int().min(0).max(10)),
   METRICS_TOKEN: optionalString,
 });
 
@@ -178,7 +190,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,
       redisUrl: e.REDIS_URL,
     }),
-    trustProxy: e.TRUST_PROXY === "true",
+    trustedProxies: e.TRUST_PROXY,
     metricsToken: e.METRICS_TOKEN,
   });
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { AuthenticationError, bearerToken, type VerifyToken, type Viewer } from "./auth/jwt.js";
+import type { Viewer } from "./auth/jwt.js";
 import type { Database } from "./db/client.js";
 import type { Metrics } from "./metrics.js";
 import type { LedgerService } from "./modules/ledger/ledger.service.js";
@@ -21,25 +21,4 @@ export interface GraphQLContext extends AppServices {
   /** Why the presented token was refused, to tell the client; null when no token was sent. */
   readonly authError: string | null;
   readonly requestId: string;
-}
-
-export interface Authentication {
-  readonly viewer: Viewer | null;
-  readonly authError: string | null;
-}
-
-/** Turns an `Authorization` value (HTTP header or graphql-ws connectionParams) into a viewer. */
-export async function authenticate(
-  verify: VerifyToken,
-  header: string | null | undefined,
-): Promise<Authentication> {
-  if (!header) return { viewer: null, authError: null };
-  const token = bearerToken(header);
-  if (!token) return { viewer: null, authError: "Authorization must be 'Bearer <token>'" };
-  try {
-    return { viewer: await verify(token), authError: null };
-  } catch (error) {
-    if (error instanceof AuthenticationError) return { viewer: null, authError: error.message };
-    throw error;
-  }
 }

@@ -59,14 +59,21 @@ export function sendError(res: ServerResponse, error: HttpError, headers: Record
   sendJson(res, error.status, { error: { code: error.code, message: error.message } }, headers);
 }
 
-/** The caller's address: the socket's, or the first X-Forwarded-For hop when behind a trusted proxy. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = req.headers["x-forwarded-for"];
-    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-    if (first) return first;
-  }
-  return req.socket.remoteAddress ?? "unknown";
+/**
+ * The caller's address. Each of the `trustedProxies` proxies in front of us appends the address it
+ * saw to X-Forwarded-For, so counting that many hops back from our socket's peer gives the last
+ * address no client could write; everything further left is the client's to invent.
+ */
+export function clientAddress(req: IncomingMessage, trustedProxies: number): string {
+  const peer = req.socket.remoteAddress ?? "unknown";
+  if (trustedProxies === 0) return peer;
+  const header = req.headers["x-forwarded-for"];
+  const forwarded = (Array.isArray(header) ? header.join(",") : (header ?? ""))
+    .split(",")
+    .map((hop) => hop.trim())
+    .filter(Boolean);
+  const hops = [peer, ...forwarded.reverse()];
+  return hops[Math.min(trustedProxies, hops.length - 1)] ?? peer;
 }
 
 const CONNECTION_ERROR_CODES = new Set([

@@ -27,6 +27,13 @@ export type VerifyToken = (token: string) => Promise<Viewer>;
 
 export class AuthenticationError extends Error {
   override readonly name = "AuthenticationError";
+  constructor(
+    message: string,
+    /** The token was genuine but has expired: the client should refresh it, not be counted as an attacker. */
+    readonly expired = false,
+  ) {
+    super(message);
+  }
 }
 
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -67,7 +74,7 @@ export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
         requiredClaims: ["sub", "exp"],
       }));
     } catch (error) {
-      throw new AuthenticationError(describeJoseError(error));
+      throw new AuthenticationError(describeJoseError(error), error instanceof joseErrors.JWTExpired);
     }
     // jose checks that `sub` is present, not its type: a numeric subject would key the user's live
     // updates by a number and never match, so anything but a storable non-empty string is refused.

@@ -12,9 +12,9 @@ import {
   maskError as yogaMaskError,
 } from "graphql-yoga";
 import { WebSocketServer } from "ws";
-import type { VerifyToken } from "../auth/jwt.js";
+import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
 import type { Config } from "../config.js";
-import { type AppServices, type Authentication, authenticate, type GraphQLContext } from "../context.js";
+import type { AppServices, GraphQLContext } from "../context.js";
 import { clientAddress, isDatabaseUnavailable } from "../http.js";
 import { schema } from "./schema.js";
 
@@ -45,8 +45,8 @@ export const GRAPHQL_LIMITS = {
   maxDirectives: 20,
 };
 
-export function createYogaServer(deps: { config: Config; services: AppServices; verify: VerifyToken }): Yoga {
-  const { config, services, verify } = deps;
+export function createYogaServer(deps: { config: Config; services: AppServices; guard: AuthGuard }): Yoga {
+  const { config, services, guard } = deps;
   const armor = new EnvelopArmor({
     // Introspection is exempt (GraphiQL's own query is deeper); the schema itself has no cycles.
     maxDepth: { n: GRAPHQL_LIMITS.maxDepth, flattenFragments: false },
@@ -81,13 +81,25 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
     ],
     context: async (initial) => {
       const request = (initial as { request?: Request }).request;
-      let auth = initial.auth;
-      if (!auth) {
-        auth = await authenticate(verify, request?.headers.get("authorization"));
-        if (auth.authError && initial.clientAddress) await services.limits.authFailed(initial.clientAddress);
-      }
+      const auth =
+        initial.auth ??
+        (await guard
+          .authenticate(request?.headers.get("authorization"), initial.clientAddress ?? "unknown")
+          .catch(rateLimitedAsGraphqlError));
       const requestId = initial.requestId ?? "ws";
       return { ...services, ...auth, requestId, logger: services.logger.child({ requestId }) };
+    },
+  });
+}
+
+/** A blocked address gets 429 in GraphQL's own error shape, so GraphQL clients can show it. */
+function rateLimitedAsGraphqlError(error: unknown): never {
+  if (!(error instanceof TooManyAuthFailuresError)) throw error;
+  throw new GraphQLError(error.message, {
+    extensions: {
+      code: "RATE_LIMITED",
+      retryAfterSeconds: error.retryAfterSeconds,
+      http: { status: 429, headers: { "retry-after": String(error.retryAfterSeconds) } },
     },
   });
 }
@@ -160,11 +172,11 @@ interface ConnectionExtra {
 export function attachGraphqlWs(deps: {
   server: Server;
   yoga: Yoga;
-  verify: VerifyToken;
+  guard: AuthGuard;
   services: AppServices;
-  trustProxy: boolean;
+  trustedProxies: number;
 }): GraphqlWs {
-  const { server, yoga, verify, services } = deps;
+  const { server, yoga, guard, services } = deps;
   const wsServer = new WebSocketServer({ server, path: "/graphql" });
   const extras = new WeakMap<object, ConnectionExtra>();
 
@@ -176,18 +188,19 @@ export function attachGraphqlWs(deps: {
         (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onConnect: async (ctx) => {
         const socket = ctx.extra.socket;
-        const address = clientAddress(ctx.extra.request, deps.trustProxy);
-        const blocked = services.limits.authBlocked(address);
-        if (!blocked.allowed) {
-          socket.close(CLOSE_RATE_LIMITED, "Too many failed authentications; try again later");
-          return false;
-        }
+        const address = clientAddress(ctx.extra.request, deps.trustedProxies);
         // GraphiQL sends its Headers tab as connectionParams, so accept any capitalisation.
         const params = ctx.connectionParams ?? {};
         const header = Object.entries(params).find(([key]) => key.toLowerCase() === "authorization")?.[1];
-        const auth = await authenticate(verify, typeof header === "string" ? header : undefined);
+        let auth: Authentication;
+        try {
+          auth = await guard.authenticate(typeof header === "string" ? header : undefined, address);
+        } catch (error) {
+          if (!(error instanceof TooManyAuthFailuresError)) throw error;
+          socket.close(CLOSE_RATE_LIMITED, error.message);
+          return false;
+        }
         if (!auth.viewer) {
-          if (auth.authError) await services.limits.authFailed(address);
           socket.close(
             CLOSE_TOKEN_EXPIRED,
             truncateReason(`Unauthorized: ${auth.authError ?? "send connectionParams.authorization"}`),

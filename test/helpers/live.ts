@@ -13,15 +13,24 @@ export interface BalanceChangeEvent {
   transaction: { id: string; amount: number; kind: string; balanceAfter: number } | null;
 }
 
-/** A real graphql-ws client over the ws package (Node 20 has no global WebSocket). */
+/**
+ * A real graphql-ws client over the ws package (Node 20 has no global WebSocket). `headers` go on the
+ * upgrade request (such as X-Forwarded-For).
+ */
 export function wsClient(
   baseUrl: string,
   authorization: string | undefined,
   onClosed?: (code: number, reason: string) => void,
+  headers: Record<string, string> = {},
 ): Client {
+  class WebSocketWithHeaders extends WebSocket {
+    constructor(address: string, protocols?: string | string[]) {
+      super(address, protocols, { headers });
+    }
+  }
   return createClient({
     url: `${baseUrl.replace(/^http/, "ws")}/graphql`,
-    webSocketImpl: WebSocket,
+    webSocketImpl: WebSocketWithHeaders,
     connectionParams: authorization ? { authorization } : {},
     retryAttempts: 0,
     lazy: true,

@@ -7,6 +7,7 @@ import {
   RateLimiterRes,
   type RateLimiterStoreAbstract,
 } from "rate-limiter-flexible";
+import type { AuthDoor } from "../../auth/guard.js";
 import type { Database } from "../../db/client.js";
 import { rateLimitsTable } from "../../db/schema.js";
 
@@ -23,12 +24,12 @@ export interface RateLimits {
   /** Counts one spend for the user; refuses past the per-minute limit. One user never limits another. */
   spend(userId: string): Promise<LimitCheck>;
   /**
-   * Whether a client address is blocked after too many failed authentications. Answered from this
-   * instance's memory, so a legitimate request pays no round trip for it.
+   * Whether a client address is blocked at one door after too many failed authentications there.
+   * Answered from this instance's memory, so it costs no round trip.
    */
-  authBlocked(clientAddress: string): LimitCheck;
-  /** Counts one failed authentication (API token or webhook secret); blocks the address past the limit. */
-  authFailed(clientAddress: string): Promise<LimitCheck>;
+  authBlocked(door: AuthDoor, clientAddress: string): LimitCheck;
+  /** Counts one failed authentication at a door; blocks the address there past the limit. */
+  authFailed(door: AuthDoor, clientAddress: string): Promise<LimitCheck>;
 }
 
 /**
@@ -54,7 +55,10 @@ export function createRateLimits(deps: {
   };
   const spends = make("spend", deps.config.spendsPerMinute);
   const blocked = new LRUCache<string, number>({ max: 100_000 });
-  const authFailures = make("authfail", deps.config.authFailuresPerMinute);
+  const authFailures = {
+    api: make("authfail", deps.config.authFailuresPerMinute),
+    webhook: make("webhookauthfail", deps.config.authFailuresPerMinute),
+  };
 
   return {
     async spend(userId) {
@@ -66,19 +70,19 @@ export function createRateLimits(deps: {
         throw error;
       }
     },
-    authBlocked(clientAddress) {
-      const until = blocked.get(clientAddress);
+    authBlocked(door, clientAddress) {
+      const until = blocked.get(`${door}:${clientAddress}`);
       const left = until === undefined ? 0 : until - Date.now();
       return left > 0 ? { allowed: false, retryAfterSeconds: Math.ceil(left / 1000) } : { allowed: true };
     },
-    async authFailed(clientAddress) {
+    async authFailed(door, clientAddress) {
       // The count is shared by every instance; the block it leads to is remembered locally.
       try {
-        await authFailures.consume(clientAddress);
+        await authFailures[door].consume(clientAddress);
         return { allowed: true };
       } catch (error) {
         if (!(error instanceof RateLimiterRes)) throw error;
-        blocked.set(clientAddress, Date.now() + error.msBeforeNext);
+        blocked.set(`${door}:${clientAddress}`, Date.now() + error.msBeforeNext);
         return refused(error);
       }
     },

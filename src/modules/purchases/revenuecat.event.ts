@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { MAX_USER_ID_LENGTH } from "../../db/schema.js";
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from "../../db/text.js";
 
 /**

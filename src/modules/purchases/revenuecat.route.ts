@@ -42,15 +42,18 @@ export async function revenuecatWebhookRoute(
     auth: WebhookAuth;
     metrics: Metrics;
     logger: Logger;
-    /** Counts the failure against the client (brute-force limit) and throws what to answer. */
-    onAuthFailure: (error: HttpError) => Promise<never>;
+    /** Counts a wrong secret against the client; throws once its address is blocked. */
+    refused: () => Promise<void>;
   },
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
   if (!isAuthorizedDelivery(req.headers.authorization, deps.auth.secret)) {
-    await deps.onAuthFailure(
-      new HttpError(401, "Authorization header does not match the configured webhook secret", "UNAUTHORIZED"),
+    await deps.refused();
+    throw new HttpError(
+      401,
+      "Authorization header does not match the configured webhook secret",
+      "UNAUTHORIZED",
     );
   }
   const { raw, value } = await readJson(req);
@@ -59,9 +62,8 @@ export async function revenuecatWebhookRoute(
     if (
       !hasValidSignature(typeof signature === "string" ? signature : undefined, raw, deps.auth.hmacSecret)
     ) {
-      await deps.onAuthFailure(
-        new HttpError(401, "Body signature is missing or does not match", "UNAUTHORIZED"),
-      );
+      await deps.refused();
+      throw new HttpError(401, "Body signature is missing or does not match", "UNAUTHORIZED");
     }
   }
   const parsed = revenuecatDeliverySchema.safeParse(value);

@@ -1,0 +1,61 @@
+import type { RateLimits } from "../modules/limits/rate-limits.js";
+import { AuthenticationError, bearerToken, type VerifyToken, type Viewer } from "./jwt.js";
+
+export interface Authentication {
+  readonly viewer: Viewer | null;
+  /** Why the presented credential was refused, to tell the client; null when none was sent. */
+  readonly authError: string | null;
+}
+
+/** The client's address failed to authenticate too often; it waits before trying bad credentials again. */
+export class TooManyAuthFailuresError extends Error {
+  override readonly name = "TooManyAuthFailuresError";
+  constructor(readonly retryAfterSeconds: number) {
+    super("Too many failed authentications; try again later");
+  }
+}
+
+/** Which door a credential came through: each keeps its own count, so one cannot block the other. */
+export type AuthDoor = "api" | "webhook";
+
+export interface AuthGuard {
+  /**
+   * Turns an `Authorization` value (HTTP header or graphql-ws connectionParams) into a viewer. A valid
+   * token is always accepted, whatever others sent from the same address. A refused one is counted
+   * against the address, except an expired token (a client that forgot to refresh is not guessing);
+   * past the limit a refused credential throws TooManyAuthFailuresError instead of reporting why.
+   */
+  authenticate(header: string | null | undefined, address: string): Promise<Authentication>;
+  /**
+   * Counts a wrong webhook secret against the address and throws TooManyAuthFailuresError past the
+   * limit. The webhook's count is its own: failed API tokens never block RevenueCat's deliveries.
+   */
+  webhookRefused(address: string): Promise<void>;
+}
+
+export function createAuthGuard(deps: { verify: VerifyToken; limits: RateLimits }): AuthGuard {
+  const { verify, limits } = deps;
+
+  async function refused(door: AuthDoor, address: string): Promise<void> {
+    // An address already known to be blocked pays no round trip to the shared counter.
+    const known = limits.authBlocked(door, address);
+    const check = known.allowed ? await limits.authFailed(door, address) : known;
+    if (!check.allowed) throw new TooManyAuthFailuresError(check.retryAfterSeconds);
+  }
+
+  return {
+    async authenticate(header, address) {
+      if (!header) return { viewer: null, authError: null };
+      const token = bearerToken(header);
+      try {
+        if (!token) throw new AuthenticationError("Authorization must be 'Bearer <token>'");
+        return { viewer: await verify(token), authError: null };
+      } catch (error) {
+        if (!(error instanceof AuthenticationError)) throw error;
+        if (!error.expired) await refused("api", address);
+        return { viewer: null, authError: error.message };
+      }
+    },
+    webhookRefused: (address) => refused("webhook", address),
+  };
+}
