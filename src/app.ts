@@ -11,6 +11,7 @@ import type { DatabaseHandle } from "./db/client.js";
 import { isMigrated } from "./db/migrate.js";
 import { attachGraphqlWs, createYogaServer, type GraphqlWs } from "./graphql/server.js";
 import {
+  answerAfterDraining,
   clientAddress,
   constantTimeEqual,
   HttpError,
@@ -164,9 +165,17 @@ export function buildApp(deps: AppDeps): App {
     res.end(await metrics.registry.metrics());
   }
 
-  function fail(res: ServerResponse, error: unknown, requestId: string, path: string | undefined): void {
+  function fail(
+    req: IncomingMessage,
+    res: ServerResponse,
+    error: unknown,
+    requestId: string,
+    path: string | undefined,
+  ): void {
     if (res.headersSent) {
       res.destroy();
+    } else if (error instanceof HttpError && error.status === 413) {
+      answerAfterDraining(req, res, () => sendError(res, error));
     } else if (error instanceof HttpError) {
       sendError(res, error);
     } else if (error instanceof TooManyAuthFailuresError) {
@@ -193,7 +202,7 @@ export function buildApp(deps: AppDeps): App {
     res.setHeader("x-request-id", requestId);
     const address = clientAddress(req, config.trustedProxies);
     route(req, res, address, requestId).catch((error: unknown) =>
-      fail(res, error, requestId, req.url?.split("?")[0]),
+      fail(req, res, error, requestId, req.url?.split("?")[0]),
     );
   });
 

@@ -59,6 +59,37 @@ export function sendError(res: ServerResponse, error: HttpError, headers: Record
   sendJson(res, error.status, { error: { code: error.code, message: error.message } }, headers);
 }
 
+/** How much of a refused body we read and throw away so the client sees our answer. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+const DRAIN_MAX_MS = 10_000;
+
+/**
+ * Answers a request whose body we refused (413) only after the client has finished sending it, then
+ * closes the connection. Closing while the client is still sending makes the kernel reset the
+ * connection, and the client sees ECONNRESET instead of our 413. The discarding is bounded in bytes
+ * and time; past either bound the connection is cut.
+ */
+export function answerAfterDraining(req: IncomingMessage, res: ServerResponse, answer: () => void): void {
+  res.setHeader("connection", "close");
+  if (req.complete || req.destroyed) {
+    answer();
+    return;
+  }
+  let discarded = 0;
+  const cut = () => req.destroy();
+  const timer = setTimeout(cut, DRAIN_MAX_MS);
+  req.on("data", (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DRAIN_MAX_BYTES) cut();
+  });
+  req.once("end", () => {
+    clearTimeout(timer);
+    answer();
+  });
+  req.once("close", () => clearTimeout(timer));
+  req.resume();
+}
+
 /**
  * The caller's address. Each of the `trustedProxies` proxies in front of us appends the address it
  * saw to X-Forwarded-For, so counting that many hops back from our socket's peer gives the last

@@ -1,3 +1,5 @@
+import { createServer } from "node:net";
+import { Worker } from "node:worker_threads";
 import { type App, buildApp } from "./app.js";
 import { signDevToken } from "./auth/jwt.js";
 import { ConfigError, loadConfig } from "./config.js";
@@ -25,9 +27,13 @@ async function main(): Promise<void> {
   // Signals are handled from the first moment: a stop during start-up still closes the database.
   let stopping = false;
   const shutdown = async (reason: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn({ reason }, "second stop signal: exiting now");
+      process.exit(1);
+    }
     stopping = true;
     logger.info({ reason }, "shutting down: finishing in-flight requests");
+    exitAfter(config.shutdownTimeoutMs + DATABASE_CLOSE_GRACE_MS, logger);
     try {
       await app?.stop(config.shutdownTimeoutMs);
       await database?.close();
@@ -40,13 +46,9 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
-  // A wrapper that does not pass signals on (npm, a shell) may exit and leave us behind: when our
-  // parent changes, it is gone, and we stop as if told to.
-  const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) void shutdown("parent exited");
-  }, 500).unref();
 
+  // Refuse a busy port before opening anything: the embedded database is not opened for nothing.
+  await assertPortFree(config.port, config.host);
   database = await openDatabase({
     url: config.databaseUrl,
     dataDir: config.dataDir,
@@ -66,6 +68,49 @@ async function main(): Promise<void> {
     );
   }
   if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
+}
+
+/** How long closing the database may take after in-flight requests have had their time. */
+const DATABASE_CLOSE_GRACE_MS = 5_000;
+
+/**
+ * A stop always ends: past the deadline the process exits anyway and says so. A timer on this thread
+ * covers a stop that waits on something that never answers (a database that stopped responding); a
+ * watchdog thread covers this thread being stuck in synchronous work, where no timer of ours can run.
+ */
+function exitAfter(ms: number, logger: ReturnType<typeof createLogger>): void {
+  setTimeout(() => {
+    logger.error({ timeoutMs: ms }, `shutdown did not finish within ${ms} ms; exiting anyway`);
+    process.exit(1);
+  }, ms).unref();
+  const watchdog = new Worker(
+    `const { workerData } = require("node:worker_threads");
+     setTimeout(() => {
+       require("node:fs").writeSync(2, "shutdown did not finish within " + workerData.ms + " ms and the process does not respond; killing it\\n");
+       process.kill(workerData.pid, "SIGKILL");
+     }, workerData.ms);`,
+    { eval: true, workerData: { ms: ms + 2_000, pid: process.pid } },
+  );
+  watchdog.unref();
+}
+
+/** Exits with a one-line reason when the port is taken, before anything is opened. */
+async function assertPortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.listen(port, host, () => resolve());
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "EADDRINUSE" ? "is in use" : `cannot be used (${code ?? "unknown error"})`;
+    process.stderr.write(`Port ${port} ${reason}; set PORT\n`);
+    process.exit(1);
+  } finally {
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
 }
 
 /**

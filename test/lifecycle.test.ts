@@ -1,5 +1,7 @@
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +13,7 @@ import { tokenTransactionsTable } from "../src/db/schema.js";
 import { getBalance } from "../src/modules/ledger/ledger.queries.js";
 import { JWT_SECRET, newUserId, startTestApp } from "./helpers/app.js";
 import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
-import { startServerProcess } from "./helpers/process.js";
+import { projectRoot, startServerProcess } from "./helpers/process.js";
 
 const token = (userId: string, admin = false) =>
   signDevToken({ secret: JWT_SECRET, userId, admin, expiresIn: "1h" });
@@ -99,6 +101,108 @@ describe(`graceful shutdown on ${driverName}`, () => {
   );
 });
 
+describe(`process lifecycle on ${driverName}`, () => {
+  it("a server started with nohup from a script keeps serving after the script exits", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-nohup-"));
+    const database = serverUrl ? await openTestDatabase() : undefined;
+    const log = join(dataDir, "server.log");
+    const script = `nohup "${process.execPath}" --import tsx src/main.ts > "${log}" 2>&1 & echo $!`;
+    const { stdout } = await runShell(script, { DATA_DIR: dataDir, DATABASE_URL: database?.url });
+    const pid = Number(stdout.trim());
+    try {
+      const port = await waitForPort(() => readFile(log, "utf8").catch(() => ""));
+      // The script has exited; the server it left behind must still be there a while later.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+    } finally {
+      process.kill(pid, "SIGTERM");
+      await waitForExit(pid);
+      await database?.close();
+    }
+  });
+
+  it.skipIf(Boolean(serverUrl))(
+    "a busy port exits 1 with one line, before the embedded database is opened",
+    async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "tl-port-"));
+      const busy = createServer();
+      busy.listen(0, "127.0.0.1");
+      await once(busy, "listening");
+      const port = (busy.address() as { port: number }).port;
+      try {
+        const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+          cwd: projectRoot,
+          env: { ...process.env, NODE_ENV: "test", PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let output = "";
+        child.stdout?.on("data", (chunk: Buffer) => {
+          output += chunk.toString();
+        });
+        child.stderr?.on("data", (chunk: Buffer) => {
+          output += chunk.toString();
+        });
+        const [code] = (await once(child, "exit")) as [number];
+        expect(code).toBe(1);
+        expect(output).toContain(`Port ${port} is in use; set PORT`);
+        expect(output).not.toMatch(/^\s+at /m);
+        expect(existsSync(join(dataDir, "pglite"))).toBe(false);
+      } finally {
+        busy.close();
+      }
+    },
+  );
+});
+
+async function runShell(
+  script: string,
+  env: Record<string, string | undefined>,
+): Promise<{ stdout: string }> {
+  const { execFile } = await import("node:child_process");
+  return new Promise((resolve, reject) => {
+    execFile(
+      "sh",
+      ["-c", script],
+      {
+        cwd: projectRoot,
+        env: {
+          ...process.env,
+          NODE_ENV: "test",
+          PORT: "0",
+          HOST: "127.0.0.1",
+          JWT_SECRET,
+          REVENUECAT_WEBHOOK_SECRET: "rc-webhook-secret-for-tests-0123",
+          ...env,
+        },
+      },
+      (error, stdout) => (error ? reject(error) : resolve({ stdout })),
+    );
+  });
+}
+
+async function waitForPort(read: () => Promise<string>): Promise<string> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const port = /"port":(\d+)/.exec(await read())?.[1];
+    if (port) return port;
+    if (Date.now() > deadline) throw new Error(`no port in the log:\n${await read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function waitForExit(pid: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`process ${pid} did not exit within ${timeoutMs} ms`);
+}
+
 /** A TCP proxy in front of PostgreSQL that the test can cut and restore, like a network outage. */
 class OutageProxy {
   private server: Server | undefined;
@@ -118,6 +222,14 @@ class OutageProxy {
     this.server.listen(this.port, "127.0.0.1");
     await once(this.server, "listening");
     this.port = (this.server.address() as { port: number }).port;
+  }
+
+  /** Keeps every connection open but stops passing bytes: a database that no longer answers. */
+  freeze(): void {
+    for (const socket of this.sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
   }
 
   async cut(): Promise<void> {
@@ -148,6 +260,21 @@ describe.skipIf(!serverUrl)("database outage (real PostgreSQL behind a proxy the
   afterAll(async () => {
     await proxy.cut();
     await database.close();
+  });
+
+  it("a stop finishes within its deadline when the database stops answering, and says so", async () => {
+    const url = new URL(database.url as string);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const server = await startServerProcess({ DATABASE_URL: url.toString(), SHUTDOWN_TIMEOUT_MS: "500" });
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    proxy.freeze();
+    const started = Date.now();
+    const code = await server.stop("SIGTERM");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(code).toBe(1);
+    expect(server.output()).toMatch(/shutdown did not finish within \d+ ms; exiting anyway/);
+    await proxy.cut();
+    await proxy.open();
   });
 
   it("fails fast with 503 / DATABASE_UNAVAILABLE while cut, and recovers by itself when restored", async () => {
