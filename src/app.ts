@@ -69,8 +69,8 @@ export function buildApp(deps: AppDeps): App {
   const limits = createRateLimits({ db: database.db, redis, config: config.rateLimits });
   const ledger = createLedgerService({ db: database.db, logger });
   const hub = new BalanceHub(database, logger);
-  const services: AppServices = { db: database.db, ledger, hub, logger, metrics, limits };
   const purchases = createPurchasesService({ db: database.db, logger, config: config.revenuecat });
+  const services: AppServices = { db: database.db, ledger, hub, logger, metrics, limits, purchases };
   const guard = createAuthGuard({ verify, limits });
   const yoga = createYogaServer({ config, services, guard });
   const webhookAuth = { secret: webhookSecret, hmacSecret: config.revenuecat.hmacSecret };

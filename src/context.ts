@@ -5,6 +5,7 @@ import type { Metrics } from "./metrics.js";
 import type { LedgerService } from "./modules/ledger/ledger.service.js";
 import type { RateLimits } from "./modules/limits/rate-limits.js";
 import type { BalanceHub } from "./modules/live/balance-hub.js";
+import type { PurchasesService } from "./modules/purchases/purchases.service.js";
 
 /** What every resolver and route may use; built the same way for HTTP and for WebSocket. */
 export interface AppServices {
@@ -14,6 +15,7 @@ export interface AppServices {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly limits: RateLimits;
+  readonly purchases: PurchasesService;
 }
 
 export interface GraphQLContext extends AppServices {

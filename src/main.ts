@@ -4,6 +4,7 @@ import { type App, buildApp } from "./app.js";
 import { signDevToken } from "./auth/jwt.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { type DatabaseHandle, openDatabase } from "./db/client.js";
+import { DataDirInUseError } from "./db/data-dir-lock.js";
 import { migrate } from "./db/migrate.js";
 import { withDevSecrets } from "./dev-secrets.js";
 import { createLogger } from "./logger.js";
@@ -49,15 +50,22 @@ async function main(): Promise<void> {
 
   // Refuse a busy port before opening anything: the embedded database is not opened for nothing.
   await assertPortFree(config.port, config.host);
-  database = await openDatabase({
-    url: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolSize: config.databasePoolSize,
-  });
+  try {
+    database = await openDatabase({
+      url: config.databaseUrl,
+      dataDir: config.dataDir,
+      poolSize: config.databasePoolSize,
+    });
+  } catch (error) {
+    if (!(error instanceof DataDirInUseError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
   await migrate(database);
   if (stopping) return;
   app = buildApp({ config, database, logger });
   const port = await app.start();
+  await database.advertise(`http://${reachableHost(config.host)}:${port}`);
   logger.info(
     { port, database: database.driver, environment: config.nodeEnv },
     `token-ledger listening on http://localhost:${port} (${database.driver === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`,
@@ -68,6 +76,12 @@ async function main(): Promise<void> {
     );
   }
   if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
+}
+
+/** An address a process on this machine can reach the server at. */
+function reachableHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
 }
 
 /** How long closing the database may take after in-flight requests have had their time. */

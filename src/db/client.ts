@@ -6,6 +6,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { type DataDirLock, lockDataDir } from "./data-dir-lock.js";
 import * as schema from "./schema.js";
 
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -24,6 +25,8 @@ export interface DatabaseHandle {
    * (re)established, so callers can re-sync whatever they may have missed while it was down.
    */
   listen(channel: string, onMessage: (payload: string) => void, onConnected?: () => void): Promise<Unlisten>;
+  /** Records where a server serving this database listens (embedded database only; see data-dir-lock). */
+  advertise(url: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,15 +40,32 @@ export interface OpenDatabaseOptions {
   readonly poolSize?: number | undefined;
 }
 
+/**
+ * Opens PostgreSQL when given a URL, else the embedded PGlite database. An embedded database in a
+ * folder is opened by one process only: this takes the folder's lock first and throws
+ * DataDirInUseError (naming the holder) when another process has it.
+ */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
   if (options.url) return openPostgres(options.url, options.poolSize ?? 20);
-  let client = options.pglite;
-  if (!client) {
-    const dir = options.dataDir ? join(options.dataDir, "pglite") : undefined;
-    if (dir) await mkdir(dir, { recursive: true });
-    client = await PGlite.create(dir);
+  if (options.pglite) return openPglite(options.pglite);
+  if (!options.dataDir) return openPglite(await PGlite.create());
+  const lock = await lockDataDir(options.dataDir, lockLost);
+  try {
+    const dir = join(options.dataDir, "pglite");
+    await mkdir(dir, { recursive: true });
+    return openPglite(await PGlite.create(dir), lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
   }
-  return openPglite(client);
+}
+
+/** Another process may now open the folder: writing on would split the database, so stop at once. */
+function lockLost(error: Error): void {
+  process.stderr.write(
+    `The lock on DATA_DIR was lost (${error.message}); stopping to protect the database.\n`,
+  );
+  process.exit(1);
 }
 
 function openPostgres(url: string, max: number): DatabaseHandle {
@@ -66,11 +86,12 @@ function openPostgres(url: string, max: number): DatabaseHandle {
       const { unlisten } = await client.listen(channel, onMessage, onConnected);
       return unlisten;
     },
+    advertise: async () => undefined,
     close: () => client.end({ timeout: 5 }),
   };
 }
 
-function openPglite(client: PGlite): DatabaseHandle {
+function openPglite(client: PGlite, lock?: DataDirLock): DatabaseHandle {
   const db = drizzlePglite({ client, schema }) as unknown as Database;
   return {
     driver: "pglite",
@@ -80,7 +101,14 @@ function openPglite(client: PGlite): DatabaseHandle {
       onConnected?.();
       return () => unlisten();
     },
-    close: () => client.close(),
+    advertise: async (url) => lock?.advertise(url),
+    async close() {
+      try {
+        await client.close();
+      } finally {
+        await lock?.release();
+      }
+    },
   };
 }
 

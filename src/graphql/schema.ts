@@ -1,6 +1,7 @@
 import { builder } from "./builder.js";
 import "../modules/ledger/ledger.graphql.js";
 import "../modules/live/live.graphql.js";
+import "../modules/purchases/purchases.graphql.js";
 
 /** The whole GraphQL schema; importing it writes nothing and opens nothing. */
 export const schema = builder.toSchema({ sortSchema: false });

@@ -69,6 +69,14 @@ export interface PurchasesService {
   reprocess(eventId: string): Promise<DeliveryResult | null>;
   /** Event ids that `reprocess` would pick up. */
   reprocessable(): Promise<string[]>;
+  /** Reprocesses every reprocessable event, one at a time; counts what became of them. */
+  reprocessAll(): Promise<ReprocessSummary>;
+}
+
+export interface ReprocessSummary {
+  readonly reprocessed: number;
+  /** How many events ended in each outcome ("skipped": another run took it first). */
+  readonly outcomes: Record<string, number>;
 }
 
 export function createPurchasesService(deps: {
@@ -444,6 +452,15 @@ export function createPurchasesService(deps: {
       );
       logOutcome(body.event, outcome, logger);
       return outcome;
+    },
+    async reprocessAll() {
+      const ids = await this.reprocessable();
+      const outcomes: Record<string, number> = {};
+      for (const eventId of ids) {
+        const outcome = (await this.reprocess(eventId))?.outcome ?? "skipped";
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      }
+      return { reprocessed: ids.length, outcomes };
     },
     async reprocessable() {
       const rows = await db

@@ -1,0 +1,106 @@
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { openDatabase } from "../src/db/client.js";
+import { DataDirInUseError } from "../src/db/data-dir-lock.js";
+import { getBalance } from "../src/modules/ledger/ledger.queries.js";
+import { JWT_SECRET, newUserId, WEBHOOK_SECRET } from "./helpers/app.js";
+import { serverUrl } from "./helpers/database.js";
+import { projectRoot, startServerProcess } from "./helpers/process.js";
+import { deliver, fixture } from "./helpers/revenuecat.js";
+
+const run = promisify(execFile);
+
+/** Starts a second process on the same folder and returns its exit code and everything it printed. */
+async function startAndExit(dataDir: string): Promise<{ code: number | null; output: string; ms: number }> {
+  const started = Date.now();
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    cwd: projectRoot,
+    env: { ...process.env, NODE_ENV: "test", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+  }
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, output, ms: Date.now() - started };
+}
+
+describe.skipIf(Boolean(serverUrl))("the embedded database belongs to one process", () => {
+  it("a second server on the same DATA_DIR exits at once, naming the holder; the first keeps serving", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-lock-"));
+    const first = await startServerProcess({ DATA_DIR: dataDir });
+    try {
+      const second = await startAndExit(dataDir);
+      expect(second.code).toBe(1);
+      expect(second.output).toContain(`DATA_DIR ${dataDir} is in use by process ${first.child.pid}`);
+      expect(second.output).toContain(`serving ${first.url}`);
+      expect(second.output).toMatch(/set DATA_DIR to another folder, or set DATABASE_URL/);
+      expect(second.output).not.toMatch(/^\s+at /m);
+      expect((await fetch(`${first.url}/health`)).status).toBe(200);
+      // Opening it in this process is refused the same way.
+      await expect(openDatabase({ dataDir })).rejects.toBeInstanceOf(DataDirInUseError);
+    } finally {
+      await first.stop();
+    }
+    // Once the holder has stopped, the folder opens again.
+    const reopened = await openDatabase({ dataDir });
+    await reopened.close();
+  });
+
+  it("a holder killed with SIGKILL does not keep the folder: the next start takes it at once", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-lock-kill-"));
+    const first = await startServerProcess({ DATA_DIR: dataDir });
+    await first.stop("SIGKILL");
+    const second = await startServerProcess({ DATA_DIR: dataDir });
+    try {
+      expect((await fetch(`${second.url}/health`)).status).toBe(200);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("webhooks:reprocess against a running server's DATA_DIR goes through that server, which keeps serving", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-lock-reprocess-"));
+    const userId = newUserId();
+    const before = await startServerProcess({ DATA_DIR: dataDir });
+    const body = fixture("NON_RENEWING_PURCHASE__rc-docs", { app_user_id: userId, product_id: "gems_250" });
+    expect((await deliver(before.url, body)).body.outcome).toBe("unmapped");
+    await before.stop();
+
+    // The operator fixes the map and restarts the server; the kept event is then reprocessed.
+    const server = await startServerProcess({ DATA_DIR: dataDir, PRODUCT_TOKEN_MAP: '{"gems_250": 250}' });
+    try {
+      const env = { ...process.env, NODE_ENV: "test", LOG_LEVEL: "silent", DATA_DIR: dataDir, JWT_SECRET };
+      const script = ["--import", "tsx", "src/scripts/reprocess-webhooks.ts"];
+      const first = await run(process.execPath, script, { cwd: projectRoot, env, timeout: 30_000 });
+      expect(JSON.parse(first.stdout)).toEqual({ reprocessed: 1, outcomes: { credited: 1 } });
+      expect(first.stderr).toContain(`The server at ${server.url} holds ${dataDir}`);
+      const second = await run(process.execPath, script, { cwd: projectRoot, env, timeout: 30_000 });
+      expect(JSON.parse(second.stdout)).toEqual({ reprocessed: 0, outcomes: {} });
+
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      const token = await fetch(`${server.url}/api/v1/tokens/webhook/revenuecat`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${WEBHOOK_SECRET}`, "content-type": "application/json" },
+        body: JSON.stringify(fixture("TEST__rudderstack-transformer")),
+      });
+      expect(token.status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+    const database = await openDatabase({ dataDir });
+    try {
+      expect((await getBalance(database.db, userId)).balance).toBe(250);
+    } finally {
+      await database.close();
+    }
+  });
+});
