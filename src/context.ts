@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Authentication } from "./auth/guard.js";
 import type { Viewer } from "./auth/jwt.js";
 import type { Database } from "./db/client.js";
 import type { Metrics } from "./metrics.js";
@@ -7,20 +8,43 @@ import type { RateLimits } from "./modules/limits/rate-limits.js";
 import type { BalanceHub } from "./modules/live/balance-hub.js";
 import type { PurchasesService } from "./modules/purchases/purchases.service.js";
 
-/** What every resolver and route may use; built the same way for HTTP and for WebSocket. */
+/** The services a GraphQL resolver may use; REST routes get only the few they need at build time. */
 export interface AppServices {
   readonly db: Database;
   readonly ledger: LedgerService;
-  readonly hub: BalanceHub;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly limits: RateLimits;
   readonly purchases: PurchasesService;
+  readonly hub: BalanceHub;
+  readonly limits: RateLimits;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
 }
 
-export interface GraphQLContext extends AppServices {
-  readonly viewer: Viewer | null;
-  /** Why the presented token was refused, to tell the client; null when no token was sent. */
-  readonly authError: string | null;
+/** Who is asking and which request this is: the same for REST, GraphQL over HTTP and WebSocket. */
+export interface RequestContext extends Authentication {
   readonly requestId: string;
+  /** The request's logger: every line carries its request id. */
+  readonly logger: Logger;
 }
+
+export interface GraphQLContext extends AppServices, RequestContext {}
+
+/**
+ * The one context factory. REST routes read its RequestContext part; GraphQL resolvers (over HTTP or
+ * a WebSocket) see the services too. `auth` comes from the authentication guard.
+ */
+export function createContext(
+  services: AppServices,
+  auth: Authentication,
+  requestId: string,
+): GraphQLContext {
+  return {
+    ...services,
+    viewer: auth.viewer,
+    authError: auth.authError,
+    requestId,
+    logger: services.logger.child({ requestId }),
+  };
+}
+
+/** A context whose viewer is known to be there (routes and fields that require a user). */
+export type Authenticated<Context extends RequestContext> = Context & { readonly viewer: Viewer };

@@ -1,5 +1,4 @@
-import { execFile, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFile } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,28 +9,13 @@ import { DataDirInUseError } from "../src/db/data-dir-lock.js";
 import { getBalance } from "../src/modules/ledger/ledger.queries.js";
 import { JWT_SECRET, newUserId, WEBHOOK_SECRET } from "./helpers/app.js";
 import { serverUrl } from "./helpers/database.js";
-import { projectRoot, startServerProcess } from "./helpers/process.js";
+import { projectRoot, runUntilExit, startServerProcess } from "./helpers/process.js";
 import { deliver, fixture } from "./helpers/revenuecat.js";
 
 const run = promisify(execFile);
 
-/** Starts a second process on the same folder and returns its exit code and everything it printed. */
-async function startAndExit(dataDir: string): Promise<{ code: number | null; output: string; ms: number }> {
-  const started = Date.now();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    cwd: projectRoot,
-    env: { ...process.env, NODE_ENV: "test", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-  }
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, output, ms: Date.now() - started };
-}
+/** Starts a second server on the same folder; it is expected to refuse and exit. */
+const startAndExit = (dataDir: string) => runUntilExit({ PORT: "0", DATA_DIR: dataDir, JWT_SECRET });
 
 describe.skipIf(Boolean(serverUrl))("the embedded database belongs to one process", () => {
   it("a second server on the same DATA_DIR exits at once, naming the holder; the first keeps serving", async () => {

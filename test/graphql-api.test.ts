@@ -1,13 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
+import { describe, expect, it } from "vitest";
+import { newUserId, useTestApp } from "./helpers/app.js";
 import { driverName } from "./helpers/database.js";
+import { fundUser } from "./helpers/ledger.js";
 
-let t: TestApp;
-
-beforeAll(async () => {
-  t = await startTestApp();
-});
-afterAll(() => t.close());
+const t = useTestApp();
 
 const SPEND = `mutation Spend($input: SpendTokensInput!) {
   spendTokens(input: $input) {
@@ -30,13 +26,7 @@ interface SpendPayload {
   };
 }
 
-async function userWith(amount: number): Promise<{ userId: string; token: string }> {
-  const userId = newUserId();
-  const admin = await t.token(newUserId("admin"), { admin: true });
-  const granted = await t.gql(GRANT, { input: { userId, amount, reason: "setup" } }, admin);
-  expect(granted.errors).toBeUndefined();
-  return { userId, token: await t.token(userId) };
-}
+const userWith = (amount: number) => fundUser(t, amount);
 
 async function balanceOf(token: string): Promise<{ balance: number; version: number }> {
   const result = await t.gql<{ balance: { balance: number; version: number } }>(BALANCE, {}, token);

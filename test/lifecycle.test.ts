@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
@@ -9,11 +8,11 @@ import { and, eq, isNotNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signDevToken } from "../src/auth/jwt.js";
 import { type DatabaseHandle, openDatabase } from "../src/db/client.js";
-import { tokenTransactionsTable } from "../src/db/schema.js";
+import { ledgerEntriesTable } from "../src/db/schema.js";
 import { getBalance } from "../src/modules/ledger/ledger.queries.js";
 import { JWT_SECRET, newUserId, startTestApp } from "./helpers/app.js";
 import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
-import { projectRoot, startServerProcess } from "./helpers/process.js";
+import { projectRoot, runUntilExit, serverEnv, startServerProcess } from "./helpers/process.js";
 
 const token = (userId: string, admin = false) =>
   signDevToken({ secret: JWT_SECRET, userId, admin, expiresIn: "1h" });
@@ -71,11 +70,9 @@ describe(`graceful shutdown on ${driverName}`, () => {
     const handle: DatabaseHandle = database ? database.handle : await openDatabase({ dataDir });
     try {
       const rows = await handle.db
-        .select({ key: tokenTransactionsTable.idempotencyKey })
-        .from(tokenTransactionsTable)
-        .where(
-          and(eq(tokenTransactionsTable.userId, userId), isNotNull(tokenTransactionsTable.idempotencyKey)),
-        );
+        .select({ key: ledgerEntriesTable.idempotencyKey })
+        .from(ledgerEntriesTable)
+        .where(and(eq(ledgerEntriesTable.userId, userId), isNotNull(ledgerEntriesTable.idempotencyKey)));
       const keys = rows.map((row) => row.key as string);
       expect(new Set(keys).size).toBe(keys.length);
       for (const key of acknowledged) expect(keys).toContain(key);
@@ -130,19 +127,7 @@ describe(`process lifecycle on ${driverName}`, () => {
       await once(busy, "listening");
       const port = (busy.address() as { port: number }).port;
       try {
-        const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-          cwd: projectRoot,
-          env: { ...process.env, NODE_ENV: "test", PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let output = "";
-        child.stdout?.on("data", (chunk: Buffer) => {
-          output += chunk.toString();
-        });
-        child.stderr?.on("data", (chunk: Buffer) => {
-          output += chunk.toString();
-        });
-        const [code] = (await once(child, "exit")) as [number];
+        const { code, output } = await runUntilExit({ PORT: String(port), DATA_DIR: dataDir });
         expect(code).toBe(1);
         expect(output).toContain(`Port ${port} is in use; set PORT`);
         expect(output).not.toMatch(/^\s+at /m);
@@ -160,22 +145,8 @@ async function runShell(
 ): Promise<{ stdout: string }> {
   const { execFile } = await import("node:child_process");
   return new Promise((resolve, reject) => {
-    execFile(
-      "sh",
-      ["-c", script],
-      {
-        cwd: projectRoot,
-        env: {
-          ...process.env,
-          NODE_ENV: "test",
-          PORT: "0",
-          HOST: "127.0.0.1",
-          JWT_SECRET,
-          REVENUECAT_WEBHOOK_SECRET: "rc-webhook-secret-for-tests-0123",
-          ...env,
-        },
-      },
-      (error, stdout) => (error ? reject(error) : resolve({ stdout })),
+    execFile("sh", ["-c", script], { cwd: projectRoot, env: serverEnv(env) }, (error, stdout) =>
+      error ? reject(error) : resolve({ stdout }),
     );
   });
 }

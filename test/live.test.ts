@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appendEntry, createLedgerService } from "../src/modules/ledger/ledger.service.js";
+import { createLedgerService } from "../src/modules/ledger/ledger.service.js";
 import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
 import { driverName, serverUrl } from "./helpers/database.js";
 import { BalanceSubscription, wsClient } from "./helpers/live.js";
@@ -31,7 +31,7 @@ async function subscribe(userId: string, baseUrl = t.url): Promise<BalanceSubscr
 describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
   it("starts with the current balance (delta 0, no transaction)", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 42, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 42, reason: "setup" }, "test");
     const subscription = await subscribe(userId);
     expect(await subscription.next()).toMatchObject({ balance: 42, delta: 0, version: 1, transaction: null });
   });
@@ -69,7 +69,7 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
 
   it("delivers 20 concurrent spends once each, in version order", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 100, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 100, reason: "setup" }, "test");
     const subscription = await subscribe(userId);
     await subscription.next();
     const service = ledger();
@@ -88,20 +88,20 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
     const bob = newUserId("bob");
     const aliceSubscription = await subscribe(alice);
     await aliceSubscription.next();
-    await ledger().grant({ userId: bob, amount: 5, reason: "bob only", grantedBy: "test" });
-    await ledger().grant({ userId: alice, amount: 7, reason: "alice", grantedBy: "test" });
+    await ledger().grant({ userId: bob, amount: 5, reason: "bob only" }, "test");
+    await ledger().grant({ userId: alice, amount: 7, reason: "alice" }, "test");
     expect(await aliceSubscription.next()).toMatchObject({ balance: 7, delta: 7 });
     expect(await aliceSubscription.drain()).toEqual([]);
   });
 
   it("sends nothing for a rolled-back write", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 10, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 10, reason: "setup" }, "test");
     const subscription = await subscribe(userId);
     expect(await subscription.next()).toMatchObject({ version: 1 });
     await expect(
       t.db.handle.db.transaction(async (tx) => {
-        await appendEntry(tx, { userId, amount: -5, kind: "SPEND", description: "rolled back" });
+        await ledger().spend(userId, { amount: 5, description: "rolled back" }, { executor: tx });
         throw new Error("roll back");
       }),
     ).rejects.toThrow("roll back");
@@ -159,7 +159,7 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
 
   it("works over server-sent events too", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 3, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 3, reason: "setup" }, "test");
     const controller = new AbortController();
     const response = await fetch(`${t.url}/graphql`, {
       method: "POST",
@@ -221,7 +221,7 @@ describe.skipIf(!serverUrl)("balanceChanged across instances (real PostgreSQL)",
 
   it("a spend on the other instance reaches a subscriber here", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 10, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 10, reason: "setup" }, "test");
     const subscription = await subscribe(userId);
     await subscription.next();
     const response = await fetch(`${childUrl}/api/v1/tokens/spend`, {
@@ -235,7 +235,7 @@ describe.skipIf(!serverUrl)("balanceChanged across instances (real PostgreSQL)",
 
   it("re-sends the current balance after the listening connection was cut", async () => {
     const userId = newUserId();
-    await ledger().grant({ userId, amount: 10, reason: "setup", grantedBy: "test" });
+    await ledger().grant({ userId, amount: 10, reason: "setup" }, "test");
     const subscription = await subscribe(userId);
     await subscription.next();
     // Cut every LISTEN connection of this database, then change the balance while they are down.

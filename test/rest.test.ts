@@ -1,23 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
+import { describe, expect, it } from "vitest";
+import { useTestApp } from "./helpers/app.js";
 import { driverName } from "./helpers/database.js";
+import { fundUser } from "./helpers/ledger.js";
 
-let t: TestApp;
-beforeAll(async () => {
-  t = await startTestApp();
-});
-afterAll(() => t.close());
+const t = useTestApp();
 
-async function fundedUser(amount: number): Promise<string> {
-  const userId = newUserId();
-  const admin = await t.token(newUserId("admin"), { admin: true });
-  await t.gql(
-    "mutation G($input: GrantTokensInput!) { grantTokens(input: $input) { success } }",
-    { input: { userId, amount, reason: "setup" } },
-    admin,
-  );
-  return t.token(userId);
-}
+const fundedUser = async (amount: number) => (await fundUser(t, amount)).token;
 
 function call(path: string, token: string | undefined, init: RequestInit = {}) {
   return fetch(`${t.url}/api/v1/tokens${path}`, {

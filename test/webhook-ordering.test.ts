@@ -4,6 +4,7 @@ import { revenuecatEventsTable } from "../src/db/schema.js";
 import { getBalance } from "../src/modules/ledger/ledger.queries.js";
 import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
 import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
+import { balanceOf as balanceOfUser } from "./helpers/ledger.js";
 import { type Delivery, deliver, fixture } from "./helpers/revenuecat.js";
 
 /**
@@ -18,7 +19,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const balanceOf = async (userId: string) => (await getBalance(t.db.handle.db, userId)).balance;
+const balanceOf = (userId: string) => balanceOfUser(t.db.handle.db, userId);
 
 interface StoreTransaction {
   purchase: Delivery;

@@ -4,9 +4,11 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { revenuecatEventsTable } from "../src/db/schema.js";
 import { getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
+import { createLedgerService } from "../src/modules/ledger/ledger.service.js";
 import { createPurchasesService } from "../src/modules/purchases/purchases.service.js";
 import { newUserId, startTestApp, type TestApp, WEBHOOK_SECRET } from "./helpers/app.js";
 import { driverName, openTestDatabase } from "./helpers/database.js";
+import { balanceOf as balanceOfUser } from "./helpers/ledger.js";
 import { type Delivery, deliver, FIXTURE_NAMES, fixture } from "./helpers/revenuecat.js";
 
 const PRODUCT_TOKEN_MAP = {
@@ -26,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const balanceOf = async (userId: string) => (await getBalance(t.db.handle.db, userId)).balance;
+const balanceOf = (userId: string) => balanceOfUser(t.db.handle.db, userId);
 
 async function recorded(eventId: string) {
   const [row] = await t.db.handle.db
@@ -244,9 +246,11 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
     const body = purchase(userId, "coins_999");
     expect((await deliver(t.url, body)).body.outcome).toBe("unmapped");
     expect(await balanceOf(userId)).toBe(0);
+    const logger = pino({ level: "silent" });
     const fixed = createPurchasesService({
       db: t.db.handle.db,
-      logger: pino({ level: "silent" }),
+      ledger: createLedgerService({ db: t.db.handle.db, logger }),
+      logger,
       config: { productTokenMap: { coins_999: 999 }, environments: ["PRODUCTION", "SANDBOX"] },
     });
     expect(await fixed.reprocessable()).toContain(body.event.id);

@@ -12,14 +12,18 @@ import {
 } from "drizzle-orm/pg-core";
 
 /** Every kind of ledger entry. Corrections are new entries of their own kind, never edits. */
-export const TRANSACTION_KINDS = ["SPEND", "GRANT", "PURCHASE", "REFUND", "REFUND_REVERSAL"] as const;
-export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
+export const ENTRY_KINDS = ["SPEND", "GRANT", "PURCHASE", "REFUND", "REFUND_REVERSAL"] as const;
+export type EntryKind = (typeof ENTRY_KINDS)[number];
 
+/** The most tokens one balance may hold (and so the largest amount one entry may move). */
 export const MAX_BALANCE = 2_000_000_000;
 /** The longest user id (JWT `sub`, RevenueCat app_user_id) a balance can belong to. */
 export const MAX_USER_ID_LENGTH = 255;
 
-export const tokenBalancesTable = pgTable(
+/** `'A', 'B', ...` for a CHECK constraint; the values are our own constants, never input. */
+const sqlList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
+
+export const balancesTable = pgTable(
   "token_balances",
   {
     userId: text("user_id").primaryKey(),
@@ -29,13 +33,20 @@ export const tokenBalancesTable = pgTable(
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   },
   (table) => [
-    check("token_balances_balance_range", sql`${table.balance} >= 0 AND ${table.balance} <= 2000000000`),
+    check(
+      "token_balances_balance_range",
+      sql`${table.balance} >= 0 AND ${table.balance} <= ${sql.raw(String(MAX_BALANCE))}`,
+    ),
     check("token_balances_version_nonnegative", sql`${table.version} >= 0`),
-    check("token_balances_user_id_length", sql`char_length(${table.userId}) BETWEEN 1 AND 255`),
+    check(
+      "token_balances_user_id_length",
+      sql`char_length(${table.userId}) BETWEEN 1 AND ${sql.raw(String(MAX_USER_ID_LENGTH))}`,
+    ),
   ],
 );
 
-export const tokenTransactionsTable = pgTable(
+/** The ledger: one immutable row per balance change (the SQL name is the seed's). */
+export const ledgerEntriesTable = pgTable(
   "token_transactions",
   {
     id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
@@ -44,7 +55,7 @@ export const tokenTransactionsTable = pgTable(
     amount: integer("amount").notNull(),
     balanceAfter: integer("balance_after").notNull(),
     balanceVersion: integer("balance_version").notNull(),
-    kind: text("kind").$type<TransactionKind>().notNull(),
+    kind: text("kind").$type<EntryKind>().notNull(),
     description: text("description"),
     metadata: jsonb("metadata").$type<Record<string, unknown>>(),
     idempotencyKey: text("idempotency_key"),
@@ -63,11 +74,11 @@ export const tokenTransactionsTable = pgTable(
     uniqueIndex("token_transactions_kind_external_ref")
       .on(table.kind, table.externalRef)
       .where(sql`${table.externalRef} IS NOT NULL`),
-    check("token_transactions_balance_after_range", sql`${table.balanceAfter} BETWEEN 0 AND 2000000000`),
     check(
-      "token_transactions_kind",
-      sql`${table.kind} IN ('SPEND', 'GRANT', 'PURCHASE', 'REFUND', 'REFUND_REVERSAL')`,
+      "token_transactions_balance_after_range",
+      sql`${table.balanceAfter} BETWEEN 0 AND ${sql.raw(String(MAX_BALANCE))}`,
     ),
+    check("token_transactions_kind", sql`${table.kind} IN (${sqlList(ENTRY_KINDS)})`),
   ],
 );
 

@@ -1,12 +1,10 @@
 import SchemaBuilder from "@pothos/core";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
-import ValidationPlugin from "@pothos/plugin-validation";
 import { GraphQLError } from "graphql";
 import { DateTimeResolver, JSONResolver } from "graphql-scalars";
 import type { Viewer } from "../auth/jwt.js";
 import type { GraphQLContext } from "../context.js";
-import { describeIssues } from "../modules/ledger/ledger.validation.js";
 
 /** Names of the types `node(id:)` may load; each module registers its own as it defines it. */
 const nodeTypes = new Set<string>();
@@ -44,7 +42,7 @@ export const builder = new SchemaBuilder<{
   };
   DefaultFieldNullability: false;
 }>({
-  plugins: [ScopeAuthPlugin, RelayPlugin, ValidationPlugin],
+  plugins: [ScopeAuthPlugin, RelayPlugin],
   defaultFieldNullability: false,
   scopeAuth: {
     // Check auth when a subscription starts, not only when each event resolves: otherwise a
@@ -86,15 +84,6 @@ export const builder = new SchemaBuilder<{
     afterArgOptions: { description: "Entries after (older than) this cursor." },
     lastArgOptions: { description: "How many entries from the end (oldest); at most 100." },
     beforeArgOptions: { description: "Entries before (newer than) this cursor." },
-  },
-  validation: {
-    validationError: (result, args, context) => {
-      // Only spendTokens takes an input with a description and no userId: count its refusals.
-      const input = (args as { input?: Record<string, unknown> }).input;
-      if (input && "description" in input && !("userId" in input))
-        context.metrics.spends.inc({ outcome: "invalid" });
-      return new GraphQLError(describeIssues(result.issues), { extensions: { code: "BAD_USER_INPUT" } });
-    },
   },
 });
 

@@ -5,6 +5,7 @@ import { DataDirInUseError, dataDirHolder } from "../db/data-dir-lock.js";
 import { migrate } from "../db/migrate.js";
 import { withDevSecrets } from "../dev-secrets.js";
 import { createLogger } from "../logger.js";
+import { createLedgerService } from "../modules/ledger/ledger.service.js";
 import { createPurchasesService, type ReprocessSummary } from "../modules/purchases/purchases.service.js";
 
 /**
@@ -28,11 +29,9 @@ async function directly(config: Config): Promise<ReprocessSummary> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
   try {
     await migrate(database);
-    return await createPurchasesService({
-      db: database.db,
-      logger,
-      config: config.revenuecat,
-    }).reprocessAll();
+    const ledger = createLedgerService({ db: database.db, logger });
+    const purchases = createPurchasesService({ db: database.db, ledger, logger, config: config.revenuecat });
+    return await purchases.reprocessAll();
   } finally {
     await database.close();
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
+import { afterAll, beforeAll } from "vitest";
 import { type App, buildApp } from "../../src/app.js";
 import { signDevToken } from "../../src/auth/jwt.js";
 import { loadConfig } from "../../src/config.js";
@@ -90,4 +91,24 @@ export async function startTestApp(
       if (!existing) await db.close();
     },
   };
+}
+
+/**
+ * Starts a test app before the file's tests and closes it after them. The returned object stands for
+ * the app once it has started (it forwards to it), so tests use it like the app itself.
+ */
+export function useTestApp(env: Record<string, string> = {}, database?: () => TestDatabase): TestApp {
+  let instance: TestApp | undefined;
+  beforeAll(async () => {
+    instance = await startTestApp(env, database?.());
+  });
+  afterAll(async () => {
+    await instance?.close();
+  });
+  return new Proxy({} as TestApp, {
+    get(_target, key) {
+      if (!instance) throw new Error("the test app is used before beforeAll started it");
+      return Reflect.get(instance, key);
+    },
+  });
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { afterAll, beforeAll } from "vitest";
 import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { migrate } from "../../src/db/migrate.js";
 
@@ -38,6 +39,23 @@ export async function openTestDatabase(options: { migrated?: boolean } = {}): Pr
       await handle.close();
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await admin.end();
+    },
+  };
+}
+
+/** Opens a database of the file's own before its tests and drops it after them; call `current()` in a test. */
+export function useTestDatabase(): { current(): TestDatabase } {
+  let database: TestDatabase | undefined;
+  beforeAll(async () => {
+    database = await openTestDatabase();
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+  return {
+    current() {
+      if (!database) throw new Error("the test database is used before beforeAll opened it");
+      return database;
     },
   };
 }

@@ -14,6 +14,21 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The environment of a server process started by a test: the test secrets, any port, then `env`. */
+export function serverEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    NODE_ENV: "test",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    JWT_SECRET,
+    REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    LOG_LEVEL: "info",
+    RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
+    ...env,
+  };
+}
+
 /**
  * Starts token-ledger as a real process (`node --import tsx src/main.ts`, or any command given) and
  * waits until it logs the port it listens on.
@@ -25,38 +40,23 @@ export async function startServerProcess(
   const [file, ...args] = command as [string, ...string[]];
   const child = spawn(file, args, {
     cwd: projectRoot,
-    env: {
-      ...process.env,
-      NODE_ENV: "test",
-      PORT: "0",
-      HOST: "127.0.0.1",
-      JWT_SECRET,
-      REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      LOG_LEVEL: "info",
-      RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
-      ...env,
-    },
+    env: serverEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
+  const output = collectOutput(child);
   const deadline = Date.now() + 60_000;
   let port: string | undefined;
   while (!port) {
-    port = /"port":(\d+)/.exec(output)?.[1];
+    port = /"port":(\d+)/.exec(output())?.[1];
     if (port) break;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`server did not start:\n${output()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
     child,
     url: `http://127.0.0.1:${port}`,
-    output: () => output,
+    output,
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, "exit");
@@ -65,4 +65,32 @@ export async function startServerProcess(
       return code;
     },
   };
+}
+
+/** Everything a child prints on stdout and stderr, as it arrives. */
+export function collectOutput(child: ChildProcess): () => string {
+  let output = "";
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+  }
+  return () => output;
+}
+
+/**
+ * Starts `node --import tsx src/main.ts` with only the given environment beside the machine's own
+ * (no test secrets), for a process expected to refuse to start; resolves with its exit and output.
+ */
+export async function runUntilExit(
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    cwd: projectRoot,
+    env: { ...process.env, NODE_ENV: "test", HOST: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output = collectOutput(child);
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, output: output() };
 }

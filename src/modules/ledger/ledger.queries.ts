@@ -1,6 +1,8 @@
 import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
-import type { Database, Executor } from "../../db/client.js";
-import { type TransactionKind, tokenBalancesTable, tokenTransactionsTable } from "../../db/schema.js";
+import type { Executor } from "../../db/client.js";
+import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/schema.js";
+
+/** Reads of balances and entries; the statements that write them are in ledger.statements.ts. */
 
 export interface Balance {
   readonly userId: string;
@@ -10,49 +12,82 @@ export interface Balance {
   readonly lastUpdated: Date | null;
 }
 
+/** One immutable ledger row. */
 export interface LedgerEntry {
   readonly id: number;
   readonly userId: string;
+  /** Signed: credits are positive, debits negative. */
   readonly amount: number;
   readonly balanceAfter: number;
   readonly balanceVersion: number;
-  readonly kind: TransactionKind;
+  readonly kind: EntryKind;
   readonly description: string | null;
   readonly metadata: Record<string, unknown> | null;
   readonly externalRef: string | null;
   readonly createdAt: Date;
 }
 
+/** An entry as raw SQL returns it (bigint ids as strings, jsonb as text on some drivers). */
+export interface EntryRow {
+  id: string | number;
+  user_id: string;
+  amount: number;
+  balance_after: number;
+  balance_version: number;
+  kind: EntryKind;
+  description: string | null;
+  metadata: Record<string, unknown> | string | null;
+  external_ref: string | null;
+  created_at: Date | string;
+}
+
+export function toEntry(row: EntryRow): LedgerEntry {
+  return {
+    id: Number(row.id),
+    userId: row.user_id,
+    amount: row.amount,
+    balanceAfter: row.balance_after,
+    balanceVersion: row.balance_version,
+    kind: row.kind,
+    description: row.description,
+    metadata:
+      typeof row.metadata === "string" ? (JSON.parse(row.metadata) as Record<string, unknown>) : row.metadata,
+    externalRef: row.external_ref,
+    createdAt: row.created_at instanceof Date ? row.created_at : new Date(row.created_at),
+  };
+}
+
 const entryColumns = {
-  id: tokenTransactionsTable.id,
-  userId: tokenTransactionsTable.userId,
-  amount: tokenTransactionsTable.amount,
-  balanceAfter: tokenTransactionsTable.balanceAfter,
-  balanceVersion: tokenTransactionsTable.balanceVersion,
-  kind: tokenTransactionsTable.kind,
-  description: tokenTransactionsTable.description,
-  metadata: tokenTransactionsTable.metadata,
-  externalRef: tokenTransactionsTable.externalRef,
-  createdAt: tokenTransactionsTable.createdAt,
+  id: ledgerEntriesTable.id,
+  userId: ledgerEntriesTable.userId,
+  amount: ledgerEntriesTable.amount,
+  balanceAfter: ledgerEntriesTable.balanceAfter,
+  balanceVersion: ledgerEntriesTable.balanceVersion,
+  kind: ledgerEntriesTable.kind,
+  description: ledgerEntriesTable.description,
+  metadata: ledgerEntriesTable.metadata,
+  externalRef: ledgerEntriesTable.externalRef,
+  createdAt: ledgerEntriesTable.createdAt,
 };
 
 export async function getBalance(db: Executor, userId: string): Promise<Balance> {
   const [row] = await db
     .select({
-      balance: tokenBalancesTable.balance,
-      version: tokenBalancesTable.version,
-      lastUpdated: tokenBalancesTable.updatedAt,
+      balance: balancesTable.balance,
+      version: balancesTable.version,
+      lastUpdated: balancesTable.updatedAt,
     })
-    .from(tokenBalancesTable)
-    .where(eq(tokenBalancesTable.userId, userId));
+    .from(balancesTable)
+    .where(eq(balancesTable.userId, userId));
   return row ? { userId, ...row } : { userId, balance: 0, version: 0, lastUpdated: null };
 }
 
-export async function getEntry(db: Database, userId: string, id: number): Promise<LedgerEntry | null> {
+/** One of the user's own entries; null for anyone else's. */
+export async function getEntry(db: Executor, userId: string, id: number): Promise<LedgerEntry | null> {
   const [row] = await db
     .select(entryColumns)
-    .from(tokenTransactionsTable)
-    .where(and(eq(tokenTransactionsTable.userId, userId), eq(tokenTransactionsTable.id, id)));
+    .from(ledgerEntriesTable)
+    .where(and(eq(ledgerEntriesTable.userId, userId), eq(ledgerEntriesTable.id, id)));
   return row ?? null;
 }
 
@@ -67,15 +102,15 @@ export interface EntryPage {
 }
 
 /** A page of one user's entries, newest first unless asked otherwise; keyset-paged on the id. */
-export async function listEntries(db: Database, userId: string, page: EntryPage): Promise<LedgerEntry[]> {
-  const conditions = [eq(tokenTransactionsTable.userId, userId)];
-  if (page.olderThan !== undefined) conditions.push(lt(tokenTransactionsTable.id, page.olderThan));
-  if (page.newerThan !== undefined) conditions.push(gt(tokenTransactionsTable.id, page.newerThan));
+export async function listEntries(db: Executor, userId: string, page: EntryPage): Promise<LedgerEntry[]> {
+  const conditions = [eq(ledgerEntriesTable.userId, userId)];
+  if (page.olderThan !== undefined) conditions.push(lt(ledgerEntriesTable.id, page.olderThan));
+  if (page.newerThan !== undefined) conditions.push(gt(ledgerEntriesTable.id, page.newerThan));
   return db
     .select(entryColumns)
-    .from(tokenTransactionsTable)
+    .from(ledgerEntriesTable)
     .where(and(...conditions))
-    .orderBy(page.oldestFirst ? asc(tokenTransactionsTable.id) : desc(tokenTransactionsTable.id))
+    .orderBy(page.oldestFirst ? asc(ledgerEntriesTable.id) : desc(ledgerEntriesTable.id))
     .limit(page.limit);
 }
 
@@ -83,17 +118,17 @@ export async function listEntries(db: Database, userId: string, page: EntryPage)
 export async function findByIdempotencyKey(
   db: Executor,
   userId: string,
-  kind: TransactionKind,
+  kind: EntryKind,
   idempotencyKey: string,
 ): Promise<{ entry: LedgerEntry; requestHash: string | null } | null> {
   const [row] = await db
-    .select({ ...entryColumns, requestHash: tokenTransactionsTable.requestHash })
-    .from(tokenTransactionsTable)
+    .select({ ...entryColumns, requestHash: ledgerEntriesTable.requestHash })
+    .from(ledgerEntriesTable)
     .where(
       and(
-        eq(tokenTransactionsTable.userId, userId),
-        eq(tokenTransactionsTable.kind, kind),
-        eq(tokenTransactionsTable.idempotencyKey, idempotencyKey),
+        eq(ledgerEntriesTable.userId, userId),
+        eq(ledgerEntriesTable.kind, kind),
+        eq(ledgerEntriesTable.idempotencyKey, idempotencyKey),
       ),
     );
   if (!row) return null;
@@ -104,12 +139,12 @@ export async function findByIdempotencyKey(
 /** The entry of one kind that answers to an outside reference, such as a store transaction. */
 export async function findByExternalRef(
   db: Executor,
-  kind: TransactionKind,
+  kind: EntryKind,
   externalRef: string,
 ): Promise<LedgerEntry | null> {
   const [row] = await db
     .select(entryColumns)
-    .from(tokenTransactionsTable)
-    .where(and(eq(tokenTransactionsTable.kind, kind), eq(tokenTransactionsTable.externalRef, externalRef)));
+    .from(ledgerEntriesTable)
+    .where(and(eq(ledgerEntriesTable.kind, kind), eq(ledgerEntriesTable.externalRef, externalRef)));
   return row ?? null;
 }

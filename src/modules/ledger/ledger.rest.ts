@@ -1,81 +1,101 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Viewer } from "../../auth/jwt.js";
-import type { AppServices } from "../../context.js";
-import { HttpError, readJson, sendJson } from "../../http.js";
-import { spendOutcome } from "./ledger.outcomes.js";
+import type { Authenticated, RequestContext } from "../../context.js";
+import { readJson } from "../../http/body.js";
+import { HttpError, sendJson } from "../../http/errors.js";
+import type { Route } from "../../http/router.js";
+import { type SpendDeps, type SpendErrorCode, spendPayload } from "./ledger.payloads.js";
 import { getBalance, listEntries } from "./ledger.queries.js";
-import { describeIssues, spendInputSchema } from "./ledger.validation.js";
 
-/** The seed's REST routes: thin adapters over the same ledger service GraphQL uses. */
+/** The seed's REST routes: thin adapters over the same payloads GraphQL gives. */
 
-export async function getBalanceRoute(
-  services: AppServices,
-  viewer: Viewer,
-  res: ServerResponse,
-): Promise<void> {
-  const balance = await getBalance(services.db, viewer.userId);
-  sendJson(res, 200, { balance: balance.balance, last_updated: balance.lastUpdated?.toISOString() ?? null });
+const SPEND_STATUS: Record<SpendErrorCode, number> = {
+  INSUFFICIENT_TOKENS: 409,
+  IDEMPOTENCY_KEY_REUSED: 409,
+  RATE_LIMITED: 429,
+};
+
+const HISTORY_MAX = 200;
+
+type RouteDeps = Omit<SpendDeps, "logger">;
+
+const userOf = (context: RequestContext) => (context as Authenticated<RequestContext>).viewer.userId;
+
+/** `deps` are the few things the routes use; the request's logger comes with each request. */
+export function ledgerRoutes(deps: RouteDeps): Route[] {
+  return [balanceRoute(deps), spendRoute(deps), historyRoute(deps)];
 }
 
-export async function spendRoute(
-  services: AppServices,
-  viewer: Viewer,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  const { value } = await readJson(req);
-  const header = req.headers["idempotency-key"];
-  const parsed = spendInputSchema.safeParse({
-    ...(typeof value === "object" && value !== null ? value : {}),
-    idempotencyKey: typeof header === "string" ? header : undefined,
-  });
-  if (!parsed.success) {
-    services.metrics.spends.inc({ outcome: "invalid" });
-    throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_USER_INPUT");
-  }
-  const outcome = await spendOutcome(services, viewer.userId, parsed.data);
-  const status = outcome.success ? 200 : outcome.errorCode === "RATE_LIMITED" ? 429 : 409;
-  const headers: Record<string, string> = outcome.retryAfterSeconds
-    ? { "retry-after": String(outcome.retryAfterSeconds) }
-    : {};
-  sendJson(
-    res,
-    status,
-    {
-      success: outcome.success,
-      new_balance: outcome.newBalance,
-      message: outcome.message,
-      ...(outcome.errorCode ? { error_code: outcome.errorCode } : {}),
-      ...(outcome.entry ? { transaction_id: String(outcome.entry.id) } : {}),
-      ...(outcome.retryAfterSeconds ? { retry_after_seconds: outcome.retryAfterSeconds } : {}),
+function balanceRoute(deps: RouteDeps): Route {
+  return {
+    method: "GET",
+    path: "/api/v1/tokens/balance",
+    auth: "user",
+    async handle(_req, res, { context }) {
+      const balance = await getBalance(deps.db, userOf(context));
+      sendJson(res, 200, {
+        balance: balance.balance,
+        last_updated: balance.lastUpdated?.toISOString() ?? null,
+      });
     },
-    headers,
-  );
+  };
 }
 
-export async function historyRoute(
-  services: AppServices,
-  viewer: Viewer,
-  url: URL,
-  res: ServerResponse,
-): Promise<void> {
-  const limitText = url.searchParams.get("limit") ?? "50";
-  const limit = Number(limitText);
-  if (!/^\d+$/.test(limitText) || limit < 1 || limit > 200) {
-    throw new HttpError(400, "limit must be a whole number from 1 to 200", "BAD_USER_INPUT");
-  }
-  const entries = await listEntries(services.db, viewer.userId, { limit });
-  sendJson(
-    res,
-    200,
-    entries.map((entry) => ({
-      id: String(entry.id),
-      amount: entry.amount,
-      balance_after: entry.balanceAfter,
-      kind: entry.kind,
-      description: entry.description,
-      metadata: entry.metadata,
-      created_at: entry.createdAt.toISOString(),
-    })),
-  );
+function spendRoute(deps: RouteDeps): Route {
+  return {
+    method: "POST",
+    path: "/api/v1/tokens/spend",
+    auth: "user",
+    async handle(req, res, { context }) {
+      const { value } = await readJson(req);
+      const key = req.headers["idempotency-key"];
+      const input = {
+        ...(isObject(value) ? value : {}),
+        idempotencyKey: typeof key === "string" ? key : undefined,
+      };
+      const payload = await spendPayload({ ...deps, logger: context.logger }, userOf(context), input);
+      const retry = payload.retryAfterSeconds;
+      const body = {
+        success: payload.success,
+        new_balance: payload.newBalance,
+        message: payload.message,
+        ...(payload.errorCode ? { error_code: payload.errorCode } : {}),
+        ...(payload.entry ? { transaction_id: String(payload.entry.id) } : {}),
+        ...(retry ? { retry_after_seconds: retry } : {}),
+      };
+      const status = payload.errorCode ? SPEND_STATUS[payload.errorCode] : 200;
+      sendJson(res, status, body, retry ? { "retry-after": String(retry) } : {});
+    },
+  };
+}
+
+function historyRoute(deps: RouteDeps): Route {
+  return {
+    method: "GET",
+    path: "/api/v1/tokens/history",
+    auth: "user",
+    async handle(_req, res, { url, context }) {
+      const text = url.searchParams.get("limit") ?? "50";
+      const limit = Number(text);
+      if (!/^\d+$/.test(text) || limit < 1 || limit > HISTORY_MAX) {
+        throw new HttpError(400, `limit must be a whole number from 1 to ${HISTORY_MAX}`, "BAD_USER_INPUT");
+      }
+      const entries = await listEntries(deps.db, userOf(context), { limit });
+      sendJson(
+        res,
+        200,
+        entries.map((entry) => ({
+          id: String(entry.id),
+          amount: entry.amount,
+          balance_after: entry.balanceAfter,
+          kind: entry.kind,
+          description: entry.description,
+          metadata: entry.metadata,
+          created_at: entry.createdAt.toISOString(),
+        })),
+      );
+    },
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -3,28 +3,19 @@ import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import stringify from "safe-stable-stringify";
 import { type Database, type Executor, queryRows } from "../../db/client.js";
-import { CHECK_VIOLATION, pgErrorOf, UNIQUE_VIOLATION, withTransactionRetry } from "../../db/errors.js";
-import { MAX_BALANCE, type TransactionKind } from "../../db/schema.js";
-import {
-  BalanceLimitError,
-  DuplicateReferenceError,
-  IdempotencyConflictError,
-  InsufficientTokensError,
-} from "./ledger.errors.js";
-import { findByIdempotencyKey, getBalance, type LedgerEntry } from "./ledger.queries.js";
-import { type GrantInput, grantInputSchema, type SpendInput, spendInputSchema } from "./ledger.validation.js";
+import { UNIQUE_VIOLATION, violates } from "../../db/errors.js";
+import { withRetry } from "../../db/retry.js";
+import { parseInput } from "../../validation.js";
+import { BalanceLimitError, IdempotencyConflictError, InsufficientTokensError } from "./ledger.errors.js";
+import { findByExternalRef, findByIdempotencyKey, type LedgerEntry } from "./ledger.queries.js";
+import { appendCredit, appendDebit, type EntryDraft, IDEMPOTENCY_KEY_INDEX } from "./ledger.statements.js";
+import { grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 
-/** The NOTIFY channel every committed balance change is announced on. */
-export const BALANCE_CHANGED_CHANNEL = "token_balance_changed";
-
-/** What the NOTIFY payload carries; the entry itself is loaded only when a subscriber asks for it. */
-export interface BalanceChangedMessage {
-  readonly userId: string;
-  readonly balance: number;
-  readonly delta: number;
-  readonly version: number;
-  readonly entryId: number;
-  readonly at: string;
+export interface WriteOptions {
+  /** The request's logger, so the ledger's lines carry the request id. */
+  readonly log?: Logger | undefined;
+  /** Run inside the caller's transaction (the webhook's); by default an operation is its own. */
+  readonly executor?: Executor | undefined;
 }
 
 export interface WriteResult {
@@ -33,211 +24,245 @@ export interface WriteResult {
   readonly replayed: boolean;
 }
 
-/** One ledger entry to append. Positive amounts credit, negative amounts debit. */
-export interface EntryDraft {
+/** A store purchase to credit; `storeRef` (`<store>:<transaction id>`) credits at most once. */
+export interface PurchaseCredit {
   readonly userId: string;
-  readonly amount: number;
-  readonly kind: TransactionKind;
-  readonly description: string | null;
-  readonly metadata?: Record<string, unknown> | null | undefined;
-  readonly idempotencyKey?: string | null | undefined;
-  readonly requestHash?: string | null | undefined;
-  readonly externalRef?: string | null | undefined;
+  readonly tokens: number;
+  readonly storeRef: string;
+  readonly description: string;
+  readonly metadata: Record<string, unknown>;
 }
 
-interface EntryRow {
-  id: string | number;
-  user_id: string;
-  amount: number;
-  balance_after: number;
-  balance_version: number;
-  kind: TransactionKind;
-  description: string | null;
-  metadata: Record<string, unknown> | string | null;
-  external_ref: string | null;
-  created_at: Date | string;
+export type PurchaseCreditResult =
+  | { readonly status: "credited"; readonly entry: LedgerEntry }
+  | { readonly status: "duplicate"; readonly entry: LedgerEntry };
+
+export interface PurchaseRefund {
+  readonly storeRef: string;
+  readonly metadata: Record<string, unknown>;
 }
+
+export type RefundResult =
+  | {
+      readonly status: "refunded";
+      readonly entry: LedgerEntry;
+      readonly purchase: LedgerEntry;
+      /** Tokens taken back: what was left of the purchase under the balance's row lock. */
+      readonly recovered: number;
+      /** Tokens of the purchase already spent, which the refund could not take back. */
+      readonly shortfall: number;
+    }
+  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
+  | { readonly status: "no-purchase" };
+
+export interface RefundReversal {
+  readonly storeRef: string;
+  readonly metadata: Record<string, unknown>;
+}
+
+export type ReversalResult =
+  | { readonly status: "reversed"; readonly entry: LedgerEntry; readonly refund: LedgerEntry }
+  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
+  | { readonly status: "no-refund" };
 
 /**
- * Appends one entry and moves the balance with it, in ONE statement: the balance update (conditional
- * for debits, an upsert for credits), the entry insert and the NOTIFY. A single statement is its own
- * transaction when run alone, and joins the caller's when given one; PostgreSQL delivers the NOTIFY
- * only when that transaction commits. Returns null when a debit would overdraw.
+ * The only door for money: every balance change is one of these operations. Shared invariants: a
+ * balance is a whole number from 0 to MAX_BALANCE; each change appends one immutable entry with its
+ * signed amount, `balance_after` and a version one above the last, and is announced to live
+ * subscribers only when its transaction commits. Refusals are thrown as the errors in
+ * ledger.errors.ts and change nothing.
  */
-export async function appendEntry(executor: Executor, draft: EntryDraft): Promise<LedgerEntry | null> {
-  const balanceChange =
-    draft.amount < 0
-      ? sql`UPDATE token_balances
-              SET balance = balance + ${draft.amount}, version = version + 1, updated_at = now()
-            WHERE user_id = ${draft.userId} AND balance + ${draft.amount} >= 0
-        RETURNING balance, version, updated_at`
-      : sql`INSERT INTO token_balances AS b (user_id, balance, version, updated_at)
-            VALUES (${draft.userId}, ${draft.amount}, 1, now())
-            ON CONFLICT (user_id) DO UPDATE
-              -- Summed as bigint and clamped just past the cap, so an overflow is the CHECK
-              -- constraint's refusal rather than an integer-out-of-range error.
-              SET balance = LEAST(b.balance::bigint + EXCLUDED.balance, ${MAX_BALANCE + 1})::integer,
-                  version = b.version + 1, updated_at = now()
-        RETURNING balance, version, updated_at`;
-  const metadata = draft.metadata ? JSON.stringify(draft.metadata) : null;
-  try {
-    const [row] = await queryRows<EntryRow>(
-      executor,
-      sql`WITH changed AS (${balanceChange}),
-        entry AS (
-          INSERT INTO token_transactions
-            (user_id, amount, balance_after, balance_version, kind, description, metadata,
-             idempotency_key, request_hash, external_ref, created_at)
-          SELECT ${draft.userId}, ${draft.amount}, changed.balance, changed.version, ${draft.kind},
-                 ${draft.description}, ${metadata}::jsonb, ${draft.idempotencyKey ?? null},
-                 ${draft.requestHash ?? null}, ${draft.externalRef ?? null}, changed.updated_at
-            FROM changed
-          RETURNING *
-        )
-      SELECT entry.*, pg_notify(${BALANCE_CHANGED_CHANNEL}, json_build_object(
-               'userId', entry.user_id, 'balance', entry.balance_after, 'delta', entry.amount,
-               'version', entry.balance_version, 'entryId', entry.id, 'at', entry.created_at)::text)
-        FROM entry`,
-    );
-    return row ? toEntry(row) : null;
-  } catch (error) {
-    const pg = pgErrorOf(error);
-    if (pg?.code === CHECK_VIOLATION && pg.constraint === "token_balances_balance_range") {
-      throw new BalanceLimitError(MAX_BALANCE, draft.amount);
-    }
-    if (pg?.code === UNIQUE_VIOLATION && pg.constraint === "token_transactions_kind_external_ref") {
-      throw new DuplicateReferenceError(draft.externalRef ?? "");
-    }
-    throw error;
-  }
-}
-
-function isKeyConflict(error: unknown): boolean {
-  const pg = pgErrorOf(error);
-  return pg?.code === UNIQUE_VIOLATION && pg.constraint === "token_transactions_user_kind_idempotency_key";
-}
-
-function toEntry(row: EntryRow): LedgerEntry {
-  return {
-    id: Number(row.id),
-    userId: row.user_id,
-    amount: row.amount,
-    balanceAfter: row.balance_after,
-    balanceVersion: row.balance_version,
-    kind: row.kind,
-    description: row.description,
-    metadata:
-      typeof row.metadata === "string" ? (JSON.parse(row.metadata) as Record<string, unknown>) : row.metadata,
-    externalRef: row.external_ref,
-    createdAt: row.created_at instanceof Date ? row.created_at : new Date(row.created_at),
-  };
-}
-
-export function requestHash(request: unknown): string {
-  return createHash("sha256")
-    .update(stringify(request) ?? "")
-    .digest("hex");
-}
-
-/** Each call may bring the request's logger, so its lines carry the request id. */
 export interface LedgerService {
-  spend(userId: string, input: SpendInput, log?: Logger): Promise<WriteResult>;
-  grant(input: GrantInput & { grantedBy: string }, log?: Logger): Promise<WriteResult>;
+  /**
+   * Takes `amount` from the user's balance, never below 0 (InsufficientTokensError). `input` is a
+   * SpendInput, validated here (InvalidInputError says what is wrong). With an idempotency key, a
+   * retry of the same request returns the original entry (`replayed`) and a reuse with other input
+   * throws IdempotencyConflictError; spend keys and grant keys never collide.
+   */
+  spend(userId: string, input: unknown, options?: WriteOptions): Promise<WriteResult>;
+  /**
+   * An operator's credit to a user, never above MAX_BALANCE (BalanceLimitError). `input` is a
+   * GrantInput, validated here; idempotent like spend.
+   */
+  grant(input: unknown, grantedBy: string, options?: WriteOptions): Promise<WriteResult>;
+  /** Credits a store purchase once per store transaction; a second credit returns the first entry. */
+  creditPurchase(credit: PurchaseCredit, options?: WriteOptions): Promise<PurchaseCreditResult>;
+  /**
+   * Takes back a credited purchase's tokens, as many as are left (under the balance's row lock, so
+   * the balance never goes below 0); reports `recovered` and `shortfall`. Once per store transaction.
+   */
+  refundPurchase(refund: PurchaseRefund, options?: WriteOptions): Promise<RefundResult>;
+  /** Gives back exactly what a refund took, once per store transaction. */
+  reverseRefund(reversal: RefundReversal, options?: WriteOptions): Promise<ReversalResult>;
 }
 
 export function createLedgerService(deps: { db: Database; logger: Logger }): LedgerService {
-  const { db, logger } = deps;
+  return new Ledger(deps.db, deps.logger);
+}
+
+class Ledger implements LedgerService {
+  constructor(
+    private readonly db: Database,
+    private readonly logger: Logger,
+  ) {}
+
+  async spend(userId: string, rawInput: unknown, options: WriteOptions = {}): Promise<WriteResult> {
+    const input = parseInput(spendInputSchema, rawInput);
+    const draft: EntryDraft = {
+      userId,
+      kind: "SPEND",
+      description: input.description,
+      metadata: input.metadata ?? null,
+      idempotencyKey: input.idempotencyKey ?? null,
+      requestHash: input.idempotencyKey
+        ? requestHash({
+            op: "spend",
+            amount: input.amount,
+            description: input.description,
+            metadata: input.metadata ?? null,
+          })
+        : null,
+    };
+    const result = await this.writeOnce(
+      (executor) => appendDebit(executor, draft, input.amount),
+      draft,
+      options,
+    );
+    if (!result.replayed) {
+      const balance = result.entry.balanceAfter;
+      (options.log ?? this.logger).info(
+        { userId, amount: input.amount, balance, entryId: result.entry.id },
+        `User ${userId} spent ${input.amount} tokens. New balance: ${balance}`,
+      );
+    }
+    return result;
+  }
+
+  async grant(rawInput: unknown, grantedBy: string, options: WriteOptions = {}): Promise<WriteResult> {
+    const input = parseInput(grantInputSchema, rawInput);
+    const draft: EntryDraft = {
+      userId: input.userId,
+      kind: "GRANT",
+      description: input.reason,
+      metadata: { grantedBy },
+      idempotencyKey: input.idempotencyKey ?? null,
+      requestHash: input.idempotencyKey
+        ? requestHash({ op: "grant", amount: input.amount, reason: input.reason })
+        : null,
+    };
+    const result = await this.writeOnce(
+      (executor) => appendCredit(executor, draft, input.amount),
+      draft,
+      options,
+    );
+    if (!result.replayed) {
+      const { id, balanceAfter } = result.entry;
+      (options.log ?? this.logger).info(
+        { userId: input.userId, amount: input.amount, grantedBy, entryId: id },
+        `Admin ${grantedBy} granted ${input.amount} tokens to user ${input.userId}. New balance: ${balanceAfter}`,
+      );
+    }
+    return result;
+  }
+
+  async creditPurchase(credit: PurchaseCredit, options: WriteOptions = {}): Promise<PurchaseCreditResult> {
+    const executor = options.executor ?? this.db;
+    const earlier = await findByExternalRef(executor, "PURCHASE", credit.storeRef);
+    if (earlier) return { status: "duplicate", entry: earlier };
+    const draft: EntryDraft = {
+      userId: credit.userId,
+      kind: "PURCHASE",
+      description: credit.description,
+      metadata: credit.metadata,
+      externalRef: credit.storeRef,
+    };
+    return { status: "credited", entry: await appendCredit(executor, draft, credit.tokens) };
+  }
+
+  async refundPurchase(refund: PurchaseRefund, options: WriteOptions = {}): Promise<RefundResult> {
+    const executor = options.executor ?? this.db;
+    const purchase = await findByExternalRef(executor, "PURCHASE", refund.storeRef);
+    if (!purchase) return { status: "no-purchase" };
+    const earlier = await findByExternalRef(executor, "REFUND", refund.storeRef);
+    if (earlier) return { status: "duplicate", entry: earlier };
+    // What is left is read under the balance's row lock, so what we take is what is there.
+    const [row] = await queryRows<{ balance: number }>(
+      executor,
+      sql`SELECT balance FROM token_balances WHERE user_id = ${purchase.userId} FOR UPDATE`,
+    );
+    const recovered = Math.min(row?.balance ?? 0, purchase.amount);
+    const shortfall = purchase.amount - recovered;
+    const metadata = { refundedTokens: purchase.amount, recovered, shortfall, purchaseEntryId: purchase.id };
+    const draft: EntryDraft = {
+      userId: purchase.userId,
+      kind: "REFUND",
+      description: `Refund of ${purchase.description ?? refund.storeRef}`,
+      metadata: { ...refund.metadata, ...metadata },
+      externalRef: refund.storeRef,
+    };
+    const entry = await appendDebit(executor, draft, recovered);
+    return { status: "refunded", entry, purchase, recovered, shortfall };
+  }
+
+  async reverseRefund(reversal: RefundReversal, options: WriteOptions = {}): Promise<ReversalResult> {
+    const executor = options.executor ?? this.db;
+    const refund = await findByExternalRef(executor, "REFUND", reversal.storeRef);
+    if (!refund) return { status: "no-refund" };
+    const earlier = await findByExternalRef(executor, "REFUND_REVERSAL", reversal.storeRef);
+    if (earlier) return { status: "duplicate", entry: earlier };
+    const draft: EntryDraft = {
+      userId: refund.userId,
+      kind: "REFUND_REVERSAL",
+      description: `Refund reversed for ${reversal.storeRef}`,
+      metadata: { ...reversal.metadata, refundEntryId: refund.id },
+      externalRef: reversal.storeRef,
+    };
+    const entry = await appendCredit(executor, draft, -refund.amount);
+    return { status: "reversed", entry, refund };
+  }
 
   /**
-   * Writes a client-keyed entry exactly once. The unique (user, key) index is the guard: a concurrent
-   * twin fails on it and then finds the winner's entry, so both callers see the same result.
+   * Writes a client-keyed entry exactly once. The unique (user, kind, key) index is the guard: a
+   * concurrent twin fails on it and then finds the winner's entry, so both callers get one answer.
+   * Inside a caller's transaction a failed statement would abort it, so the key is looked up first.
    */
-  async function writeOnce(draft: EntryDraft, required: number): Promise<WriteResult> {
+  private async writeOnce(
+    write: (executor: Executor) => Promise<LedgerEntry>,
+    draft: EntryDraft,
+    { executor }: WriteOptions,
+  ): Promise<WriteResult> {
     const key = draft.idempotencyKey;
-    let entry: LedgerEntry | null;
+    if (key && executor) {
+      const earlier = await this.replayOf(executor, draft, key);
+      if (earlier) return earlier;
+    }
     try {
-      entry = await withTransactionRetry(() => appendEntry(db, draft));
+      const entry = executor ? await write(executor) : await withRetry(() => write(this.db));
+      return { entry, replayed: false };
     } catch (error) {
-      // A replay fails like a new request would (the key's unique index, or a balance limit the
-      // original already used up); either way the earlier entry, if any, is the answer.
-      if (!key || !(isKeyConflict(error) || error instanceof BalanceLimitError)) throw error;
-      const replay = await replayOf(draft, key);
+      // A replay fails like a new request would (on the key's index, or on a balance the original
+      // already used); either way the earlier entry, if there is one, is the answer.
+      const replayable =
+        violates(error, UNIQUE_VIOLATION, IDEMPOTENCY_KEY_INDEX) ||
+        error instanceof InsufficientTokensError ||
+        error instanceof BalanceLimitError;
+      const replay = key && replayable && !executor ? await this.replayOf(this.db, draft, key) : null;
       if (replay) return replay;
       throw error;
     }
-    if (entry) return { entry, replayed: false };
-    const replay = key ? await replayOf(draft, key) : null;
-    if (replay) return replay;
-    const { balance } = await getBalance(db, draft.userId);
-    throw new InsufficientTokensError(required, balance);
   }
 
-  async function replayOf(draft: EntryDraft, key: string): Promise<WriteResult | null> {
-    const earlier = await findByIdempotencyKey(db, draft.userId, draft.kind, key);
+  private async replayOf(executor: Executor, draft: EntryDraft, key: string): Promise<WriteResult | null> {
+    const earlier = await findByIdempotencyKey(executor, draft.userId, draft.kind, key);
     if (!earlier) return null;
     if (earlier.requestHash !== draft.requestHash) throw new IdempotencyConflictError(key);
     return { entry: earlier.entry, replayed: true };
   }
+}
 
-  return {
-    async spend(userId, rawInput, log = logger) {
-      const input = spendInputSchema.parse(rawInput);
-      const result = await writeOnce(
-        {
-          userId,
-          amount: -input.amount,
-          kind: "SPEND",
-          description: input.description,
-          metadata: input.metadata ?? null,
-          idempotencyKey: input.idempotencyKey ?? null,
-          requestHash: input.idempotencyKey
-            ? requestHash({
-                op: "spend",
-                amount: input.amount,
-                description: input.description,
-                metadata: input.metadata ?? null,
-              })
-            : null,
-        },
-        input.amount,
-      );
-      if (!result.replayed) {
-        log.info(
-          { userId, amount: input.amount, balance: result.entry.balanceAfter, entryId: result.entry.id },
-          `User ${userId} spent ${input.amount} tokens. New balance: ${result.entry.balanceAfter}`,
-        );
-      }
-      return result;
-    },
-
-    async grant(rawInput, log = logger) {
-      const input = grantInputSchema.parse(rawInput);
-      const result = await writeOnce(
-        {
-          userId: input.userId,
-          amount: input.amount,
-          kind: "GRANT",
-          description: input.reason,
-          metadata: { grantedBy: rawInput.grantedBy },
-          idempotencyKey: input.idempotencyKey ?? null,
-          requestHash: input.idempotencyKey
-            ? requestHash({ op: "grant", amount: input.amount, reason: input.reason })
-            : null,
-        },
-        0,
-      );
-      if (!result.replayed) {
-        log.info(
-          {
-            userId: input.userId,
-            amount: input.amount,
-            grantedBy: rawInput.grantedBy,
-            entryId: result.entry.id,
-          },
-          `Admin ${rawInput.grantedBy} granted ${input.amount} tokens to user ${input.userId}. New balance: ${result.entry.balanceAfter}`,
-        );
-      }
-      return result;
-    },
-  };
+/** SHA-256 of a request, stable under key order, stored beside an idempotency key. */
+function requestHash(request: unknown): string {
+  return createHash("sha256")
+    .update(stringify(request) ?? "")
+    .digest("hex");
 }

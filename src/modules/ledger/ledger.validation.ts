@@ -16,10 +16,13 @@ export const amountSchema = z
   .min(1, "amount must be at least 1")
   .max(MAX_BALANCE, `amount must be at most ${MAX_BALANCE}`);
 
+export const DESCRIPTION_MAX_LENGTH = 500;
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
+
 export const descriptionSchema = storableString("description")
   .trim()
   .min(1, "description must not be empty")
-  .max(500, "description must be at most 500 characters");
+  .max(DESCRIPTION_MAX_LENGTH, `description must be at most ${DESCRIPTION_MAX_LENGTH} characters`);
 
 export const METADATA_MAX_BYTES = 4096;
 export const METADATA_MAX_DEPTH = 10;
@@ -59,7 +62,7 @@ export const metadataSchema = z
 
 export const idempotencyKeySchema = storableString("idempotencyKey")
   .min(1, "idempotencyKey must not be empty")
-  .max(255, "idempotencyKey must be at most 255 characters");
+  .max(IDEMPOTENCY_KEY_MAX_LENGTH, `idempotencyKey must be at most ${IDEMPOTENCY_KEY_MAX_LENGTH} characters`);
 
 export const userIdSchema = storableString("userId")
   .min(1, "userId must not be empty")
@@ -80,17 +83,3 @@ export const grantInputSchema = z.object({
   idempotencyKey: idempotencyKeySchema.nullish(),
 });
 export type GrantInput = z.infer<typeof grantInputSchema>;
-
-/** Readable one-line summary of a validation failure, for REST bodies and GraphQL messages. */
-export function describeIssues(
-  issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] | undefined }[],
-): string {
-  return issues
-    .map((issue) => {
-      const path = (issue.path ?? []).map((segment) =>
-        String(typeof segment === "object" ? segment.key : segment),
-      );
-      return path.length > 0 ? `${path.join(".")}: ${issue.message}` : issue.message;
-    })
-    .join("; ");
-}

@@ -1,5 +1,6 @@
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
+import type { Logger } from "pino";
 import {
   type IRateLimiterStoreOptions,
   RateLimiterDrizzle,
@@ -14,6 +15,8 @@ import { rateLimitsTable } from "../../db/schema.js";
 export interface RateLimitConfig {
   readonly spendsPerMinute: number;
   readonly authFailuresPerMinute: number;
+  /** Unset: the counters live in the service's own database. */
+  readonly redisUrl?: string | undefined;
 }
 
 export type LimitCheck =
@@ -21,6 +24,9 @@ export type LimitCheck =
   | { readonly allowed: false; readonly retryAfterSeconds: number };
 
 export interface RateLimits {
+  /** Connects the shared store when it is Redis; the database store needs nothing. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
   /** Counts one spend for the user; refuses past the per-minute limit. One user never limits another. */
   spend(userId: string): Promise<LimitCheck>;
   /**
@@ -39,17 +45,26 @@ export interface RateLimits {
  */
 export function createRateLimits(deps: {
   db: Database;
-  redis?: Redis | undefined;
   config: RateLimitConfig;
+  logger: Logger;
 }): RateLimits {
+  // Created unconnected: building the app opens nothing; start() connects.
+  const redis = deps.config.redisUrl
+    ? new Redis(deps.config.redisUrl, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        lazyConnect: true,
+      })
+    : undefined;
+  redis?.on("error", (error: Error) => deps.logger.warn({ err: error.message }, "redis unavailable"));
   const make = (keyPrefix: string, points: number): RateLimiterStoreAbstract => {
     const options: IRateLimiterStoreOptions = {
       keyPrefix,
       points,
       duration: 60,
-      storeClient: deps.redis ?? deps.db,
+      storeClient: redis ?? deps.db,
     };
-    return deps.redis
+    return redis
       ? new RateLimiterRedis(options)
       : new RateLimiterDrizzle({ ...options, schema: rateLimitsTable });
   };
@@ -61,6 +76,16 @@ export function createRateLimits(deps: {
   };
 
   return {
+    async start() {
+      // A Redis that is down at start-up is not fatal: ioredis keeps reconnecting, and until then a
+      // spend fails with 503 rather than going uncounted.
+      await redis
+        ?.connect()
+        .catch((error: Error) => deps.logger.warn({ err: error.message }, "redis unavailable"));
+    },
+    async stop() {
+      redis?.disconnect();
+    },
     async spend(userId) {
       try {
         await spends.consume(userId);

@@ -1,8 +1,8 @@
 import { Repeater, SlidingBuffer } from "graphql-yoga";
 import type { Logger } from "pino";
 import type { DatabaseHandle, Unlisten } from "../../db/client.js";
+import { BALANCE_CHANGED_CHANNEL, type BalanceChangedMessage } from "../ledger/ledger.events.js";
 import { getBalance } from "../ledger/ledger.queries.js";
-import { BALANCE_CHANGED_CHANNEL, type BalanceChangedMessage } from "../ledger/ledger.service.js";
 
 export interface BalanceChange {
   readonly userId: string;

@@ -1,5 +1,5 @@
 import { builder } from "../../graphql/builder.js";
-import { TokenTransactionRef } from "../ledger/ledger.graphql.js";
+import { TokenTransactionRef } from "../ledger/ledger.graphql-types.js";
 import { getEntry } from "../ledger/ledger.queries.js";
 import type { BalanceChange } from "./balance-hub.js";
 

@@ -37,13 +37,6 @@ export const revenuecatDeliverySchema = z.looseObject({
 
 export type RevenuecatEvent = z.infer<typeof revenuecatEventSchema>;
 
-/** Purchase events that credit the product's tokens. Token packs arrive as NON_RENEWING_PURCHASE. */
-export const CREDIT_TYPES: ReadonlySet<string> = new Set([
-  "INITIAL_PURCHASE",
-  "RENEWAL",
-  "NON_RENEWING_PURCHASE",
-]);
-
 const ANONYMOUS_PREFIX = "$RCAnonymousID:";
 
 export function isAnonymous(userId: string): boolean {
@@ -62,26 +55,6 @@ export function resolveUserId(event: RevenuecatEvent): string | null {
       typeof candidate === "string" && candidate !== "" && !isAnonymous(candidate),
   );
   return known ?? primary ?? event.original_app_user_id ?? null;
-}
-
-/** A refund is a CANCELLATION by customer support, or any CANCELLATION with a negative price. */
-export function isRefund(event: RevenuecatEvent): boolean {
-  return (
-    event.type === "CANCELLATION" &&
-    (event.cancel_reason === "CUSTOMER_SUPPORT" || (typeof event.price === "number" && event.price < 0))
-  );
-}
-
-/** How a product maps to tokens. Play ids look like `<subscription>:<base plan>`; the subscription id also matches. */
-export function tokensForProduct(
-  map: Readonly<Record<string, number>>,
-  productId: string | null | undefined,
-): number | null {
-  if (!productId) return null;
-  const exact = map[productId];
-  if (exact !== undefined) return exact;
-  const base = productId.split(":")[0];
-  return base !== undefined && base !== productId ? (map[base] ?? null) : null;
 }
 
 /** The ledger's reference for a store transaction: store ids are unique only within their store. */

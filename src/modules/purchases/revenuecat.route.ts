@@ -1,11 +1,17 @@
 import { createHmac } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Logger } from "pino";
-import { constantTimeEqual, HttpError, readJson, sendJson } from "../../http.js";
+import type { IncomingMessage } from "node:http";
+import { constantTimeEqual } from "../../auth/constant-time.js";
+import type { AuthGuard } from "../../auth/guard.js";
+import { readJson } from "../../http/body.js";
+import { HttpError, sendJson } from "../../http/errors.js";
+import type { Route } from "../../http/router.js";
 import type { Metrics } from "../../metrics.js";
-import { describeIssues } from "../ledger/ledger.validation.js";
+import { describeIssues } from "../../validation.js";
 import type { PurchasesService } from "./purchases.service.js";
 import { revenuecatDeliverySchema } from "./revenuecat.event.js";
+
+export const WEBHOOK_PATH = "/api/v1/tokens/webhook/revenuecat";
+export const SIGNATURE_HEADER = "x-revenuecat-signature";
 
 export interface WebhookAuth {
   readonly secret: string;
@@ -34,42 +40,48 @@ export function hasValidSignature(header: string | undefined, rawBody: string, h
   return constantTimeEqual(given, expected);
 }
 
-export const SIGNATURE_HEADER = "x-revenuecat-signature";
+/** POST /api/v1/tokens/webhook/revenuecat: authenticate, bound and parse the body, hand it on. */
+export function revenuecatRoute(deps: {
+  purchases: PurchasesService;
+  auth: WebhookAuth;
+  metrics: Metrics;
+  guard: AuthGuard;
+}): Route {
+  const refuse = async (address: string, message: string): Promise<never> => {
+    await deps.guard.webhookRefused(address);
+    throw new HttpError(401, message, "UNAUTHORIZED");
+  };
 
-export async function revenuecatWebhookRoute(
-  deps: {
-    purchases: PurchasesService;
-    auth: WebhookAuth;
-    metrics: Metrics;
-    logger: Logger;
-    /** Counts a wrong secret against the client; throws once its address is blocked. */
-    refused: () => Promise<void>;
-  },
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  if (!isAuthorizedDelivery(req.headers.authorization, deps.auth.secret)) {
-    await deps.refused();
-    throw new HttpError(
-      401,
-      "Authorization header does not match the configured webhook secret",
-      "UNAUTHORIZED",
-    );
-  }
-  const { raw, value } = await readJson(req);
-  if (deps.auth.hmacSecret) {
-    const signature = req.headers[SIGNATURE_HEADER];
-    if (
-      !hasValidSignature(typeof signature === "string" ? signature : undefined, raw, deps.auth.hmacSecret)
-    ) {
-      await deps.refused();
-      throw new HttpError(401, "Body signature is missing or does not match", "UNAUTHORIZED");
+  async function deliver(req: IncomingMessage, address: string) {
+    if (!isAuthorizedDelivery(req.headers.authorization, deps.auth.secret)) {
+      await refuse(address, "Authorization header does not match the configured webhook secret");
     }
+    const { raw, value } = await readJson(req);
+    const signature = req.headers[SIGNATURE_HEADER];
+    const signed = typeof signature === "string" ? signature : undefined;
+    if (deps.auth.hmacSecret && !hasValidSignature(signed, raw, deps.auth.hmacSecret)) {
+      await refuse(address, "Body signature is missing or does not match");
+    }
+    const parsed = revenuecatDeliverySchema.safeParse(value);
+    if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_REQUEST");
+    return { raw, event: parsed.data.event };
   }
-  const parsed = revenuecatDeliverySchema.safeParse(value);
-  if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_REQUEST");
-  const outcome = await deps.purchases.handleDelivery(raw, parsed.data.event, deps.logger);
-  deps.metrics.webhookEvents.inc({ type: parsed.data.event.type, outcome: outcome.outcome });
-  // RevenueCat counts only 200 as delivered; anything else is retried.
-  sendJson(res, 200, { outcome: outcome.outcome, detail: outcome.detail });
+
+  return {
+    method: "POST",
+    path: WEBHOOK_PATH,
+    auth: "none",
+    async handle(req, res, { address, context }) {
+      const stopTimer = deps.metrics.webhookDuration.startTimer();
+      try {
+        const { raw, event } = await deliver(req, address);
+        const outcome = await deps.purchases.handleDelivery(raw, event, context.logger);
+        deps.metrics.webhookEvents.inc({ type: event.type, outcome: outcome.outcome });
+        // RevenueCat counts only 200 as delivered; anything else is retried.
+        sendJson(res, 200, { outcome: outcome.outcome, detail: outcome.detail });
+      } finally {
+        stopTimer();
+      }
+    },
+  };
 }

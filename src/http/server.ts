@@ -1,0 +1,100 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
+import type { RequestContext } from "../context.js";
+import { isDatabaseUnavailable } from "../db/errors.js";
+import { InvalidInputError } from "../validation.js";
+import { answerAfterDraining, checkGraphqlBody } from "./body.js";
+import { HttpError, sendError } from "./errors.js";
+import { clientAddress, requestIdOf } from "./request.js";
+import { createRouter, type Route } from "./router.js";
+
+export const GRAPHQL_PATH = "/graphql";
+
+/** What yoga gets from the HTTP server before its own context factory runs. */
+export interface GraphqlScope {
+  readonly requestId: string;
+  readonly clientAddress: string;
+}
+
+export interface HttpServerDeps {
+  readonly routes: readonly Route[];
+  /** Serves GRAPHQL_PATH (yoga), which authenticates in its own context factory. */
+  readonly graphql: (req: IncomingMessage, res: ServerResponse, scope: GraphqlScope) => Promise<void>;
+  readonly guard: AuthGuard;
+  readonly context: (auth: Authentication, requestId: string) => RequestContext;
+  readonly logger: Logger;
+  readonly trustedProxies: number;
+}
+
+/**
+ * The HTTP entrance: request ids, the client address, routing, authentication of user routes, and the
+ * error edge that turns every failure into one JSON shape. Routes are thin and throw; this answers.
+ */
+export function createHttpServer(deps: HttpServerDeps): Server {
+  const route = createRouter(deps.routes);
+  const anonymous: Authentication = { viewer: null, authError: null };
+
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    address: string,
+  ): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname.replace(/\/+$/, "") || "/";
+    // Node keeps the first of repeated Authorization headers; which one a proxy or client meant is
+    // anyone's guess, so the request is refused rather than answered for one of them.
+    if ((req.headersDistinct.authorization?.length ?? 0) > 1) {
+      throw new HttpError(400, "Send one Authorization header, not several", "BAD_REQUEST");
+    }
+    if (path === GRAPHQL_PATH) {
+      checkGraphqlBody(req);
+      return deps.graphql(req, res, { requestId, clientAddress: address });
+    }
+    const target = route(req.method ?? "GET", path);
+    const auth =
+      target.auth === "user" ? await deps.guard.authenticate(req.headers.authorization, address) : anonymous;
+    if (target.auth === "user" && !auth.viewer) {
+      const message = auth.authError ?? "Authentication required: send Authorization: Bearer <token>";
+      throw new HttpError(401, message, "UNAUTHENTICATED", {
+        "www-authenticate": 'Bearer realm="token-ledger"',
+      });
+    }
+    await target.handle(req, res, { url, address, context: deps.context(auth, requestId) });
+  }
+
+  /** Maps what went wrong to an answer; only the unexpected is logged as an error. */
+  function answerError(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const path = req.url?.split("?")[0];
+    if (error instanceof HttpError && error.status === 413) {
+      answerAfterDraining(req, res, () => sendError(res, error));
+    } else if (error instanceof HttpError) {
+      sendError(res, error);
+    } else if (error instanceof InvalidInputError) {
+      sendError(res, new HttpError(400, error.message, "BAD_USER_INPUT"));
+    } else if (error instanceof TooManyAuthFailuresError) {
+      const headers = { "retry-after": String(error.retryAfterSeconds) };
+      sendError(res, new HttpError(429, error.message, "RATE_LIMITED", headers));
+    } else if (isDatabaseUnavailable(error)) {
+      deps.logger.warn({ path, requestId }, "database unavailable");
+      const unavailable = "Database unavailable; try again shortly";
+      sendError(res, new HttpError(503, unavailable, "DATABASE_UNAVAILABLE", { "retry-after": "5" }));
+    } else {
+      deps.logger.error({ err: error, path, requestId }, "request failed");
+      sendError(res, new HttpError(500, `Internal error (request ${requestId}); it was logged`, "INTERNAL"));
+    }
+  }
+
+  return createServer((req, res) => {
+    const requestId = requestIdOf(req);
+    res.setHeader("x-request-id", requestId);
+    serve(req, res, requestId, clientAddress(req, deps.trustedProxies)).catch((error: unknown) =>
+      answerError(req, res, error, requestId),
+    );
+  });
+}

@@ -1,0 +1,16 @@
+/**
+ * The ledger's announcement of a committed balance change. The ledger statements NOTIFY it inside
+ * the writing transaction, so PostgreSQL delivers it only if and when that transaction commits; the
+ * live module LISTENs and fans it out.
+ */
+export const BALANCE_CHANGED_CHANNEL = "token_balance_changed";
+
+/** The NOTIFY payload; the entry itself is loaded only when a subscriber asks for it. */
+export interface BalanceChangedMessage {
+  readonly userId: string;
+  readonly balance: number;
+  readonly delta: number;
+  readonly version: number;
+  readonly entryId: number;
+  readonly at: string;
+}

@@ -1,0 +1,146 @@
+import type { Logger } from "pino";
+import type { Executor } from "../../db/client.js";
+import type { Metrics } from "../../metrics.js";
+import { InvalidInputError, parseInput } from "../../validation.js";
+import type { RateLimits } from "../limits/rate-limits.js";
+import { BalanceLimitError, IdempotencyConflictError, InsufficientTokensError } from "./ledger.errors.js";
+import { getBalance, type LedgerEntry } from "./ledger.queries.js";
+import type { LedgerService, WriteResult } from "./ledger.service.js";
+import { spendInputSchema } from "./ledger.validation.js";
+
+/**
+ * The answers to a spend and to a grant, as GraphQL and REST both give them: business refusals are
+ * data (success false, an error code, the unchanged balance), not errors. A replay is built from the
+ * stored entry, so it is identical to the first answer.
+ */
+
+/** Why a spend was refused; feeds the TypeScript type, the GraphQL enum and the REST status map. */
+export const SPEND_ERROR_CODES = ["INSUFFICIENT_TOKENS", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED"] as const;
+export type SpendErrorCode = (typeof SPEND_ERROR_CODES)[number];
+
+/** Why a grant was refused. */
+export const GRANT_ERROR_CODES = ["BALANCE_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"] as const;
+export type GrantErrorCode = (typeof GRANT_ERROR_CODES)[number];
+
+export interface Payload<Code extends string> {
+  readonly success: boolean;
+  readonly newBalance: number;
+  readonly message: string;
+  readonly entry: LedgerEntry | null;
+  readonly errorCode: Code | null;
+  readonly replayed: boolean;
+  /** With RATE_LIMITED: how long to wait before trying again. */
+  readonly retryAfterSeconds: number | null;
+}
+
+export interface SpendDeps {
+  readonly db: Executor;
+  readonly ledger: LedgerService;
+  readonly limits: RateLimits;
+  readonly metrics: Metrics;
+  /** The request's logger (its lines carry the request id). */
+  readonly logger: Logger;
+}
+
+/** Validates, rate-limits and spends; counts the outcome in `token_spend_total`. */
+export async function spendPayload(
+  deps: SpendDeps,
+  userId: string,
+  rawInput: unknown,
+): Promise<Payload<SpendErrorCode>> {
+  let payload: Payload<SpendErrorCode>;
+  try {
+    payload = await decideSpend(deps, userId, rawInput);
+  } catch (error) {
+    if (error instanceof InvalidInputError) deps.metrics.spends.inc({ outcome: "invalid" });
+    throw error;
+  }
+  deps.metrics.spends.inc({ outcome: spendLabel(payload) });
+  return payload;
+}
+
+function spendLabel(payload: Payload<SpendErrorCode>): string {
+  if (payload.success) return payload.replayed ? "replay" : "success";
+  if (payload.errorCode === "INSUFFICIENT_TOKENS") return "insufficient";
+  return payload.errorCode === "RATE_LIMITED" ? "rate_limited" : "invalid";
+}
+
+async function decideSpend(
+  deps: SpendDeps,
+  userId: string,
+  rawInput: unknown,
+): Promise<Payload<SpendErrorCode>> {
+  // Refused input is refused before it can use up the user's rate limit.
+  const input = parseInput(spendInputSchema, rawInput);
+  const limit = await deps.limits.spend(userId);
+  if (!limit.allowed) {
+    const { balance } = await getBalance(deps.db, userId);
+    const message = `Too many spends: try again in ${limit.retryAfterSeconds} seconds`;
+    return { ...refusal(balance, message, "RATE_LIMITED"), retryAfterSeconds: limit.retryAfterSeconds };
+  }
+  try {
+    const result = await deps.ledger.spend(userId, input, { log: deps.logger });
+    return accepted(result, `Spent ${-result.entry.amount} tokens`);
+  } catch (error) {
+    if (error instanceof InsufficientTokensError) {
+      const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
+      return refusal(error.available, message, "INSUFFICIENT_TOKENS");
+    }
+    if (error instanceof IdempotencyConflictError) {
+      const { balance } = await getBalance(deps.db, userId);
+      return refusal(
+        balance,
+        "This idempotency key was already used for a different spend",
+        "IDEMPOTENCY_KEY_REUSED",
+      );
+    }
+    throw error;
+  }
+}
+
+/** An operator's grant; `input` is validated by the ledger (InvalidInputError). */
+export async function grantPayload(
+  deps: Pick<SpendDeps, "db" | "ledger" | "logger">,
+  rawInput: unknown,
+  grantedBy: string,
+): Promise<Payload<GrantErrorCode>> {
+  try {
+    const result = await deps.ledger.grant(rawInput, grantedBy, { log: deps.logger });
+    return accepted(result, `Granted ${result.entry.amount} tokens`);
+  } catch (error) {
+    if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
+    const userId = (rawInput as { userId: string }).userId;
+    const { balance } = await getBalance(deps.db, userId);
+    return error instanceof BalanceLimitError
+      ? refusal(balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
+      : refusal(
+          balance,
+          "This idempotency key was already used for a different grant",
+          "IDEMPOTENCY_KEY_REUSED",
+        );
+  }
+}
+
+function accepted<Code extends string>(result: WriteResult, what: string): Payload<Code> {
+  return {
+    success: true,
+    newBalance: result.entry.balanceAfter,
+    message: `${what}. New balance: ${result.entry.balanceAfter}`,
+    entry: result.entry,
+    errorCode: null,
+    replayed: result.replayed,
+    retryAfterSeconds: null,
+  };
+}
+
+function refusal<Code extends string>(newBalance: number, message: string, errorCode: Code): Payload<Code> {
+  return {
+    success: false,
+    newBalance,
+    message,
+    entry: null,
+    errorCode,
+    replayed: false,
+    retryAfterSeconds: null,
+  };
+}

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
+import { driverName, useTestDatabase } from "./helpers/database.js";
+
+const db = useTestDatabase();
+
+describe(`GraphQL abuse limits on ${driverName}`, () => {
+  let t: TestApp;
+  let token: string;
+  beforeAll(async () => {
+    t = await startTestApp({}, db.current());
+    token = await t.token(newUserId());
+  });
+  afterAll(() => t.close());
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${t.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  const firstError = async (query: string) =>
+    ((await t.gql(query, {}, token)).errors?.[0]?.message ?? "") as string;
+
+  it("refuses deep queries", async () => {
+    const nest = (depth: number): string =>
+      depth === 0 ? "id" : `... on TokenTransaction { ... on Node { ${nest(depth - 1)} } }`;
+    const deep = `{ transactions { edges { node { ${nest(4)} } } } }`;
+    expect(await firstError(deep)).toMatch(/depth/i);
+    const honest = "{ transactions { edges { node { id amount } } pageInfo { hasNextPage } } }";
+    expect(await firstError(honest)).toBe("");
+  });
+
+  it("refuses too many aliases, too many tokens and too costly queries", async () => {
+    const aliases = `{ ${Array.from({ length: 11 }, (_, i) => `b${i}: balance { balance }`).join(" ")} }`;
+    expect(await firstError(aliases)).toMatch(/alias/i);
+    const tokens = `{ balance { ${Array.from({ length: 1100 }, () => "balance").join(" ")} } }`;
+    expect(await firstError(tokens)).toMatch(/token/i);
+    const costly =
+      "{ transactions(first: 1000) { edges { cursor node { id amount balanceAfter kind description metadata createdAt } } } }";
+    expect(await firstError(costly)).toMatch(/cost/i);
+  });
+
+  it("refuses batched requests", async () => {
+    const response = await post([{ query: "{ balance { balance } }" }, { query: "{ balance { balance } }" }]);
+    expect(response.status).toBeGreaterThanOrEqual(400);
+  });
+
+  it("refuses a request a browser could send cross-site without a preflight (CSRF)", async () => {
+    const simple = await fetch(`${t.url}/graphql?query=${encodeURIComponent("{ balance { balance } }")}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(simple.status).toBe(403);
+    const form = await post("query={balance{balance}}", {
+      "content-type": "application/x-www-form-urlencoded",
+    });
+    expect(form.status).toBeGreaterThanOrEqual(400);
+    const withHeader = await fetch(
+      `${t.url}/graphql?query=${encodeURIComponent("{ balance { balance } }")}`,
+      {
+        headers: { authorization: `Bearer ${token}`, "x-graphql-csrf": "1" },
+      },
+    );
+    expect(withHeader.status).toBe(200);
+  });
+
+  it("answers 413 to a body over 1 MB", async () => {
+    const response = await post({
+      query: "{ balance { balance } }",
+      variables: { pad: "x".repeat(1_100_000) },
+    });
+    expect(response.status).toBe(413);
+  });
+
+  it("masks unexpected errors and keeps internals out of messages", async () => {
+    const result = await t.gql('{ node(id: "VG9rZW5UcmFuc2FjdGlvbjphYmM") { id } }', {}, token);
+    for (const error of result.errors ?? [])
+      expect(JSON.stringify(error)).not.toMatch(/stack|select |postgres/i);
+  });
+
+  it("turns introspection off in production unless GRAPHQL_INTROSPECTION=true", async () => {
+    const production = { NODE_ENV: "production" };
+    const closed = await startTestApp(production, db.current());
+    const open = await startTestApp({ ...production, GRAPHQL_INTROSPECTION: "true" }, db.current());
+    try {
+      const query = "{ __schema { queryType { name } } }";
+      const user = await closed.token(newUserId());
+      expect((await closed.gql(query, {}, user)).errors?.[0]?.message).toMatch(/introspection/i);
+      expect((await open.gql(query, {}, user)).data).toEqual({ __schema: { queryType: { name: "Query" } } });
+    } finally {
+      await closed.close();
+      await open.close();
+    }
+  });
+});
