@@ -132,16 +132,20 @@ describe(`authentication on ${driverName}`, () => {
   });
 });
 
-describe("JWKS (RS256/ES256 from an identity provider)", () => {
+describe("JWKS (RS256, ES256 and EdDSA from an identity provider)", () => {
   let jwksServer: Server;
   let jwksUrl: string;
   let rsa: Awaited<ReturnType<typeof generateKeyPair>>;
   let ec: Awaited<ReturnType<typeof generateKeyPair>>;
+  let ed: Awaited<ReturnType<typeof generateKeyPair>>;
 
   beforeAll(async () => {
     rsa = await generateKeyPair("RS256");
     ec = await generateKeyPair("ES256");
+    // Better Auth's JWT plugin signs with Ed25519 (EdDSA) by default.
+    ed = await generateKeyPair("EdDSA", { crv: "Ed25519" });
     const keys = [
+      { ...(await exportJWK(ed.publicKey)), kid: "ed-1", alg: "EdDSA", use: "sig" },
       { ...(await exportJWK(rsa.publicKey)), kid: "rsa-1", alg: "RS256", use: "sig" },
       { ...(await exportJWK(ec.publicKey)), kid: "ec-1", alg: "ES256", use: "sig" },
     ];
@@ -154,7 +158,7 @@ describe("JWKS (RS256/ES256 from an identity provider)", () => {
   });
   afterAll(() => new Promise<void>((resolve) => jwksServer.close(() => resolve())));
 
-  it("verifies RS256 and ES256 tokens against the key set and refuses HS256 without a secret", async () => {
+  it("verifies RS256, ES256 and EdDSA tokens against the key set and refuses HS256 without a secret", async () => {
     const verify = createTokenVerifier({
       secret: undefined,
       jwksUrl,
@@ -173,6 +177,12 @@ describe("JWKS (RS256/ES256 from an identity provider)", () => {
       .setExpirationTime("1h")
       .sign(ec.privateKey);
     expect(await verify(es)).toMatchObject({ userId: "idp-user-2", isAdmin: false });
+    const eddsa = await new SignJWT({})
+      .setProtectedHeader({ alg: "EdDSA", kid: "ed-1" })
+      .setSubject("better-auth-user")
+      .setExpirationTime("1h")
+      .sign(ed.privateKey);
+    expect(await verify(eddsa)).toMatchObject({ userId: "better-auth-user" });
     const hs = await hs256().sign(secretKey);
     await expect(verify(hs)).rejects.toThrow(/algorithm/);
     const otherKey = await generateKeyPair("RS256");

@@ -237,3 +237,94 @@ describe(`GraphQL API on ${driverName}`, () => {
     for (const error of result.errors ?? []) expect(error.message).not.toMatch(/select|token_transactions/i);
   });
 });
+
+describe(`what client caches need, on ${driverName}`, () => {
+  const BALANCE_WITH_ID = "{ balance { id balance version lastUpdated } }";
+  const SPEND_WITH_BALANCE = `mutation S($input: SpendTokensInput!) {
+    spendTokens(input: $input) { success balance { id balance version lastUpdated } transaction { id idempotencyKey } }
+  }`;
+
+  it("Balance has a stable id, and node(id) gives it back to its owner only", async () => {
+    const { token } = await userWith(10);
+    const first = await t.gql<{ balance: { id: string } }>(BALANCE_WITH_ID, {}, token);
+    const again = await t.gql<{ balance: { id: string } }>(BALANCE_WITH_ID, {}, token);
+    expect(first.data?.balance.id).toBeTruthy();
+    expect(again.data?.balance.id).toBe(first.data?.balance.id);
+    const query = "query N($id: ID!) { node(id: $id) { id ... on Balance { balance version } } }";
+    const id = first.data?.balance.id;
+    expect((await t.gql(query, { id }, token)).data).toEqual({ node: { id, balance: 10, version: 1 } });
+    expect((await t.gql(query, { id }, (await userWith(1)).token)).data).toEqual({ node: null });
+  });
+
+  it("spendTokens returns the balance with its id and version, as the next balance query reads it", async () => {
+    const { token } = await userWith(50);
+    const spent = await t.gql<{
+      spendTokens: { balance: Record<string, unknown>; transaction: { idempotencyKey: string } };
+    }>(
+      SPEND_WITH_BALANCE,
+      { input: { amount: 5, description: "cache", idempotencyKey: "cache-key-1" } },
+      token,
+    );
+    const read = await t.gql<{ balance: Record<string, unknown> }>(BALANCE_WITH_ID, {}, token);
+    expect(spent.data?.spendTokens.balance).toEqual(read.data?.balance);
+    expect(spent.data?.spendTokens.balance).toMatchObject({ balance: 45, version: 2 });
+    expect(spent.data?.spendTokens.transaction.idempotencyKey).toBe("cache-key-1");
+    // A refusal and a replay give the balance as it is now.
+    const refused = await t.gql<{ spendTokens: { success: boolean; balance: Record<string, unknown> } }>(
+      SPEND_WITH_BALANCE,
+      { input: { amount: 500, description: "too much" } },
+      token,
+    );
+    expect(refused.data?.spendTokens).toMatchObject({ success: false, balance: read.data?.balance });
+    await t.gql(SPEND, { input: { amount: 1, description: "another" } }, token);
+    const replay = await t.gql<{ spendTokens: { balance: Record<string, unknown> } }>(
+      SPEND_WITH_BALANCE,
+      { input: { amount: 5, description: "cache", idempotencyKey: "cache-key-1" } },
+      token,
+    );
+    expect(replay.data?.spendTokens.balance).toMatchObject({ balance: 44, version: 3 });
+  });
+
+  it("grantTokens returns the granted user's balance", async () => {
+    const userId = newUserId();
+    const admin = await t.token(newUserId("admin"), { admin: true });
+    const granted = await t.gql<{ grantTokens: { balance: { balance: number; version: number } } }>(
+      "mutation G($input: GrantTokensInput!) { grantTokens(input: $input) { balance { id balance version } } }",
+      { input: { userId, amount: 7, reason: "welcome" } },
+      admin,
+    );
+    expect(granted.data?.grantTokens.balance).toMatchObject({ balance: 7, version: 1 });
+  });
+
+  it("an empty connection has null cursors, not empty strings", async () => {
+    const token = await t.token(newUserId());
+    const page = await t.gql(
+      "{ transactions(first: 5) { edges { cursor } pageInfo { startCursor endCursor hasNextPage } } }",
+      {},
+      token,
+    );
+    expect(page.data).toEqual({
+      transactions: { edges: [], pageInfo: { startCursor: null, endCursor: null, hasNextPage: false } },
+    });
+  });
+
+  it("only a spend's entry shows its idempotency key (never an operator's grant key)", async () => {
+    const userId = newUserId();
+    const admin = await t.token(newUserId("admin"), { admin: true });
+    await t.gql(GRANT, { input: { userId, amount: 3, reason: "x", idempotencyKey: "operator-key" } }, admin);
+    const page = await t.gql<{
+      transactions: { edges: { node: { kind: string; idempotencyKey: string | null } }[] };
+    }>("{ transactions { edges { node { kind idempotencyKey } } } }", {}, await t.token(userId));
+    expect(page.data?.transactions.edges.map((edge) => edge.node)).toEqual([
+      { kind: "GRANT", idempotencyKey: null },
+    ]);
+  });
+
+  it("GraphiQL is served from the package itself, with no asset from a CDN", async () => {
+    const page = await fetch(`${t.url}/graphql`, { headers: { accept: "text/html" } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain("token-ledger");
+    expect(html).not.toMatch(/unpkg\.com|jsdelivr|cdnjs|esm\.sh/);
+  });
+});

@@ -46,22 +46,35 @@ describe(`GraphQL abuse limits on ${driverName}`, () => {
     expect(response.status).toBeGreaterThanOrEqual(400);
   });
 
-  it("refuses a request a browser could send cross-site without a preflight (CSRF)", async () => {
-    const simple = await fetch(`${t.url}/graphql?query=${encodeURIComponent("{ balance { balance } }")}`, {
+  it("only the Authorization header authenticates, so a request a browser sends cross-site carries no authority", async () => {
+    const query = encodeURIComponent("{ balance { balance } }");
+    // Stock clients' GET queries work with their default settings (urql sends queries as GET).
+    const get = await fetch(`${t.url}/graphql?query=${query}`, {
       headers: { authorization: `Bearer ${token}` },
     });
-    expect(simple.status).toBe(403);
-    const form = await post("query={balance{balance}}", {
-      "content-type": "application/x-www-form-urlencoded",
+    expect(await get.json()).toEqual({ data: { balance: { balance: 0 } } });
+    // What a cross-site page can make a browser send (a GET, a form post, cookies) has no credential.
+    const plain = await fetch(`${t.url}/graphql?query=${query}`, {
+      headers: { cookie: `authorization=Bearer ${token}` },
     });
-    expect(form.status).toBeGreaterThanOrEqual(400);
-    const withHeader = await fetch(
-      `${t.url}/graphql?query=${encodeURIComponent("{ balance { balance } }")}`,
-      {
-        headers: { authorization: `Bearer ${token}`, "x-graphql-csrf": "1" },
-      },
+    expect(
+      ((await plain.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code,
+    ).toBe("UNAUTHENTICATED");
+    const form = await fetch(`${t.url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `query=${encodeURIComponent('mutation { spendTokens(input: {amount: 1, description: "x"}) { success } }')}`,
+    });
+    const formBody = await form.text();
+    expect(formBody).not.toContain('"success":true');
+    // A mutation is never run from a GET.
+    const mutation = encodeURIComponent(
+      'mutation { spendTokens(input: {amount: 1, description: "x"}) { success } }',
     );
-    expect(withHeader.status).toBe(200);
+    const getMutation = await fetch(`${t.url}/graphql?query=${mutation}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(getMutation.status).toBe(405);
   });
 
   it("answers 413 to a body over 1 MB", async () => {

@@ -130,7 +130,7 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
     }
   });
 
-  it("closes the socket with 4401 when the token expires", async () => {
+  it("closes the socket with 4403 (which graphql-ws clients retry) when the token expires", async () => {
     const userId = newUserId();
     const token = await t.token(userId, { expiresIn: Math.floor(Date.now() / 1000) + 2 });
     let closed: { code: number; reason: string } | undefined;
@@ -143,7 +143,7 @@ describe(`balanceChanged over graphql-ws on ${driverName}`, () => {
     expect(await subscription.next()).toMatchObject({ balance: 0 });
     const deadline = Date.now() + 6000;
     while (!closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(closed).toEqual({ code: 4401, reason: "Unauthorized: token expired" });
+    expect(closed).toEqual({ code: 4403, reason: "Unauthorized: token expired" });
   });
 
   it("limits subscriptions per connection", async () => {

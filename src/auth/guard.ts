@@ -5,6 +5,8 @@ export interface Authentication {
   readonly viewer: Viewer | null;
   /** Why the presented credential was refused, to tell the client; null when none was sent. */
   readonly authError: string | null;
+  /** The credential was genuine but has expired: a fresh one will do. */
+  readonly expired?: boolean;
 }
 
 /** The client's address failed to authenticate too often; it waits before trying bad credentials again. */
@@ -53,7 +55,7 @@ export function createAuthGuard(deps: { verify: VerifyToken; limits: RateLimits 
       } catch (error) {
         if (!(error instanceof AuthenticationError)) throw error;
         if (!error.expired) await refused("api", address);
-        return { viewer: null, authError: error.message };
+        return { viewer: null, authError: error.message, expired: error.expired };
       }
     },
     webhookRefused: (address) => refused("webhook", address),

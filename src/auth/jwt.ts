@@ -42,13 +42,14 @@ const VERIFIED_CACHE_SIZE = 50_000;
 
 /**
  * Builds the one verifier that both HTTP and WebSocket use. Algorithms are pinned to what is
- * configured: HS256 with JWT_SECRET, RS256/ES256 from the JWKS_URL key set; "none" never verifies.
+ * configured: HS256 with JWT_SECRET; RS256, ES256 and EdDSA (Better Auth's default) from the JWKS_URL
+ * key set; "none" never verifies.
  */
 export function createTokenVerifier(jwt: Config["jwt"]): VerifyToken {
   // A KeyObject lets jose use node:crypto directly instead of importing a WebCrypto key per call.
   const secret = jwt.secret ? createSecretKey(Buffer.from(jwt.secret)) : undefined;
   const remote = jwt.jwksUrl ? createRemoteJWKSet(new URL(jwt.jwksUrl)) : undefined;
-  const algorithms = [...(secret ? ["HS256"] : []), ...(remote ? ["RS256", "ES256"] : [])];
+  const algorithms = [...(secret ? ["HS256"] : []), ...(remote ? ["RS256", "ES256", "EdDSA"] : [])];
   if (algorithms.length === 0) throw new Error("No JWT_SECRET or JWKS_URL configured");
 
   const getKey: JWTVerifyGetKey = async (header, token) => {

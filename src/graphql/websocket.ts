@@ -10,9 +10,15 @@ import type { Yoga } from "./yoga.js";
 /** Subscriptions one WebSocket connection may hold at once. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 20;
 
-/** Close code for a missing, bad or expired token: reconnect with a fresh token. */
-export const CLOSE_TOKEN_EXPIRED = 4401;
-/** Close code for a client address blocked after too many failed authentications. */
+/**
+ * Close code for an expired token (at connection_init, or when it expires on an open socket):
+ * 4403, which graphql-ws clients retry by default, so a client with lazy connectionParams reconnects
+ * with a fresh token by itself.
+ */
+export const CLOSE_TOKEN_EXPIRED = 4403;
+/** Close code for a missing, malformed or forged token: 4401, which graphql-ws clients do not retry. */
+export const CLOSE_UNAUTHORIZED = 4401;
+/** Close code for a client address blocked after too many failed authentications (not retried). */
 export const CLOSE_RATE_LIMITED = 4429;
 
 export interface GraphqlWs {
@@ -93,7 +99,7 @@ async function connect(
   }
   if (!auth.viewer) {
     const reason = `Unauthorized: ${auth.authError ?? "send connectionParams.authorization"}`;
-    socket.close(CLOSE_TOKEN_EXPIRED, truncateReason(reason));
+    socket.close(auth.expired ? CLOSE_TOKEN_EXPIRED : CLOSE_UNAUTHORIZED, truncateReason(reason));
     return false;
   }
   const state: ConnectionState = { auth };

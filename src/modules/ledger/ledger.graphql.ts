@@ -22,8 +22,8 @@ builder.queryFields((t) => ({
     {
       type: TokenTransactionRef,
       description: "The caller's ledger entries, newest first.",
-      resolve: (_root, args, context) =>
-        resolveCursorConnection(
+      resolve: async (_root, args, context) => {
+        const connection = await resolveCursorConnection(
           { args, toCursor: (entry) => encodeCursor(entry.id), defaultSize: 20, maxSize: 100 },
           ({ before, after, limit, inverted }: ResolveCursorConnectionArgs) =>
             listEntries(context.db, context.viewer.userId, {
@@ -33,7 +33,11 @@ builder.queryFields((t) => ({
               limit,
               oldestFirst: inverted,
             }),
-        ),
+        );
+        // An empty page has no cursors: null, as the Relay spec has it, not "".
+        if (connection.edges.length > 0) return connection;
+        return { ...connection, pageInfo: { ...connection.pageInfo, startCursor: null, endCursor: null } };
+      },
     },
     { name: "TokenTransactionConnection", description: "A page of ledger entries, newest first." },
     { name: "TokenTransactionEdge", description: "One ledger entry and its cursor." },

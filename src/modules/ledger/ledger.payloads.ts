@@ -23,6 +23,8 @@ export const GRANT_ERROR_CODES = ["BALANCE_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REU
 export type GrantErrorCode = (typeof GRANT_ERROR_CODES)[number];
 
 export interface Payload<Code extends string> {
+  /** Whose balance the call was about (the caller's for a spend, the granted user's for a grant). */
+  readonly userId: string;
   readonly success: boolean;
   readonly newBalance: number;
   readonly message: string;
@@ -76,7 +78,10 @@ async function decideSpend(
   if (!limit.allowed) {
     const { balance } = await getBalance(deps.db, userId);
     const message = `Too many spends: try again in ${limit.retryAfterSeconds} seconds`;
-    return { ...refusal(balance, message, "RATE_LIMITED"), retryAfterSeconds: limit.retryAfterSeconds };
+    return {
+      ...refusal(userId, balance, message, "RATE_LIMITED"),
+      retryAfterSeconds: limit.retryAfterSeconds,
+    };
   }
   try {
     const result = await deps.ledger.spend(userId, input, { log: deps.logger });
@@ -84,11 +89,12 @@ async function decideSpend(
   } catch (error) {
     if (error instanceof InsufficientTokensError) {
       const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
-      return refusal(error.available, message, "INSUFFICIENT_TOKENS");
+      return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
     }
     if (error instanceof IdempotencyConflictError) {
       const { balance } = await getBalance(deps.db, userId);
       return refusal(
+        userId,
         balance,
         "This idempotency key was already used for a different spend",
         "IDEMPOTENCY_KEY_REUSED",
@@ -112,8 +118,9 @@ export async function grantPayload(
     const userId = (rawInput as { userId: string }).userId;
     const { balance } = await getBalance(deps.db, userId);
     return error instanceof BalanceLimitError
-      ? refusal(balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
+      ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
       : refusal(
+          userId,
           balance,
           "This idempotency key was already used for a different grant",
           "IDEMPOTENCY_KEY_REUSED",
@@ -123,6 +130,7 @@ export async function grantPayload(
 
 function accepted<Code extends string>(result: WriteResult, what: string): Payload<Code> {
   return {
+    userId: result.entry.userId,
     success: true,
     newBalance: result.entry.balanceAfter,
     message: `${what}. New balance: ${result.entry.balanceAfter}`,
@@ -133,8 +141,14 @@ function accepted<Code extends string>(result: WriteResult, what: string): Paylo
   };
 }
 
-function refusal<Code extends string>(newBalance: number, message: string, errorCode: Code): Payload<Code> {
+function refusal<Code extends string>(
+  userId: string,
+  newBalance: number,
+  message: string,
+  errorCode: Code,
+): Payload<Code> {
   return {
+    userId,
     success: false,
     newBalance,
     message,

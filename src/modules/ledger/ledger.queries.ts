@@ -24,6 +24,8 @@ export interface LedgerEntry {
   readonly description: string | null;
   readonly metadata: Record<string, unknown> | null;
   readonly externalRef: string | null;
+  /** The key the caller sent with the request that wrote this entry, if any. */
+  readonly idempotencyKey: string | null;
   readonly createdAt: Date;
 }
 
@@ -38,6 +40,7 @@ export interface EntryRow {
   description: string | null;
   metadata: Record<string, unknown> | string | null;
   external_ref: string | null;
+  idempotency_key: string | null;
   created_at: Date | string;
 }
 
@@ -53,6 +56,7 @@ export function toEntry(row: EntryRow): LedgerEntry {
     metadata:
       typeof row.metadata === "string" ? (JSON.parse(row.metadata) as Record<string, unknown>) : row.metadata,
     externalRef: row.external_ref,
+    idempotencyKey: row.idempotency_key,
     createdAt: row.created_at instanceof Date ? row.created_at : new Date(row.created_at),
   };
 }
@@ -67,8 +71,19 @@ const entryColumns = {
   description: ledgerEntriesTable.description,
   metadata: ledgerEntriesTable.metadata,
   externalRef: ledgerEntriesTable.externalRef,
+  idempotencyKey: ledgerEntriesTable.idempotencyKey,
   createdAt: ledgerEntriesTable.createdAt,
 };
+
+/** The balance an entry left behind: exactly the balance at the moment it committed. */
+export function balanceAfter(entry: LedgerEntry): Balance {
+  return {
+    userId: entry.userId,
+    balance: entry.balanceAfter,
+    version: entry.balanceVersion,
+    lastUpdated: entry.createdAt,
+  };
+}
 
 export async function getBalance(db: Executor, userId: string): Promise<Balance> {
   const [row] = await db
