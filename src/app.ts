@@ -36,7 +36,11 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   const { db } = database;
   const metrics = createMetrics();
   const limits = createRateLimits({ db, config: config.rateLimits, logger });
-  const ledger = createLedgerService({ db, logger });
+  const ledger = createLedgerService({
+    database,
+    logger,
+    writer: { onBatch: (size) => metrics.ledgerBatchSize.observe(size) },
+  });
   const purchases = createPurchasesService({ db, ledger, logger, config: config.revenuecat });
   const hub = new BalanceHub(database, logger);
   const services: AppServices = { db, ledger, purchases, hub, limits, metrics, logger };

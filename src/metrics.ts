@@ -36,6 +36,12 @@ export function createMetrics() {
       help: "balanceChanged subscriptions held by this instance.",
       registers: [registry],
     }),
+    ledgerBatchSize: new Histogram({
+      name: "token_ledger_batch_size",
+      help: "Balance changes written together in one group-commit statement.",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [registry],
+    }),
     wsConnections: new Gauge({
       name: "token_ws_connections",
       help: "Open graphql-ws connections on this instance.",

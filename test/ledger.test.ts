@@ -13,7 +13,7 @@ let ledger: LedgerService;
 
 beforeAll(async () => {
   database = await openTestDatabase();
-  ledger = createLedgerService({ db: database.handle.db, logger: pino({ level: "silent" }) });
+  ledger = createLedgerService({ database: database.handle, logger: pino({ level: "silent" }) });
 });
 afterAll(() => database.close());
 

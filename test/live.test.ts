@@ -19,7 +19,7 @@ afterAll(async () => {
   await t.close();
 });
 
-const ledger = () => createLedgerService({ db: t.db.handle.db, logger: pino({ level: "silent" }) });
+const ledger = () => createLedgerService({ database: t.db.handle, logger: pino({ level: "silent" }) });
 
 async function subscribe(userId: string, baseUrl = t.url): Promise<BalanceSubscription> {
   const token = await t.token(userId);

@@ -249,7 +249,7 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
     const logger = pino({ level: "silent" });
     const fixed = createPurchasesService({
       db: t.db.handle.db,
-      ledger: createLedgerService({ db: t.db.handle.db, logger }),
+      ledger: createLedgerService({ database: t.db.handle, logger }),
       logger,
       config: { productTokenMap: { coins_999: 999 }, environments: ["PRODUCTION", "SANDBOX"] },
     });

@@ -25,6 +25,12 @@ export interface DatabaseHandle {
    * (re)established, so callers can re-sync whatever they may have missed while it was down.
    */
   listen(channel: string, onMessage: (payload: string) => void, onConnected?: () => void): Promise<Unlisten>;
+  /**
+   * Runs one hot statement as a prepared statement straight through the driver (drizzle's own
+   * queries are sent unprepared: a describe and a bind each time). Rows come back as the driver
+   * gives them: snake_case columns, timestamps as strings on postgres.js.
+   */
+  query<T>(text: string, params: readonly unknown[]): Promise<T[]>;
   /** Records where a server serving this database listens (embedded database only; see data-dir-lock). */
   advertise(url: string): Promise<void>;
   close(): Promise<void>;
@@ -86,6 +92,8 @@ function openPostgres(url: string, max: number): DatabaseHandle {
       const { unlisten } = await client.listen(channel, onMessage, onConnected);
       return unlisten;
     },
+    query: async <T>(text: string, params: readonly unknown[]) =>
+      (await client.unsafe(text, params as never[], { prepare: true })) as unknown as T[],
     advertise: async () => undefined,
     close: () => client.end({ timeout: 5 }),
   };
@@ -101,6 +109,8 @@ function openPglite(client: PGlite, lock?: DataDirLock): DatabaseHandle {
       onConnected?.();
       return () => unlisten();
     },
+    query: async <T>(text: string, params: readonly unknown[]) =>
+      (await client.query<T>(text, params as unknown[])).rows,
     advertise: async (url) => lock?.advertise(url),
     async close() {
       try {

@@ -29,7 +29,7 @@ async function directly(config: Config): Promise<ReprocessSummary> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
   try {
     await migrate(database);
-    const ledger = createLedgerService({ db: database.db, logger });
+    const ledger = createLedgerService({ database, logger });
     const purchases = createPurchasesService({ db: database.db, ledger, logger, config: config.revenuecat });
     return await purchases.reprocessAll();
   } finally {

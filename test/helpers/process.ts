@@ -58,7 +58,8 @@ export async function startServerProcess(
     url: `http://127.0.0.1:${port}`,
     output,
     async stop(signal = "SIGTERM") {
-      if (child.exitCode !== null) return child.exitCode;
+      // A process already gone (exited, or killed by a signal) has nothing left to stop.
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = once(child, "exit");
       child.kill(signal);
       const [code] = (await exited) as [number | null];

@@ -1,3 +1,5 @@
+import { UNIQUE_VIOLATION, violates } from "../../db/errors.js";
+
 /** Refusals the ledger makes on purpose. Each carries the data a caller needs to explain it. */
 
 export class InsufficientTokensError extends Error {
@@ -27,10 +29,23 @@ export class BalanceLimitError extends Error {
   }
 }
 
-/** A second entry of the same kind for the same outside reference (such as a store transaction). */
-export class DuplicateReferenceError extends Error {
-  override readonly name = "DuplicateReferenceError";
-  constructor(readonly externalRef: string) {
-    super(`An entry for ${externalRef} already exists`);
+/** The user spent more often than the spend limit allows; nothing was written. */
+export class RateLimitedError extends Error {
+  override readonly name = "RateLimitedError";
+  constructor(
+    readonly retryAfterSeconds: number,
+    /** The balance, unchanged, for the refusal's answer. */
+    readonly available: number,
+  ) {
+    super(`Too many spends: try again in ${retryAfterSeconds} seconds`);
   }
+}
+
+/**
+ * Two changes with one external reference for different users can pass the ledger's check at the
+ * same moment (each holds only its own user's lock); the loser fails on the unique index. Run it
+ * again, whole, and it finds the winner's entry as a duplicate.
+ */
+export function isReferenceRace(error: unknown): boolean {
+  return violates(error, UNIQUE_VIOLATION, "token_transactions_kind_external_ref");
 }

@@ -5,7 +5,10 @@
  */
 export const BALANCE_CHANGED_CHANNEL = "token_balance_changed";
 
-/** The NOTIFY payload; the entry itself is loaded only when a subscriber asks for it. */
+/**
+ * One change in a NOTIFY payload, which is a JSON array of the changes one statement committed, in
+ * order; the entry itself is loaded only when a subscriber asks for it.
+ */
 export interface BalanceChangedMessage {
   readonly userId: string;
   readonly balance: number;

@@ -3,7 +3,12 @@ import type { Executor } from "../../db/client.js";
 import type { Metrics } from "../../metrics.js";
 import { InvalidInputError, parseInput } from "../../validation.js";
 import type { RateLimits } from "../limits/rate-limits.js";
-import { BalanceLimitError, IdempotencyConflictError, InsufficientTokensError } from "./ledger.errors.js";
+import {
+  BalanceLimitError,
+  IdempotencyConflictError,
+  InsufficientTokensError,
+  RateLimitedError,
+} from "./ledger.errors.js";
 import { getBalance, type LedgerEntry } from "./ledger.queries.js";
 import type { LedgerService, WriteResult } from "./ledger.service.js";
 import { spendInputSchema } from "./ledger.validation.js";
@@ -77,31 +82,31 @@ async function decideSpend(
   const limit = await deps.limits.spend(userId);
   if (!limit.allowed) {
     const { balance } = await getBalance(deps.db, userId);
-    const message = `Too many spends: try again in ${limit.retryAfterSeconds} seconds`;
-    return {
-      ...refusal(userId, balance, message, "RATE_LIMITED"),
-      retryAfterSeconds: limit.retryAfterSeconds,
-    };
+    return rateLimited(userId, balance, limit.retryAfterSeconds);
   }
   try {
-    const result = await deps.ledger.spend(userId, input, { log: deps.logger });
+    const rateLimit = "counter" in limit ? limit.counter : undefined;
+    const result = await deps.ledger.spend(userId, input, { log: deps.logger, rateLimit });
     return accepted(result, `Spent ${-result.entry.amount} tokens`);
   } catch (error) {
+    if (error instanceof RateLimitedError)
+      return rateLimited(userId, error.available, error.retryAfterSeconds);
     if (error instanceof InsufficientTokensError) {
       const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
       return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
     }
     if (error instanceof IdempotencyConflictError) {
       const { balance } = await getBalance(deps.db, userId);
-      return refusal(
-        userId,
-        balance,
-        "This idempotency key was already used for a different spend",
-        "IDEMPOTENCY_KEY_REUSED",
-      );
+      const message = "This idempotency key was already used for a different spend";
+      return refusal(userId, balance, message, "IDEMPOTENCY_KEY_REUSED");
     }
     throw error;
   }
+}
+
+function rateLimited(userId: string, balance: number, retryAfterSeconds: number): Payload<SpendErrorCode> {
+  const message = `Too many spends: try again in ${retryAfterSeconds} seconds`;
+  return { ...refusal(userId, balance, message, "RATE_LIMITED"), retryAfterSeconds };
 }
 
 /** An operator's grant; `input` is validated by the ledger (InvalidInputError). */

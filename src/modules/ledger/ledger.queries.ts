@@ -129,28 +129,6 @@ export async function listEntries(db: Executor, userId: string, page: EntryPage)
     .limit(page.limit);
 }
 
-/** The entry a client idempotency key produced, with the hash of the request that made it. */
-export async function findByIdempotencyKey(
-  db: Executor,
-  userId: string,
-  kind: EntryKind,
-  idempotencyKey: string,
-): Promise<{ entry: LedgerEntry; requestHash: string | null } | null> {
-  const [row] = await db
-    .select({ ...entryColumns, requestHash: ledgerEntriesTable.requestHash })
-    .from(ledgerEntriesTable)
-    .where(
-      and(
-        eq(ledgerEntriesTable.userId, userId),
-        eq(ledgerEntriesTable.kind, kind),
-        eq(ledgerEntriesTable.idempotencyKey, idempotencyKey),
-      ),
-    );
-  if (!row) return null;
-  const { requestHash, ...entry } = row;
-  return { entry, requestHash };
-}
-
 /** The entry of one kind that answers to an outside reference, such as a store transaction. */
 export async function findByExternalRef(
   db: Executor,

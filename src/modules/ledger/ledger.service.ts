@@ -1,21 +1,33 @@
 import { createHash } from "node:crypto";
-import { sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import stringify from "safe-stable-stringify";
-import { type Database, type Executor, queryRows } from "../../db/client.js";
-import { UNIQUE_VIOLATION, violates } from "../../db/errors.js";
-import { withRetry } from "../../db/retry.js";
+import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
+import { MAX_BALANCE } from "../../db/schema.js";
 import { parseInput } from "../../validation.js";
-import { BalanceLimitError, IdempotencyConflictError, InsufficientTokensError } from "./ledger.errors.js";
-import { findByExternalRef, findByIdempotencyKey, type LedgerEntry } from "./ledger.queries.js";
-import { appendCredit, appendDebit, type EntryDraft, IDEMPOTENCY_KEY_INDEX } from "./ledger.statements.js";
+import {
+  BalanceLimitError,
+  IdempotencyConflictError,
+  InsufficientTokensError,
+  RateLimitedError,
+} from "./ledger.errors.js";
+import { findByExternalRef, type LedgerEntry } from "./ledger.queries.js";
+import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { grantInputSchema, spendInputSchema } from "./ledger.validation.js";
+import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
 
 export interface WriteOptions {
   /** The request's logger, so the ledger's lines carry the request id. */
   readonly log?: Logger | undefined;
-  /** Run inside the caller's transaction (the webhook's); by default an operation is its own. */
+  /**
+   * Run inside the caller's transaction (the webhook's). By default an operation joins the group
+   * commit: it is written with whatever else arrived meanwhile, and resolves once that has committed.
+   */
   readonly executor?: Executor | undefined;
+}
+
+export interface SpendOptions extends WriteOptions {
+  /** Count the spend against this fixed-window limit in the same statement (RateLimitedError past it). */
+  readonly rateLimit?: ChangeRequest["rateLimit"];
 }
 
 export interface WriteResult {
@@ -79,7 +91,7 @@ export interface LedgerService {
    * retry of the same request returns the original entry (`replayed`) and a reuse with other input
    * throws IdempotencyConflictError; spend keys and grant keys never collide.
    */
-  spend(userId: string, input: unknown, options?: WriteOptions): Promise<WriteResult>;
+  spend(userId: string, input: unknown, options?: SpendOptions): Promise<WriteResult>;
   /**
    * An operator's credit to a user, never above MAX_BALANCE (BalanceLimitError). `input` is a
    * GrantInput, validated here; idempotent like spend.
@@ -96,38 +108,38 @@ export interface LedgerService {
   reverseRefund(reversal: RefundReversal, options?: WriteOptions): Promise<ReversalResult>;
 }
 
-export function createLedgerService(deps: { db: Database; logger: Logger }): LedgerService {
-  return new Ledger(deps.db, deps.logger);
+export function createLedgerService(deps: {
+  database: Pick<DatabaseHandle, "db" | "query">;
+  logger: Logger;
+  writer?: LedgerWriterOptions;
+}): LedgerService {
+  return new Ledger(deps.database.db, createLedgerWriter(deps.database, deps.writer), deps.logger);
 }
 
 class Ledger implements LedgerService {
   constructor(
     private readonly db: Database,
+    private readonly writer: ReturnType<typeof createLedgerWriter>,
     private readonly logger: Logger,
   ) {}
 
-  async spend(userId: string, rawInput: unknown, options: WriteOptions = {}): Promise<WriteResult> {
+  async spend(userId: string, rawInput: unknown, options: SpendOptions = {}): Promise<WriteResult> {
     const input = parseInput(spendInputSchema, rawInput);
-    const draft: EntryDraft = {
+    const key = input.idempotencyKey ?? null;
+    const metadata = input.metadata ?? null;
+    const request: ChangeRequest = {
       userId,
+      delta: -input.amount,
       kind: "SPEND",
       description: input.description,
-      metadata: input.metadata ?? null,
-      idempotencyKey: input.idempotencyKey ?? null,
-      requestHash: input.idempotencyKey
-        ? requestHash({
-            op: "spend",
-            amount: input.amount,
-            description: input.description,
-            metadata: input.metadata ?? null,
-          })
+      metadata,
+      idempotencyKey: key,
+      requestHash: key
+        ? requestHash({ op: "spend", amount: input.amount, description: input.description, metadata })
         : null,
+      rateLimit: options.rateLimit,
     };
-    const result = await this.writeOnce(
-      (executor) => appendDebit(executor, draft, input.amount),
-      draft,
-      options,
-    );
+    const result = written(await this.apply(request, options), request);
     if (!result.replayed) {
       const balance = result.entry.balanceAfter;
       (options.log ?? this.logger).info(
@@ -140,21 +152,17 @@ class Ledger implements LedgerService {
 
   async grant(rawInput: unknown, grantedBy: string, options: WriteOptions = {}): Promise<WriteResult> {
     const input = parseInput(grantInputSchema, rawInput);
-    const draft: EntryDraft = {
+    const key = input.idempotencyKey ?? null;
+    const request: ChangeRequest = {
       userId: input.userId,
+      delta: input.amount,
       kind: "GRANT",
       description: input.reason,
       metadata: { grantedBy },
-      idempotencyKey: input.idempotencyKey ?? null,
-      requestHash: input.idempotencyKey
-        ? requestHash({ op: "grant", amount: input.amount, reason: input.reason })
-        : null,
+      idempotencyKey: key,
+      requestHash: key ? requestHash({ op: "grant", amount: input.amount, reason: input.reason }) : null,
     };
-    const result = await this.writeOnce(
-      (executor) => appendCredit(executor, draft, input.amount),
-      draft,
-      options,
-    );
+    const result = written(await this.apply(request, options), request);
     if (!result.replayed) {
       const { id, balanceAfter } = result.entry;
       (options.log ?? this.logger).info(
@@ -166,97 +174,85 @@ class Ledger implements LedgerService {
   }
 
   async creditPurchase(credit: PurchaseCredit, options: WriteOptions = {}): Promise<PurchaseCreditResult> {
-    const executor = options.executor ?? this.db;
-    const earlier = await findByExternalRef(executor, "PURCHASE", credit.storeRef);
-    if (earlier) return { status: "duplicate", entry: earlier };
-    const draft: EntryDraft = {
+    const request: ChangeRequest = {
       userId: credit.userId,
+      delta: credit.tokens,
       kind: "PURCHASE",
       description: credit.description,
       metadata: credit.metadata,
       externalRef: credit.storeRef,
     };
-    return { status: "credited", entry: await appendCredit(executor, draft, credit.tokens) };
+    const outcome = await this.apply(request, options);
+    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
+    return { status: "credited", entry: written(outcome, request).entry };
   }
 
   async refundPurchase(refund: PurchaseRefund, options: WriteOptions = {}): Promise<RefundResult> {
-    const executor = options.executor ?? this.db;
-    const purchase = await findByExternalRef(executor, "PURCHASE", refund.storeRef);
+    const purchase = await findByExternalRef(options.executor ?? this.db, "PURCHASE", refund.storeRef);
     if (!purchase) return { status: "no-purchase" };
-    const earlier = await findByExternalRef(executor, "REFUND", refund.storeRef);
-    if (earlier) return { status: "duplicate", entry: earlier };
-    // What is left is read under the balance's row lock, so what we take is what is there.
-    const [row] = await queryRows<{ balance: number }>(
-      executor,
-      sql`SELECT balance FROM token_balances WHERE user_id = ${purchase.userId} FOR UPDATE`,
-    );
-    const recovered = Math.min(row?.balance ?? 0, purchase.amount);
-    const shortfall = purchase.amount - recovered;
-    const metadata = { refundedTokens: purchase.amount, recovered, shortfall, purchaseEntryId: purchase.id };
-    const draft: EntryDraft = {
+    // The statement takes what is left of the purchase under the balance's row lock, so the balance
+    // never goes below 0; it records `recovered` and `shortfall` in the entry's metadata.
+    const request: ChangeRequest = {
       userId: purchase.userId,
+      delta: -purchase.amount,
+      mode: "what_is_left",
       kind: "REFUND",
       description: `Refund of ${purchase.description ?? refund.storeRef}`,
-      metadata: { ...refund.metadata, ...metadata },
+      metadata: { ...refund.metadata, refundedTokens: purchase.amount, purchaseEntryId: purchase.id },
       externalRef: refund.storeRef,
     };
-    const entry = await appendDebit(executor, draft, recovered);
-    return { status: "refunded", entry, purchase, recovered, shortfall };
+    const outcome = await this.apply(request, options);
+    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
+    const { entry } = written(outcome, request);
+    const recovered = -entry.amount;
+    return { status: "refunded", entry, purchase, recovered, shortfall: purchase.amount - recovered };
   }
 
   async reverseRefund(reversal: RefundReversal, options: WriteOptions = {}): Promise<ReversalResult> {
-    const executor = options.executor ?? this.db;
-    const refund = await findByExternalRef(executor, "REFUND", reversal.storeRef);
+    const refund = await findByExternalRef(options.executor ?? this.db, "REFUND", reversal.storeRef);
     if (!refund) return { status: "no-refund" };
-    const earlier = await findByExternalRef(executor, "REFUND_REVERSAL", reversal.storeRef);
-    if (earlier) return { status: "duplicate", entry: earlier };
-    const draft: EntryDraft = {
+    const request: ChangeRequest = {
       userId: refund.userId,
+      delta: -refund.amount,
       kind: "REFUND_REVERSAL",
       description: `Refund reversed for ${reversal.storeRef}`,
       metadata: { ...reversal.metadata, refundEntryId: refund.id },
       externalRef: reversal.storeRef,
     };
-    const entry = await appendCredit(executor, draft, -refund.amount);
-    return { status: "reversed", entry, refund };
+    const outcome = await this.apply(request, options);
+    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
+    return { status: "reversed", entry: written(outcome, request).entry, refund };
   }
 
-  /**
-   * Writes a client-keyed entry exactly once. The unique (user, kind, key) index is the guard: a
-   * concurrent twin fails on it and then finds the winner's entry, so both callers get one answer.
-   * Inside a caller's transaction a failed statement would abort it, so the key is looked up first.
-   */
-  private async writeOnce(
-    write: (executor: Executor) => Promise<LedgerEntry>,
-    draft: EntryDraft,
-    { executor }: WriteOptions,
-  ): Promise<WriteResult> {
-    const key = draft.idempotencyKey;
-    if (key && executor) {
-      const earlier = await this.replayOf(executor, draft, key);
-      if (earlier) return earlier;
-    }
-    try {
-      const entry = executor ? await write(executor) : await withRetry(() => write(this.db));
-      return { entry, replayed: false };
-    } catch (error) {
-      // A replay fails like a new request would (on the key's index, or on a balance the original
-      // already used); either way the earlier entry, if there is one, is the answer.
-      const replayable =
-        violates(error, UNIQUE_VIOLATION, IDEMPOTENCY_KEY_INDEX) ||
-        error instanceof InsufficientTokensError ||
-        error instanceof BalanceLimitError;
-      const replay = key && replayable && !executor ? await this.replayOf(this.db, draft, key) : null;
-      if (replay) return replay;
-      throw error;
-    }
+  /** Inside the caller's transaction when it gives one; by group commit otherwise. */
+  private async apply(request: ChangeRequest, { executor }: WriteOptions): Promise<ChangeOutcome> {
+    if (!executor) return this.writer.apply(request);
+    const [outcome] = await applyChanges(executor, [request]);
+    return outcome as ChangeOutcome;
   }
+}
 
-  private async replayOf(executor: Executor, draft: EntryDraft, key: string): Promise<WriteResult | null> {
-    const earlier = await findByIdempotencyKey(executor, draft.userId, draft.kind, key);
-    if (!earlier) return null;
-    if (earlier.requestHash !== draft.requestHash) throw new IdempotencyConflictError(key);
-    return { entry: earlier.entry, replayed: true };
+/**
+ * What a write came to: the new entry, or for a replayed idempotency key the original one (a reuse
+ * with other input is IdempotencyConflictError); every refusal as the error that names it.
+ */
+function written(outcome: ChangeOutcome, request: ChangeRequest): WriteResult {
+  const amount = Math.abs(request.delta);
+  switch (outcome.status) {
+    case "applied":
+      return { entry: outcome.entry, replayed: false };
+    case "replay":
+      if (outcome.requestHash === (request.requestHash ?? null))
+        return { entry: outcome.entry, replayed: true };
+      throw new IdempotencyConflictError(request.idempotencyKey ?? "");
+    case "duplicate":
+      return { entry: outcome.entry, replayed: true };
+    case "insufficient":
+      throw new InsufficientTokensError(amount, outcome.available);
+    case "limit":
+      throw new BalanceLimitError(MAX_BALANCE, amount);
+    case "rate_limited":
+      throw new RateLimitedError(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)), outcome.available);
   }
 }
 

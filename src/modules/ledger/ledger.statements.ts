@@ -1,21 +1,24 @@
-import { type SQL, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.js";
-import { CHECK_VIOLATION, UNIQUE_VIOLATION, violates } from "../../db/errors.js";
 import { type EntryKind, MAX_BALANCE } from "../../db/schema.js";
-import { BalanceLimitError, DuplicateReferenceError, InsufficientTokensError } from "./ledger.errors.js";
-import { BALANCE_CHANGED_CHANNEL } from "./ledger.events.js";
-import { type EntryRow, getBalance, type LedgerEntry, toEntry } from "./ledger.queries.js";
+import { type EntryRow, type LedgerEntry, toEntry } from "./ledger.queries.js";
 
 /**
- * The two statements that move money. Private to the ledger module: everything else calls the named
- * operations in ledger.service.ts. Each statement changes the balance, appends the entry with its
- * `balance_after` and version, and NOTIFYs, all at once: alone it is its own transaction, inside the
- * caller's transaction it commits (and its NOTIFY is delivered) with everything else.
+ * The one statement that moves money, `ledger_apply` (drizzle/0004_ledger_apply.sql). Private to the
+ * ledger module: everything else calls the named operations in ledger.service.ts. For each change it
+ * moves the balance (never below 0, never above MAX_BALANCE), appends the entry with its
+ * `balance_after` and version, and NOTIFYs; changes to one user apply in order against a running
+ * balance, and a refused change fails alone. Alone it is its own transaction; inside a caller's
+ * transaction it commits (and its NOTIFY is delivered) with everything else.
  */
 
-/** What an entry records beside its amount. */
-export interface EntryDraft {
+/** One balance change to apply. */
+export interface ChangeRequest {
   readonly userId: string;
+  /** Signed: credits are positive, debits negative. */
+  readonly delta: number;
+  /** "what_is_left": a debit that takes at most the balance (a refund of tokens partly spent). */
+  readonly mode?: "exact" | "what_is_left";
   readonly kind: EntryKind;
   readonly description: string | null;
   readonly metadata?: Record<string, unknown> | null | undefined;
@@ -24,78 +27,87 @@ export interface EntryDraft {
   readonly requestHash?: string | null | undefined;
   /** What outside thing this entry answers to, such as a store transaction; unique per kind. */
   readonly externalRef?: string | null | undefined;
+  /** A fixed-window counter checked first, in the same statement (the database rate-limit store). */
+  readonly rateLimit?:
+    | { readonly key: string; readonly points: number; readonly windowMs: number }
+    | undefined;
 }
 
-export const IDEMPOTENCY_KEY_INDEX = "token_transactions_user_kind_idempotency_key";
-const EXTERNAL_REF_INDEX = "token_transactions_kind_external_ref";
-const BALANCE_RANGE = "token_balances_balance_range";
+export type ChangeOutcome =
+  | { readonly status: "applied"; readonly entry: LedgerEntry }
+  /** The idempotency key was used before: the earlier entry, and the hash of the request that made it. */
+  | { readonly status: "replay"; readonly entry: LedgerEntry; readonly requestHash: string | null }
+  /** The external reference was used before: the earlier entry. */
+  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
+  | { readonly status: "insufficient"; readonly available: number }
+  | { readonly status: "limit"; readonly available: number }
+  | { readonly status: "rate_limited"; readonly available: number; readonly retryAfterMs: number };
 
-/**
- * Adds `amount` (≥ 0) to the balance, creating it at the first credit. Throws BalanceLimitError when
- * the balance would pass MAX_BALANCE (the sum is taken as bigint and clamped just past the cap, so an
- * overflow is the CHECK's refusal, not an integer-out-of-range error).
- */
-export function appendCredit(executor: Executor, draft: EntryDraft, amount: number): Promise<LedgerEntry> {
-  const change = sql`INSERT INTO token_balances AS b (user_id, balance, version, updated_at)
-      VALUES (${draft.userId}, ${amount}, 1, now())
-      ON CONFLICT (user_id) DO UPDATE
-        SET balance = LEAST(b.balance::bigint + EXCLUDED.balance, ${MAX_BALANCE + 1})::integer,
-            version = b.version + 1, updated_at = now()
-      RETURNING balance, version, updated_at`;
-  return append(executor, draft, amount, change).then((entry) => entry as LedgerEntry);
+export interface OutcomeRow extends Omit<EntryRow, "id"> {
+  ord: number;
+  request_hash: string | null;
+  status: ChangeOutcome["status"];
+  id: string | number | null;
+  available: number | null;
+  retry_after_ms: number | null;
 }
 
-/**
- * Takes `amount` (≥ 0) from the balance, only if it is there: the UPDATE's own condition refuses an
- * overdraft under the row lock. Throws InsufficientTokensError with the balance found.
- */
-export async function appendDebit(
-  executor: Executor,
-  draft: EntryDraft,
-  amount: number,
-): Promise<LedgerEntry> {
-  const change = sql`UPDATE token_balances
-        SET balance = balance - ${amount}, version = version + 1, updated_at = now()
-      WHERE user_id = ${draft.userId} AND balance >= ${amount}
-      RETURNING balance, version, updated_at`;
-  const entry = await append(executor, draft, -amount, change);
-  if (entry) return entry;
-  const { balance } = await getBalance(executor, draft.userId);
-  throw new InsufficientTokensError(amount, balance);
+export const APPLY_STATEMENT = "SELECT * FROM ledger_apply($1::jsonb, $2::integer)";
+
+/** The statement's input: one JSON array, so the statement has two parameters whatever the batch size. */
+export function encodeRequests(requests: readonly ChangeRequest[]): string {
+  return JSON.stringify(
+    requests.map((request, ord) => ({
+      ord,
+      user_id: request.userId,
+      delta: request.delta,
+      mode: request.mode ?? "exact",
+      kind: request.kind,
+      description: request.description,
+      metadata: request.metadata ?? null,
+      idempotency_key: request.idempotencyKey ?? null,
+      request_hash: request.requestHash ?? null,
+      external_ref: request.externalRef ?? null,
+      rate_key: request.rateLimit?.key ?? null,
+      rate_points: request.rateLimit?.points ?? null,
+      rate_window_ms: request.rateLimit?.windowMs ?? null,
+    })),
+  );
 }
 
-async function append(
-  executor: Executor,
-  draft: EntryDraft,
-  amount: number,
-  balanceChange: SQL,
-): Promise<LedgerEntry | undefined> {
-  const metadata = draft.metadata ? JSON.stringify(draft.metadata) : null;
-  try {
-    const [row] = await queryRows<EntryRow>(
-      executor,
-      sql`WITH changed AS (${balanceChange}),
-        entry AS (
-          INSERT INTO token_transactions
-            (user_id, amount, balance_after, balance_version, kind, description, metadata,
-             idempotency_key, request_hash, external_ref, created_at)
-          SELECT ${draft.userId}, ${amount}, changed.balance, changed.version, ${draft.kind},
-                 ${draft.description}, ${metadata}::jsonb, ${draft.idempotencyKey ?? null},
-                 ${draft.requestHash ?? null}, ${draft.externalRef ?? null}, changed.updated_at
-            FROM changed
-          RETURNING *
-        )
-      SELECT entry.*, pg_notify(${BALANCE_CHANGED_CHANNEL}, json_build_object(
-               'userId', entry.user_id, 'balance', entry.balance_after, 'delta', entry.amount,
-               'version', entry.balance_version, 'entryId', entry.id, 'at', entry.created_at)::text)
-        FROM entry`,
-    );
-    return row ? toEntry(row) : undefined;
-  } catch (error) {
-    if (violates(error, CHECK_VIOLATION, BALANCE_RANGE)) throw new BalanceLimitError(MAX_BALANCE, amount);
-    if (violates(error, UNIQUE_VIOLATION, EXTERNAL_REF_INDEX)) {
-      throw new DuplicateReferenceError(draft.externalRef ?? "");
-    }
-    throw error;
+/** The outcomes, in the order of the requests. */
+export function decodeOutcomes(rows: readonly OutcomeRow[], count: number): ChangeOutcome[] {
+  const outcomes = new Array<ChangeOutcome>(count);
+  for (const row of rows) outcomes[row.ord] = decodeOutcome(row);
+  return outcomes;
+}
+
+function decodeOutcome(row: OutcomeRow): ChangeOutcome {
+  switch (row.status) {
+    case "applied":
+    case "duplicate":
+      return { status: row.status, entry: toEntry(row as EntryRow) };
+    case "replay":
+      return { status: "replay", entry: toEntry(row as EntryRow), requestHash: row.request_hash };
+    case "rate_limited":
+      return {
+        status: "rate_limited",
+        available: row.available ?? 0,
+        retryAfterMs: row.retry_after_ms ?? 1000,
+      };
+    default:
+      return { status: row.status, available: row.available ?? 0 };
   }
+}
+
+/** Applies changes inside the caller's transaction (the webhook's), unprepared through drizzle. */
+export async function applyChanges(
+  executor: Executor,
+  requests: readonly ChangeRequest[],
+): Promise<ChangeOutcome[]> {
+  const rows = await queryRows<OutcomeRow>(
+    executor,
+    sql`SELECT * FROM ledger_apply(${encodeRequests(requests)}::jsonb, ${MAX_BALANCE}::integer)`,
+  );
+  return decodeOutcomes(rows, requests.length);
 }

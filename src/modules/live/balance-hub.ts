@@ -22,8 +22,13 @@ interface Subscriber {
   resync(): void;
 }
 
-/** How many undelivered events one slow subscriber may hold before the oldest are dropped. */
-const SUBSCRIBER_BUFFER = 64;
+/**
+ * How many undelivered events one subscriber may hold before the oldest are dropped (the client then
+ * sees a version gap and re-reads). Group commit delivers a batch's changes at once, and one batch may
+ * hold up to 128 changes of one user, so the buffer takes a few batches' worth; it holds nothing
+ * while the subscriber keeps up.
+ */
+const SUBSCRIBER_BUFFER = 512;
 
 /**
  * Fans committed balance changes out to this instance's subscribers. Every instance LISTENs on the
@@ -113,25 +118,28 @@ export class BalanceHub {
     };
   }
 
+  /** One notification carries the changes of one committed batch, in order. */
   private dispatch(payload: string): void {
-    let message: BalanceChangedMessage;
+    let messages: BalanceChangedMessage[];
     try {
-      message = JSON.parse(payload) as BalanceChangedMessage;
+      messages = JSON.parse(payload) as BalanceChangedMessage[];
     } catch {
       this.logger.warn("ignored a malformed balance notification");
       return;
     }
-    const set = this.subscribers.get(message.userId);
-    if (!set) return;
-    const change: BalanceChange = {
-      userId: message.userId,
-      balance: message.balance,
-      delta: message.delta,
-      version: message.version,
-      lastUpdated: new Date(message.at),
-      entryId: Number(message.entryId),
-    };
-    for (const subscriber of set) subscriber.push(change);
+    for (const message of messages) {
+      const set = this.subscribers.get(message.userId);
+      if (!set) continue;
+      const change: BalanceChange = {
+        userId: message.userId,
+        balance: message.balance,
+        delta: message.delta,
+        version: message.version,
+        lastUpdated: new Date(message.at),
+        entryId: Number(message.entryId),
+      };
+      for (const subscriber of set) subscriber.push(change);
+    }
   }
 
   /** After the listening connection came back, changes may have been missed: re-send every balance. */

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Database, Executor } from "../../db/client.js";
 import { withRetry } from "../../db/retry.js";
-import { BalanceLimitError, DuplicateReferenceError } from "../ledger/ledger.errors.js";
+import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
 import { type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
@@ -117,7 +117,7 @@ class Purchases implements PurchasesService {
   /** One transaction, retried as a whole; the only retry loop on this path. */
   private inTransaction(work: (tx: Executor) => Promise<DeliveryResult>): Promise<DeliveryResult> {
     return withRetry(() => this.db.transaction(work), {
-      alsoWhen: (error) => error instanceof DuplicateReferenceError,
+      alsoWhen: isReferenceRace,
     });
   }
 

@@ -106,7 +106,7 @@ async function createBenchDatabase(name: string): Promise<string> {
   try {
     await migrate(handle);
     // Funded through the ledger's own door, like any balance.
-    const ledger = createLedgerService({ db: handle.db, logger: pino({ level: "silent" }) });
+    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
     for (let first = 0; first < USERS; first += CONNECTIONS) {
       const batch = Array.from({ length: Math.min(CONNECTIONS, USERS - first) }, (_, i) => first + i);
       await Promise.all(
