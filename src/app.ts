@@ -41,7 +41,8 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     logger,
     writer: { onBatch: (size) => metrics.ledgerBatchSize.observe(size) },
   });
-  const purchases = createPurchasesService({ db, ledger, logger, config: config.revenuecat });
+  const legacy = legacyWatch(config, () => metrics.legacyAttributeSeen.inc());
+  const purchases = createPurchasesService({ db, ledger, logger, config: config.revenuecat, legacy });
   const hub = new BalanceHub(database, logger);
   const services: AppServices = { db, ledger, purchases, hub, limits, metrics, logger };
   const guard = createAuthGuard({ verify: createTokenVerifier(config.jwt), limits });
@@ -89,4 +90,8 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
 function required(secret: string | undefined): string {
   if (!secret) throw new Error("REVENUECAT_WEBHOOK_SECRET is not configured");
   return secret;
+}
+
+function legacyWatch(config: Config, onSeen: () => void) {
+  return config.legacyTokenAttribute ? { attribute: config.legacyTokenAttribute, onSeen } : undefined;
 }

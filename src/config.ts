@@ -51,6 +51,14 @@ export interface Config {
   readonly trustedProxies: number;
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
+  /** The legacy token attribute; webhooks still carrying it for imported users reveal old app builds. */
+  readonly legacyTokenAttribute: string | undefined;
+  /** RevenueCat's REST API v2, for the legacy import (read customers, clear the attribute). */
+  readonly revenuecatApi: {
+    readonly url: string;
+    readonly key: string | undefined;
+    readonly projectId: string | undefined;
+  };
 }
 
 const MAX_TOKENS = 2_000_000_000;
@@ -132,6 +140,10 @@ const envSchema = z.object({
     .transform((value) => (value === "false" ? "0" : value))
     .pipe(z.coerce.number<string>({ error: "must be a number of proxies" }).int().min(0).max(10)),
   METRICS_TOKEN: optionalString,
+  LEGACY_TOKEN_ATTRIBUTE: optionalString,
+  REVENUECAT_API_KEY: optionalString,
+  REVENUECAT_PROJECT_ID: optionalString,
+  REVENUECAT_API_URL: optionalString.pipe(z.url("must be an http(s) URL").optional()),
 });
 
 export class ConfigError extends Error {
@@ -192,5 +204,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     trustedProxies: e.TRUST_PROXY,
     metricsToken: e.METRICS_TOKEN,
+    legacyTokenAttribute: e.LEGACY_TOKEN_ATTRIBUTE,
+    revenuecatApi: Object.freeze({
+      url: (e.REVENUECAT_API_URL ?? "https://api.revenuecat.com").replace(/\/+$/, ""),
+      key: e.REVENUECAT_API_KEY,
+      projectId: e.REVENUECAT_PROJECT_ID,
+    }),
   });
 }

@@ -12,7 +12,14 @@ import {
 } from "drizzle-orm/pg-core";
 
 /** Every kind of ledger entry. Corrections are new entries of their own kind, never edits. */
-export const ENTRY_KINDS = ["SPEND", "GRANT", "PURCHASE", "REFUND", "REFUND_REVERSAL"] as const;
+export const ENTRY_KINDS = [
+  "SPEND",
+  "GRANT",
+  "PURCHASE",
+  "REFUND",
+  "REFUND_REVERSAL",
+  "LEGACY_IMPORT",
+] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 
 /** The most tokens one balance may hold (and so the largest amount one entry may move). */
@@ -127,4 +134,14 @@ export const rateLimitsTable = pgTable("rate_limits", {
   key: text("key").primaryKey(),
   points: integer("points").notNull(),
   expire: timestamp("expire", { withTimezone: true, mode: "date" }),
+});
+
+/**
+ * Legacy attributes deleted from RevenueCat after their balance was imported, one row a customer, so
+ * a later run retries only the clears that failed.
+ */
+export const legacyAttributeClearsTable = pgTable("legacy_attribute_clears", {
+  customerId: text("customer_id").primaryKey(),
+  attribute: text("attribute").notNull(),
+  clearedAt: timestamp("cleared_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });

@@ -40,6 +40,8 @@ export const EntryKindEnum = enumOf<EntryKind>("TransactionKind", "Why a ledger 
   PURCHASE: "A store purchase credited its tokens.",
   REFUND: "A refunded purchase took its tokens back, as far as the balance allowed.",
   REFUND_REVERSAL: "A reversed refund gave back what the refund took.",
+  LEGACY_IMPORT:
+    "A balance carried over from the app's old RevenueCat subscriber attribute, once per customer.",
 });
 
 const SpendErrorCodeEnum = enumOf<SpendErrorCode>(

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, lt, sum } from "drizzle-orm";
 import type { Executor } from "../../db/client.js";
 import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/schema.js";
 
@@ -140,4 +140,52 @@ export async function findByExternalRef(
     .from(ledgerEntriesTable)
     .where(and(eq(ledgerEntriesTable.kind, kind), eq(ledgerEntriesTable.externalRef, externalRef)));
   return row ?? null;
+}
+
+/** Whether any legacy balance was imported for the user (its customer's entry credited them). */
+export async function hasLegacyImport(db: Executor, userId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ id: ledgerEntriesTable.id })
+    .from(ledgerEntriesTable)
+    .where(and(eq(ledgerEntriesTable.userId, userId), eq(ledgerEntriesTable.kind, "LEGACY_IMPORT")))
+    .limit(1);
+  return row !== undefined;
+}
+
+/** Tokens each user's recorded purchases credited (the ledger knows purchases since the webhook). */
+export async function purchasedTokensOf(
+  db: Executor,
+  userIds: readonly string[],
+): Promise<Map<string, number>> {
+  if (userIds.length === 0) return new Map();
+  const rows = await db
+    .select({ userId: ledgerEntriesTable.userId, total: sum(ledgerEntriesTable.amount) })
+    .from(ledgerEntriesTable)
+    .where(and(inArray(ledgerEntriesTable.userId, [...userIds]), eq(ledgerEntriesTable.kind, "PURCHASE")))
+    .groupBy(ledgerEntriesTable.userId);
+  return new Map(rows.map((row) => [row.userId, Number(row.total ?? 0)]));
+}
+
+/** The external reference that makes a legacy import once per customer. */
+export function legacyRef(customerId: string): string {
+  return `legacy:${customerId}`;
+}
+
+/** Which of these legacy customers were imported already, and when. */
+export async function importedCustomers(
+  db: Executor,
+  customerIds: readonly string[],
+): Promise<Map<string, Date>> {
+  if (customerIds.length === 0) return new Map();
+  const rows = await db
+    .select({ ref: ledgerEntriesTable.externalRef, at: ledgerEntriesTable.createdAt })
+    .from(ledgerEntriesTable)
+    .where(
+      and(
+        eq(ledgerEntriesTable.kind, "LEGACY_IMPORT"),
+        inArray(ledgerEntriesTable.externalRef, customerIds.map(legacyRef)),
+      ),
+    );
+  const prefix = legacyRef("").length;
+  return new Map(rows.map((row) => [(row.ref as string).slice(prefix), row.at]));
 }

@@ -10,7 +10,7 @@ import {
   InsufficientTokensError,
   RateLimitedError,
 } from "./ledger.errors.js";
-import { findByExternalRef, type LedgerEntry } from "./ledger.queries.js";
+import { findByExternalRef, type LedgerEntry, legacyRef } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
@@ -72,6 +72,20 @@ export interface RefundReversal {
   readonly metadata: Record<string, unknown>;
 }
 
+/** A balance carried over from a legacy store (a RevenueCat subscriber attribute). */
+export interface LegacyImport {
+  /** The legacy customer; each is imported at most once, whatever user it credits. */
+  readonly customerId: string;
+  readonly userId: string;
+  readonly tokens: number;
+  /** Where it came from: the source, the attribute's raw value and when it was last set. */
+  readonly metadata: Record<string, unknown>;
+}
+
+export type LegacyImportResult =
+  | { readonly status: "imported"; readonly entry: LedgerEntry }
+  | { readonly status: "already-imported"; readonly entry: LedgerEntry };
+
 export type ReversalResult =
   | { readonly status: "reversed"; readonly entry: LedgerEntry; readonly refund: LedgerEntry }
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
@@ -106,6 +120,11 @@ export interface LedgerService {
   refundPurchase(refund: PurchaseRefund, options?: WriteOptions): Promise<RefundResult>;
   /** Gives back exactly what a refund took, once per store transaction. */
   reverseRefund(reversal: RefundReversal, options?: WriteOptions): Promise<ReversalResult>;
+  /**
+   * Credits a legacy balance as one LEGACY_IMPORT entry, exactly once per customer (also when two
+   * imports run at once); never above MAX_BALANCE (BalanceLimitError).
+   */
+  importLegacy(legacy: LegacyImport, options?: WriteOptions): Promise<LegacyImportResult>;
 }
 
 export function createLedgerService(deps: {
@@ -222,6 +241,20 @@ class Ledger implements LedgerService {
     const outcome = await this.apply(request, options);
     if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
     return { status: "reversed", entry: written(outcome, request).entry, refund };
+  }
+
+  async importLegacy(legacy: LegacyImport, options: WriteOptions = {}): Promise<LegacyImportResult> {
+    const request: ChangeRequest = {
+      userId: legacy.userId,
+      delta: legacy.tokens,
+      kind: "LEGACY_IMPORT",
+      description: "Balance carried over from the app's legacy token attribute",
+      metadata: legacy.metadata,
+      externalRef: legacyRef(legacy.customerId),
+    };
+    const outcome = await this.apply(request, options);
+    if (outcome.status === "duplicate") return { status: "already-imported", entry: outcome.entry };
+    return { status: "imported", entry: written(outcome, request).entry };
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */

@@ -64,15 +64,7 @@ export function createRateLimits(deps: {
   config: RateLimitConfig;
   logger: Logger;
 }): RateLimits {
-  // Created unconnected: building the app opens nothing; start() connects.
-  const redis = deps.config.redisUrl
-    ? new Redis(deps.config.redisUrl, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        lazyConnect: true,
-      })
-    : undefined;
-  redis?.on("error", (error: Error) => deps.logger.warn({ err: error.message }, "redis unavailable"));
+  const redis = redisClient(deps.config.redisUrl, deps.logger);
   const make = (keyPrefix: string, points: number): RateLimiterStoreAbstract => {
     const options: IRateLimiterStoreOptions = {
       keyPrefix,
@@ -84,8 +76,8 @@ export function createRateLimits(deps: {
       ? new RateLimiterRedis(options)
       : new RateLimiterDrizzle({ ...options, schema: rateLimitsTable });
   };
-  const spends = redis ? make("spend", deps.config.spendsPerMinute) : undefined;
-  const windowMs = WINDOW_SECONDS * 1000;
+  const spendsPerMinute = deps.config.spendsPerMinute;
+  const spends = redis ? make("spend", spendsPerMinute) : undefined;
   const blocked = new LRUCache<string, number>({ max: 100_000 });
   const authFailures = {
     api: make("authfail", deps.config.authFailuresPerMinute),
@@ -107,15 +99,9 @@ export function createRateLimits(deps: {
       if (!spends)
         return {
           allowed: true,
-          counter: { key: `spend:${userId}`, points: deps.config.spendsPerMinute, windowMs },
+          counter: { key: `spend:${userId}`, points: spendsPerMinute, windowMs: WINDOW_SECONDS * 1000 },
         };
-      try {
-        await spends.consume(userId);
-        return { allowed: true };
-      } catch (error) {
-        if (error instanceof RateLimiterRes) return refused(error);
-        throw error;
-      }
+      return consume(spends, userId);
     },
     authBlocked(door, clientAddress) {
       const until = blocked.get(`${door}:${clientAddress}`);
@@ -124,16 +110,30 @@ export function createRateLimits(deps: {
     },
     async authFailed(door, clientAddress) {
       // The count is shared by every instance; the block it leads to is remembered locally.
-      try {
-        await authFailures[door].consume(clientAddress);
-        return { allowed: true };
-      } catch (error) {
-        if (!(error instanceof RateLimiterRes)) throw error;
-        blocked.set(`${door}:${clientAddress}`, Date.now() + error.msBeforeNext);
-        return refused(error);
-      }
+      const check = await consume(authFailures[door], clientAddress);
+      if (!check.allowed)
+        blocked.set(`${door}:${clientAddress}`, Date.now() + check.retryAfterSeconds * 1000);
+      return check;
     },
   };
+}
+
+/** A Redis client for the counters, created unconnected: building the app opens nothing. */
+function redisClient(url: string | undefined, logger: Logger): Redis | undefined {
+  if (!url) return undefined;
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on("error", (error: Error) => logger.warn({ err: error.message }, "redis unavailable"));
+  return redis;
+}
+
+async function consume(limiter: RateLimiterStoreAbstract, key: string): Promise<LimitCheck> {
+  try {
+    await limiter.consume(key);
+    return { allowed: true };
+  } catch (error) {
+    if (error instanceof RateLimiterRes) return refused(error);
+    throw error;
+  }
 }
 
 function refused(state: RateLimiterRes): LimitCheck {

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Database, Executor } from "../../db/client.js";
 import { withRetry } from "../../db/retry.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
+import { hasLegacyImport } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
 import { type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
@@ -43,13 +44,21 @@ export interface ReprocessSummary {
  * policy, carried out through the ledger and recorded, all in one transaction that is retried as a
  * whole (a serialization failure, a deadlock, or a twin winning the store reference's unique index).
  */
+/** After the switch from a subscriber attribute, old app builds may keep writing it. */
+export interface LegacyAttributeWatch {
+  readonly attribute: string;
+  /** Told each delivery that still carries the attribute for a user whose legacy balance was imported. */
+  readonly onSeen: (userId: string) => void;
+}
+
 export function createPurchasesService(deps: {
   db: Database;
   ledger: LedgerService;
   logger: Logger;
   config: PurchasePolicyConfig;
+  legacy?: LegacyAttributeWatch | undefined;
 }): PurchasesService {
-  return new Purchases(deps.db, deps.ledger, deps.logger, deps.config);
+  return new Purchases(deps.db, deps.ledger, deps.logger, deps.config, deps.legacy);
 }
 
 class Purchases implements PurchasesService {
@@ -58,6 +67,7 @@ class Purchases implements PurchasesService {
     private readonly ledger: LedgerService,
     private readonly logger: Logger,
     private readonly config: PurchasePolicyConfig,
+    private readonly legacy: LegacyAttributeWatch | undefined,
   ) {}
 
   async handleDelivery(rawBody: string, event: RevenuecatEvent, log = this.logger): Promise<DeliveryResult> {
@@ -70,6 +80,7 @@ class Purchases implements PurchasesService {
         return applied;
       });
       logOutcome(event, outcome, log);
+      if (outcome.outcome !== "duplicate") await this.watchLegacyAttribute(event, outcome, log);
       return outcome;
     } catch (error) {
       // A balance at its ceiling will not change by retrying: record it for an operator and answer 200.
@@ -112,6 +123,29 @@ class Purchases implements PurchasesService {
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     }
     return { reprocessed: ids.length, outcomes };
+  }
+
+  /**
+   * A delivery whose subscriber_attributes still carries the legacy token attribute for a user whose
+   * legacy balance was imported means an old app build is still writing it: counted and logged, and
+   * never credited (the webhook credits purchases only).
+   */
+  private async watchLegacyAttribute(
+    event: RevenuecatEvent,
+    outcome: DeliveryResult,
+    log: Logger,
+  ): Promise<void> {
+    if (!this.legacy) return;
+    const attributes = (event as { subscriber_attributes?: unknown }).subscriber_attributes;
+    if (typeof attributes !== "object" || attributes === null || !(this.legacy.attribute in attributes))
+      return;
+    const userId = outcome.userId ?? resolveUserId(event);
+    if (!userId || !(await hasLegacyImport(this.db, userId))) return;
+    this.legacy.onSeen(userId);
+    log.warn(
+      { userId, eventId: event.id, attribute: this.legacy.attribute },
+      "an imported user's app still writes the legacy token attribute: an old app build is in use",
+    );
   }
 
   /** One transaction, retried as a whole; the only retry loop on this path. */
