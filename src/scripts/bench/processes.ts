@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { LoadResult, LoadSpec } from "./load.js";
 
 export const root = fileURLToPath(new URL("../../..", import.meta.url));
 
@@ -9,11 +11,19 @@ export async function startProcess(
   args: string[],
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ["--import", "tsx", ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  // BENCH_NODE_ARGS (such as "--cpu-prof --cpu-prof-dir=/tmp/prof") go to token-ledger's servers.
+  const profile = process.env.BENCH_PROFILE ? ["--import", "./src/scripts/bench/profiler-hook.ts"] : [];
+  const extra =
+    args[0] === "src/main.ts" ? [...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)] : [];
+  const child = spawn(
+    process.execPath,
+    [...extra, "--import", "tsx", ...(args[0] === "src/main.ts" ? profile : []), ...args],
+    {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let output = "";
   return new Promise((resolve, reject) => {
     // The data listener stays: it keeps draining stdout so log lines never block the server.
@@ -34,4 +44,30 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   child.kill("SIGTERM");
   await once(child, "exit");
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux; clock ticks of 1/100 s). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Runs one load in the load generator's own process and returns what it measured. */
+export async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/scripts/bench/load.ts"], {
+    cwd: root,
+    env: { ...process.env, BENCH_LOAD: JSON.stringify(spec) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const [code] = (await once(child, "exit")) as [number];
+  if (code !== 0) throw new Error(`the load generator failed (${spec.scenario})`);
+  return JSON.parse(output.trim().split("\n").at(-1) as string) as LoadResult;
 }

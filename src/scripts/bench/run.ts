@@ -1,27 +1,42 @@
 import type { ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import autocannon from "autocannon";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pino from "pino";
 import postgres from "postgres";
 import { signDevToken } from "../../auth/jwt.js";
-import { openDatabase } from "../../db/client.js";
+import { type DatabaseHandle, openDatabase } from "../../db/client.js";
 import { migrate } from "../../db/migrate.js";
 import { createLedgerService } from "../../modules/ledger/ledger.service.js";
+import { coldStart, deepPage } from "./extras.js";
 import { subscribers } from "./live.js";
-import { startProcess, stopProcess } from "./processes.js";
+import type { Scenario } from "./load.js";
+import { cpuSeconds, runLoadProcess, startProcess, stopProcess } from "./processes.js";
 
 /**
- * `npm run bench`: throughput and latency against real PostgreSQL, each server in a process of its
- * own and the load from this one. Not a test: it prints figures; the goals are judged by reading them.
+ * `npm run bench`: throughput and latency of token-ledger against a graphql-yoga hello-world served
+ * the same way, in one run, rounds alternating so that drift hits both. Each server runs in a process
+ * of its own and the load comes from another (autocannon), so the figures are the server's alone.
+ * Not a test: it prints figures; the goals are judged by reading them.
  *
- *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres); a
- *                       throwaway database is created there and dropped at the end
- *   BENCH_SECONDS       seconds per HTTP measurement (default 10)
- *   BENCH_SUBSCRIBERS   comma list of subscriber counts (default 1000,10000)
- *   BENCH_REDIS_URL     run the server with REDIS_URL (rate-limit counters in Redis, not PostgreSQL)
+ *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres); a throwaway
+ *                       database is created there and dropped at the end
+ *   BENCH_SECONDS       seconds per measured run (default 8); BENCH_ROUNDS rounds each (default 3)
+ *   BENCH_SCENARIOS     comma list of spend-spread, spend-hot, webhook, balance (default all)
+ *   BENCH_PGLITE        0 to skip the embedded database's figures
+ *   BENCH_DEEP_ENTRIES  entries for the deep-page run (default 1000000; 0 skips it)
+ *   BENCH_SUBSCRIBERS   comma list of subscriber counts (default 1000,10000; empty skips)
+ *   BENCH_REDIS_URL     run the server with REDIS_URL (rate-limit counters in Redis)
+ *   BENCH_PROFILE       a folder: each measured run of the server is CPU-profiled into it
  */
 const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const scenarios = (process.env.BENCH_SCENARIOS ?? "spend-spread,spend-hot,webhook,balance").split(
+  ",",
+) as Scenario[];
+const withPglite = process.env.BENCH_PGLITE !== "0";
+const deepEntries = Number(process.env.BENCH_DEEP_ENTRIES ?? 1_000_000);
 const subscriberCounts = (process.env.BENCH_SUBSCRIBERS ?? "1000,10000")
   .split(",")
   .filter(Boolean)
@@ -31,104 +46,30 @@ const USERS = 10_000;
 const JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123";
 const WEBHOOK_SECRET = "bench-webhook-secret-0123456789";
 
-interface Result {
-  readonly name: string;
-  readonly rps: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly errors: number;
-}
-const results: Result[] = [];
-
-function report(result: Result): void {
-  results.push(result);
-  console.log(
-    `${result.name.padEnd(44)} ${result.rps.toFixed(0).padStart(7)} req/s   p50 ${result.p50.toFixed(2).padStart(6)} ms   p99 ${result.p99.toFixed(2).padStart(7)} ms   errors ${result.errors}`,
-  );
+interface Server {
+  readonly child: ChildProcess;
+  readonly url: string;
 }
 
-/** autocannon for `seconds`, after a short warm-up, with a request body made per request. */
-async function load(
-  name: string,
-  url: string,
-  makeRequest: (i: number) => { body: string; headers: Record<string, string> },
-  check: (status: number, body: string) => boolean,
-): Promise<void> {
-  let counter = 0;
-  let wrong = 0;
-  const options = (duration: number): autocannon.Options => ({
-    url,
-    connections: CONNECTIONS,
-    duration,
-    method: "POST",
-    requests: [
-      {
-        setupRequest: (request) => {
-          const made = makeRequest(counter++);
-          return {
-            ...request,
-            method: "POST",
-            body: made.body,
-            headers: { "content-type": "application/json", ...made.headers },
-          };
-        },
-        onResponse: (status, body) => {
-          if (!check(status, body)) wrong += 1;
-        },
-      },
-    ],
-  });
-  await autocannon(options(2));
-  wrong = 0;
-  const result = await autocannon(options(seconds));
-  report({
-    name,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: wrong + result.errors + result.non2xx,
-  });
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuMs: number;
+  wrong: number;
 }
 
-const spendBody = (i: number) =>
-  JSON.stringify({
-    query:
-      "mutation Spend($input: SpendTokensInput!) { spendTokens(input: $input) { success newBalance errorCode } }",
-    variables: { input: { amount: 1, description: `bench ${i}` } },
-  });
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
-/** A throwaway database on the admin URL, migrated and seeded with USERS funded users. */
-async function createBenchDatabase(name: string): Promise<string> {
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const dbUrl = url.toString();
-  const handle = await openDatabase({ url: dbUrl, poolSize: CONNECTIONS });
-  try {
-    await migrate(handle);
-    // Funded through the ledger's own door, like any balance.
-    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
-    for (let first = 0; first < USERS; first += CONNECTIONS) {
-      const batch = Array.from({ length: Math.min(CONNECTIONS, USERS - first) }, (_, i) => first + i);
-      await Promise.all(
-        batch.map((i) =>
-          ledger.grant({ userId: `bench-user-${i}`, amount: 1_000_000_000, reason: "bench seed" }, "bench"),
-        ),
-      );
-    }
-  } finally {
-    await handle.close();
-  }
-  return dbUrl;
-}
-
-function appEnvironment(dbUrl: string): Record<string, string> {
+function serverEnv(database: { url?: string; dataDir?: string }): Record<string, string> {
   return {
     NODE_ENV: "production",
     PORT: "0",
     HOST: "127.0.0.1",
-    DATABASE_URL: dbUrl,
-    DATABASE_POOL_SIZE: String(CONNECTIONS),
-    // The one-user run spends far more than a person would; the limiter still counts every spend.
+    ...(database.url ? { DATABASE_URL: database.url, DATABASE_POOL_SIZE: String(CONNECTIONS) } : {}),
+    ...(database.dataDir ? { DATA_DIR: database.dataDir } : {}),
+    // The hot-user run spends far more than a person would; the limiter still counts every spend.
     RATE_LIMIT_SPEND_PER_MINUTE: "100000000",
     ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
     JWT_SECRET,
@@ -137,100 +78,157 @@ function appEnvironment(dbUrl: string): Record<string, string> {
   };
 }
 
-const purchaseBody = (i: number) =>
-  JSON.stringify({
-    api_version: "1.0",
-    event: {
-      id: randomUUID(),
-      type: "NON_RENEWING_PURCHASE",
-      app_user_id: `bench-buyer-${i % USERS}`,
-      aliases: [],
-      original_app_user_id: `bench-buyer-${i % USERS}`,
-      product_id: "token_pack_small",
-      transaction_id: `bench-${randomUUID()}`,
-      store: "APP_STORE",
-      environment: "PRODUCTION",
-      price: 0.99,
-      currency: "USD",
-      event_timestamp_ms: Date.now(),
-    },
-  });
-
-async function helloWorld(children: ChildProcess[]): Promise<void> {
-  const hello = await startProcess(["src/scripts/bench/hello-server.ts"], {});
-  children.push(hello.child);
-  const body = (i: number) =>
-    JSON.stringify({ query: "mutation H($n: String!) { hello(name: $n) }", variables: { n: `n${i}` } });
-  await load(
-    "(c) yoga hello-world mutation",
-    `http://127.0.0.1:${hello.port}/graphql`,
-    (i) => ({ body: body(i), headers: {} }),
-    (status) => status === 200,
-  );
-  await stopProcess(hello.child);
+async function start(args: string[], env: Record<string, string>): Promise<Server> {
+  const { child, port } = await startProcess(args, env);
+  return { child, url: `http://127.0.0.1:${port}` };
 }
 
-async function tokenLedger(children: ChildProcess[], dbUrl: string, tokens: string[]): Promise<void> {
-  const app = await startProcess(["src/main.ts"], appEnvironment(dbUrl));
-  children.push(app.child);
-  const base = `http://127.0.0.1:${app.port}`;
-  const spent = (status: number, body: string) => status === 200 && body.includes('"success":true');
-  const spender = (token: (i: number) => string) => (i: number) => ({
-    body: spendBody(i),
-    headers: { authorization: `Bearer ${token(i)}` },
+/** One measured run: the load generator in its own process, the server's CPU read around it. */
+async function measure(server: Server, scenario: Scenario, tokensFile: string): Promise<Sample> {
+  const pid = server.child.pid as number;
+  const cpuBefore = cpuSeconds(pid);
+  const result = await runLoadProcess({
+    scenario,
+    url: server.url,
+    seconds,
+    connections: CONNECTIONS,
+    tokensFile,
+    webhookSecret: WEBHOOK_SECRET,
   });
-  await load(
-    "(a) spendTokens, 10,000 users",
-    `${base}/graphql`,
-    spender((i) => tokens[i % USERS] as string),
-    spent,
-  );
-  await load(
-    "(b) spendTokens, one user",
-    `${base}/graphql`,
-    spender(() => tokens[0] as string),
-    spent,
-  );
-  await load(
-    "(w) RevenueCat deliveries, all distinct",
-    `${base}/api/v1/tokens/webhook/revenuecat`,
-    (i) => ({ body: purchaseBody(i), headers: { authorization: `Bearer ${WEBHOOK_SECRET}` } }),
-    (status, body) => status === 200 && body.includes('"credited"'),
-  );
-  await stopProcess(app.child);
+  const cpuMs = ((cpuSeconds(pid) - cpuBefore) * 1000) / Math.max(1, result.requests);
+  return { rps: result.rps, p50: result.p50, p99: result.p99, cpuMs, wrong: result.wrong };
 }
 
-function printRatios(): void {
-  const rps = (prefix: string) => results.find((r) => r.name.startsWith(prefix))?.rps ?? Number.NaN;
-  const [a, b, c, w] = ["(a)", "(b)", "(c)", "(w)"].map(rps) as [number, number, number, number];
-  console.log(
-    `\nratios: a/c = ${(a / c).toFixed(2)} (goal >= 0.9)   b/a = ${(b / a).toFixed(2)} (goal >= 0.5)   webhook/c = ${(w / c).toFixed(2)} (goal >= 0.9)\n`,
+/** The batch sizes the server's group commit wrote, from its histogram. */
+async function batchSizes(server: Server): Promise<Map<string, number>> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const buckets = new Map<string, number>();
+  for (const match of text.matchAll(/^token_(?:ledger|webhook)_batch_size_bucket\{le="([^"]+)"\} (\d+)/gm)) {
+    buckets.set(match[1] as string, Number(match[2]));
+  }
+  return buckets;
+}
+
+function describeBatches(before: Map<string, number>, after: Map<string, number>): string {
+  let previous = 0;
+  const parts: string[] = [];
+  for (const [le, count] of after) {
+    const cumulative = count - (before.get(le) ?? 0);
+    if (cumulative - previous > 0) parts.push(`<=${le}: ${cumulative - previous}`);
+    previous = cumulative;
+  }
+  return parts.join(", ");
+}
+
+function line(label: string, s: Sample, hello: Sample): string {
+  const ratio = s.rps / hello.rps;
+  return (
+    `${label.padEnd(30)} ${s.rps.toFixed(0).padStart(6)} req/s  ${ratio.toFixed(2).padStart(5)} x hello  ` +
+    `p50 ${s.p50.toFixed(1).padStart(5)} ms  p99 ${s.p99.toFixed(1).padStart(6)} ms (hello ${hello.p99.toFixed(1)})  ` +
+    `CPU ${s.cpuMs.toFixed(3)} ms/req (hello ${hello.cpuMs.toFixed(3)})  wrong ${s.wrong}`
   );
+}
+
+/** Rounds alternating hello-world and the scenario; medians of each. */
+async function compare(label: string, hello: Server, server: Server, scenario: Scenario, tokensFile: string) {
+  const helloSamples: Sample[] = [];
+  const samples: Sample[] = [];
+  const before = await batchSizes(server);
+  for (let round = 0; round < rounds; round += 1) {
+    helloSamples.push(await measure(hello, "hello", tokensFile));
+    // With BENCH_PROFILE, the server profiles its CPU during the measured load only (profiler-hook.ts).
+    if (process.env.BENCH_PROFILE) server.child.kill("SIGUSR2");
+    samples.push(await measure(server, scenario, tokensFile));
+    if (process.env.BENCH_PROFILE) server.child.kill("SIGUSR2");
+  }
+  const pick = (list: Sample[]): Sample => ({
+    rps: median(list.map((s) => s.rps)),
+    p50: median(list.map((s) => s.p50)),
+    p99: median(list.map((s) => s.p99)),
+    cpuMs: median(list.map((s) => s.cpuMs)),
+    wrong: list.reduce((sum, s) => sum + s.wrong, 0),
+  });
+  console.log(line(label, pick(samples), pick(helloSamples)));
+  const batches = describeBatches(before, await batchSizes(server));
+  if (batches) console.log(`${"".padEnd(30)} batch sizes: ${batches}`);
+}
+
+/** Funds the users through the ledger's own door, and signs one token each. */
+async function seed(database: DatabaseHandle): Promise<string> {
+  const ledger = createLedgerService({ database, logger: pino({ level: "silent" }) });
+  const grants = Array.from({ length: USERS }, (_, i) =>
+    ledger.grant({ userId: `bench-user-${i}`, amount: 1_000_000_000, reason: "bench seed" }, "bench"),
+  );
+  await Promise.all(grants);
+  const tokens = await Promise.all(
+    Array.from({ length: USERS }, (_, i) =>
+      signDevToken({ secret: JWT_SECRET, userId: `bench-user-${i}`, expiresIn: "3h" }),
+    ),
+  );
+  const file = join(await mkdtemp(join(tmpdir(), "tl-bench-")), "tokens.json");
+  await writeFile(file, JSON.stringify(tokens));
+  return file;
+}
+
+/** Verifies every token once, as a real client reuses its token: the cache is warm before measuring. */
+async function warm(server: Server, tokensFile: string): Promise<void> {
+  const spec = {
+    scenario: "balance" as const,
+    url: server.url,
+    seconds: 0,
+    connections: CONNECTIONS,
+    tokensFile,
+  };
+  await runLoadProcess({ ...spec, amount: USERS });
+}
+
+async function benchDatabase(
+  label: string,
+  database: { url?: string; dataDir?: string },
+  handle: DatabaseHandle,
+  hello: Server,
+) {
+  const tokensFile = await seed(handle);
+  if (database.dataDir) await handle.close();
+  const server = await start(["src/main.ts"], serverEnv(database));
+  try {
+    await warm(server, tokensFile);
+    for (const scenario of scenarios)
+      await compare(`${label} ${scenario}`, hello, server, scenario, tokensFile);
+  } finally {
+    await stopProcess(server.child);
+  }
 }
 
 async function main(): Promise<void> {
   const name = `tl_bench_${Date.now()}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
   const children: ChildProcess[] = [];
+  console.log(
+    `token-ledger benchmark: ${CONNECTIONS} connections, ${rounds} rounds of ${seconds} s, alternating with hello-world\n`,
+  );
   try {
-    const dbUrl = await createBenchDatabase(name);
-    const tokens = await Promise.all(
-      Array.from({ length: USERS }, (_, i) =>
-        signDevToken({ secret: JWT_SECRET, userId: `bench-user-${i}`, expiresIn: "2h" }),
-      ),
-    );
-    console.log(
-      `token-ledger benchmark: ${CONNECTIONS} connections, ${seconds} s per HTTP run, PostgreSQL at ${new URL(adminUrl).host}\n`,
-    );
-    await helloWorld(children);
-    await tokenLedger(children, dbUrl, tokens);
-    printRatios();
-    // Each subscriber run gets a fresh server, so its memory growth is the subscribers' alone.
+    const hello = await start(["src/scripts/bench/hello-server.ts"], {});
+    children.push(hello.child);
+    const pg = await openDatabase({ url: url.toString(), poolSize: CONNECTIONS });
+    await migrate(pg);
+    await benchDatabase("PostgreSQL", { url: url.toString() }, pg, hello);
+    if (withPglite) {
+      const dataDir = await mkdtemp(join(tmpdir(), "tl-bench-pglite-"));
+      const embedded = await openDatabase({ dataDir });
+      await migrate(embedded);
+      await benchDatabase("PGlite", { dataDir }, embedded, hello);
+      await coldStart(serverEnv({}));
+    }
+    if (deepEntries > 0) await deepPage(pg, serverEnv({ url: url.toString() }), deepEntries, JWT_SECRET);
+    await pg.close();
     for (const count of subscriberCounts) {
-      const live = await startProcess(["src/main.ts"], appEnvironment(dbUrl));
+      const live = await start(["src/main.ts"], serverEnv({ url: url.toString() }));
       children.push(live.child);
-      await subscribers(`http://127.0.0.1:${live.port}`, count, JWT_SECRET);
+      await subscribers(live.url, count, JWT_SECRET);
       await stopProcess(live.child);
     }
   } finally {
