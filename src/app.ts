@@ -33,18 +33,8 @@ export interface App {
 /** The composition root: wires services and transports. Opens nothing until start(). */
 export function buildApp(deps: { config: Config; database: DatabaseHandle; logger: Logger }): App {
   const { config, database, logger } = deps;
-  const { db } = database;
-  const metrics = createMetrics();
-  const limits = createRateLimits({ db, config: config.rateLimits, logger });
-  const ledger = createLedgerService({
-    database,
-    logger,
-    writer: { onBatch: (size) => metrics.ledgerBatchSize.observe(size) },
-  });
-  const legacy = legacyWatch(config, () => metrics.legacyAttributeSeen.inc());
-  const purchases = createPurchasesService({ db, ledger, logger, config: config.revenuecat, legacy });
-  const hub = new BalanceHub(database, logger);
-  const services: AppServices = { db, ledger, purchases, hub, limits, metrics, logger };
+  const services = createServices(config, database, logger);
+  const { db, ledger, purchases, hub, limits, metrics } = services;
   const guard = createAuthGuard({ verify: createTokenVerifier(config.jwt), limits });
   const yoga = createYogaServer({ config, services, guard });
   const webhook = {
@@ -87,11 +77,27 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   };
 }
 
+/** The domain's services, each told where its metrics go. */
+function createServices(config: Config, database: DatabaseHandle, logger: Logger): AppServices {
+  const metrics = createMetrics();
+  const limits = createRateLimits({ db: database.db, config: config.rateLimits, logger });
+  const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
+  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch } });
+  const purchases = createPurchasesService({
+    database,
+    ledger,
+    logger,
+    config: config.revenuecat,
+    legacy: config.legacyTokenAttribute
+      ? { attribute: config.legacyTokenAttribute, onSeen: () => metrics.legacyAttributeSeen.inc() }
+      : undefined,
+    onBatch: (size) => metrics.webhookBatchSize.observe(size),
+  });
+  const hub = new BalanceHub(database, logger);
+  return { db: database.db, ledger, purchases, hub, limits, metrics, logger };
+}
+
 function required(secret: string | undefined): string {
   if (!secret) throw new Error("REVENUECAT_WEBHOOK_SECRET is not configured");
   return secret;
-}
-
-function legacyWatch(config: Config, onSeen: () => void) {
-  return config.legacyTokenAttribute ? { attribute: config.legacyTokenAttribute, onSeen } : undefined;
 }

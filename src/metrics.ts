@@ -42,6 +42,12 @@ export function createMetrics() {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers: [registry],
     }),
+    webhookBatchSize: new Histogram({
+      name: "token_webhook_batch_size",
+      help: "RevenueCat deliveries recorded together in one group-commit statement.",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [registry],
+    }),
     legacyAttributeSeen: new Counter({
       name: "token_legacy_attribute_seen_total",
       help: "Webhook deliveries still carrying LEGACY_TOKEN_ATTRIBUTE for a user whose legacy balance was imported (old app builds).",

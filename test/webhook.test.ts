@@ -248,7 +248,7 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
     expect(await balanceOf(userId)).toBe(0);
     const logger = pino({ level: "silent" });
     const fixed = createPurchasesService({
-      db: t.db.handle.db,
+      database: t.db.handle,
       ledger: createLedgerService({ database: t.db.handle, logger }),
       logger,
       config: { productTokenMap: { coins_999: 999 }, environments: ["PRODUCTION", "SANDBOX"] },

@@ -30,7 +30,7 @@ async function directly(config: Config): Promise<ReprocessSummary> {
   try {
     await migrate(database);
     const ledger = createLedgerService({ database, logger });
-    const purchases = createPurchasesService({ db: database.db, ledger, logger, config: config.revenuecat });
+    const purchases = createPurchasesService({ database, ledger, logger, config: config.revenuecat });
     return await purchases.reprocessAll();
   } finally {
     await database.close();

@@ -79,6 +79,9 @@ export function encodeRequests(requests: readonly ChangeRequest[]): string {
 export function decodeOutcomes(rows: readonly OutcomeRow[], count: number): ChangeOutcome[] {
   const outcomes = new Array<ChangeOutcome>(count);
   for (const row of rows) outcomes[row.ord] = decodeOutcome(row);
+  for (let ord = 0; ord < count; ord += 1) {
+    if (!outcomes[ord]) throw new Error(`ledger_apply gave no outcome for request ${ord} of ${count}`);
+  }
   return outcomes;
 }
 

@@ -1,11 +1,12 @@
 import type { Logger } from "pino";
-import type { Database, Executor } from "../../db/client.js";
+import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
 import { withRetry } from "../../db/retry.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
 import { hasLegacyImport } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
-import { type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
+import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
+import { createDeliveryWriter } from "./webhook-deliveries.js";
 import {
   claim,
   claimForReprocess,
@@ -52,18 +53,22 @@ export interface LegacyAttributeWatch {
 }
 
 export function createPurchasesService(deps: {
-  db: Database;
+  database: Pick<DatabaseHandle, "db" | "query">;
   ledger: LedgerService;
   logger: Logger;
   config: PurchasePolicyConfig;
   legacy?: LegacyAttributeWatch | undefined;
+  /** Told the size of every batch of deliveries written together. */
+  onBatch?: (size: number) => void;
 }): PurchasesService {
-  return new Purchases(deps.db, deps.ledger, deps.logger, deps.config, deps.legacy);
+  const deliveries = createDeliveryWriter(deps.database, { onBatch: deps.onBatch });
+  return new Purchases(deps.database.db, deliveries, deps.ledger, deps.logger, deps.config, deps.legacy);
 }
 
 class Purchases implements PurchasesService {
   constructor(
     private readonly db: Database,
+    private readonly deliveries: ReturnType<typeof createDeliveryWriter>,
     private readonly ledger: LedgerService,
     private readonly logger: Logger,
     private readonly config: PurchasePolicyConfig,
@@ -71,6 +76,18 @@ class Purchases implements PurchasesService {
   ) {}
 
   async handleDelivery(rawBody: string, event: RevenuecatEvent, log = this.logger): Promise<DeliveryResult> {
+    const decision = decide(event, this.config);
+    // Purchases and events that move nothing (nearly every delivery) take one statement, batched with
+    // the deliveries that arrive with them; refunds and reversals take a transaction of their own.
+    if (decision.action !== "refund" && decision.action !== "reverse") {
+      const outcome = await this.deliveries.record(rawBody, event, decision, purchaseMetadata(event));
+      if (outcome.outcome === "failed" && outcome.detail.includes("exceed its limit")) {
+        log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
+      }
+      logOutcome(event, outcome, log);
+      if (outcome.outcome !== "duplicate") await this.watchLegacyAttribute(event, outcome, log);
+      return outcome;
+    }
     try {
       const outcome = await this.inTransaction(async (tx) => {
         const duplicate = await claim(tx, rawBody, event);
@@ -278,15 +295,4 @@ function logOutcome(event: RevenuecatEvent, outcome: DeliveryResult, log: Logger
   } else {
     log.info({ ...fields, detail: outcome.detail }, "RevenueCat event recorded");
   }
-}
-
-function purchaseMetadata(event: RevenuecatEvent): Record<string, unknown> {
-  return {
-    eventId: event.id,
-    eventType: event.type,
-    productId: event.product_id ?? null,
-    store: event.store ?? null,
-    transactionId: event.transaction_id ?? null,
-    environment: event.environment ?? null,
-  };
 }

@@ -61,3 +61,15 @@ export function resolveUserId(event: RevenuecatEvent): string | null {
 export function storeTransactionRef(event: RevenuecatEvent): string | null {
   return event.transaction_id ? `${event.store ?? "UNKNOWN"}:${event.transaction_id}` : null;
 }
+
+/** What a ledger entry records of the event behind it. */
+export function purchaseMetadata(event: RevenuecatEvent): Record<string, unknown> {
+  return {
+    eventId: event.id,
+    eventType: event.type,
+    productId: event.product_id ?? null,
+    store: event.store ?? null,
+    transactionId: event.transaction_id ?? null,
+    environment: event.environment ?? null,
+  };
+}
