@@ -1,13 +1,9 @@
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import postgres from "postgres";
-import { type DataDirLock, lockDataDir } from "./data-dir-lock.js";
-import * as schema from "./schema.js";
+import { lockDataDir } from "./data-dir-lock.js";
+import type * as schema from "./schema.js";
 
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** What a transaction callback receives; it can run every query a Database can. */
@@ -52,14 +48,17 @@ export interface OpenDatabaseOptions {
  * DataDirInUseError (naming the holder) when another process has it.
  */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
-  if (options.url) return openPostgres(options.url, options.poolSize ?? 20);
+  // Each driver is loaded only when it is used: a server on PostgreSQL never loads PGlite's
+  // WebAssembly, and an embedded one never loads postgres.js.
+  if (options.url)
+    return (await import("./postgres-handle.js")).openPostgres(options.url, options.poolSize ?? 20);
+  const { openPglite } = await import("./pglite-handle.js");
   if (options.pglite) return openPglite(options.pglite);
-  if (!options.dataDir) return openPglite(await PGlite.create());
+  if (!options.dataDir) return openPglite(await (await import("@electric-sql/pglite")).PGlite.create());
   const lock = await lockDataDir(options.dataDir, lockLost);
   try {
-    const dir = join(options.dataDir, "pglite");
-    await mkdir(dir, { recursive: true });
-    return openPglite(await PGlite.create(dir), lock);
+    const { openEmbedded } = await import("./embedded.js");
+    return openPglite(await openEmbedded(join(options.dataDir, "pglite")), lock);
   } catch (error) {
     await lock.release();
     throw error;
@@ -72,54 +71,6 @@ function lockLost(error: Error): void {
     `The lock on DATA_DIR was lost (${error.message}); stopping to protect the database.\n`,
   );
   process.exit(1);
-}
-
-function openPostgres(url: string, max: number): DatabaseHandle {
-  const client = postgres(url, {
-    max,
-    onnotice: () => {},
-    // Fail fast rather than queue forever when the server is gone.
-    connect_timeout: 5,
-    idle_timeout: 60,
-    connection: { application_name: "token-ledger" },
-  });
-  const db = drizzlePostgres({ client, schema }) as unknown as Database;
-  return {
-    driver: "postgres",
-    db,
-    url,
-    async listen(channel, onMessage, onConnected) {
-      const { unlisten } = await client.listen(channel, onMessage, onConnected);
-      return unlisten;
-    },
-    query: async <T>(text: string, params: readonly unknown[]) =>
-      (await client.unsafe(text, params as never[], { prepare: true })) as unknown as T[],
-    advertise: async () => undefined,
-    close: () => client.end({ timeout: 5 }),
-  };
-}
-
-function openPglite(client: PGlite, lock?: DataDirLock): DatabaseHandle {
-  const db = drizzlePglite({ client, schema }) as unknown as Database;
-  return {
-    driver: "pglite",
-    db,
-    async listen(channel, onMessage, onConnected) {
-      const unlisten = await client.listen(channel, onMessage);
-      onConnected?.();
-      return () => unlisten();
-    },
-    query: async <T>(text: string, params: readonly unknown[]) =>
-      (await client.query<T>(text, params as unknown[])).rows,
-    advertise: async (url) => lock?.advertise(url),
-    async close() {
-      try {
-        await client.close();
-      } finally {
-        await lock?.release();
-      }
-    },
-  };
 }
 
 /** Rows of a raw `db.execute(sql)`: postgres.js answers an array, PGlite an object with `rows`. */

@@ -1,35 +1,27 @@
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { sql } from "drizzle-orm";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
-import { drizzle } from "drizzle-orm/postgres-js";
-import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
-import postgres from "postgres";
 import { type DatabaseHandle, queryRows } from "./client.js";
+import { migrationsFolder } from "./project.js";
 
 /** An arbitrary constant: instances starting together take turns applying migrations. */
 const MIGRATION_LOCK_ID = 72_201_801;
 
-/** The drizzle/ folder at the project root, found from here whether running from src or dist. */
-export function migrationsFolder(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 6; depth += 1) {
-    const candidate = join(dir, "drizzle");
-    if (existsSync(join(candidate, "meta", "_journal.json"))) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error("drizzle/ migrations folder not found");
-}
-
 /** Applies every pending migration in drizzle/; the same folder serves both drivers. */
 export async function migrate(handle: DatabaseHandle): Promise<void> {
   const migrationsFolderPath = migrationsFolder();
+  // Each driver's migrator is loaded only when it is used (see openDatabase).
   if (handle.driver === "pglite") {
+    const { migrate: migratePglite } = await import("drizzle-orm/pglite/migrator");
     // biome-ignore lint/suspicious/noExplicitAny: each migrator wants its own driver's database type.
     await migratePglite(handle.db as any, { migrationsFolder: migrationsFolderPath });
     return;
   }
+  const [{ default: postgres }, { drizzle }, { migrate: migratePostgres }] = await Promise.all([
+    import("postgres"),
+    import("drizzle-orm/postgres-js"),
+    import("drizzle-orm/postgres-js/migrator"),
+  ]);
   // One dedicated connection holds a session advisory lock, so instances starting together take
   // turns; drizzle's migrator then sees what the first one applied and does nothing.
   const client = postgres(handle.url as string, { max: 1, onnotice: () => {} });

@@ -1,6 +1,7 @@
+import { createRequire } from "node:module";
 import { EnvelopArmor } from "@escape.tech/graphql-armor";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
+import type { renderGraphiQL as RenderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type { Authentication, AuthGuard } from "../auth/guard.js";
 import type { Config } from "../config.js";
@@ -27,6 +28,17 @@ export const GRAPHQL_LIMITS = {
   maxDirectives: 20,
 };
 
+/**
+ * @graphql-yoga/render-graphiql carries GraphiQL's whole bundle; it is loaded when the page is first
+ * asked for, so a server (and every production one, which has no GraphiQL) starts without it.
+ */
+function renderGraphiqlOffline(options?: Parameters<typeof RenderGraphiQL>[0]): string {
+  const { renderGraphiQL } = createRequire(import.meta.url)("@graphql-yoga/render-graphiql") as {
+    renderGraphiQL: typeof RenderGraphiQL;
+  };
+  return renderGraphiQL(options);
+}
+
 export function createYogaServer(deps: { config: Config; services: AppServices; guard: AuthGuard }): Yoga {
   const { config, services, guard } = deps;
   const armor = new EnvelopArmor({
@@ -45,7 +57,7 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
     graphiql:
       config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
     // GraphiQL from the package itself, not from a CDN: it works offline and behind strict networks.
-    renderGraphiQL,
+    renderGraphiQL: renderGraphiqlOffline,
     landingPage: false,
     batching: false,
     maskedErrors: { maskError },

@@ -1,4 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import postgres from "postgres";
 import { afterAll, beforeAll } from "vitest";
 import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
@@ -21,9 +24,18 @@ export interface TestDatabase {
 export async function openTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
   const migrated = options.migrated ?? true;
   if (!serverUrl) {
-    const handle = await openDatabase({});
+    // A folder of its own, started from the embedded template (seconds faster than a new PGlite).
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-test-"));
+    const handle = await openDatabase(migrated ? { dataDir } : {});
     if (migrated) await migrate(handle);
-    return { handle, url: undefined, close: () => handle.close() };
+    return {
+      handle,
+      url: undefined,
+      async close() {
+        await handle.close();
+        await rm(dataDir, { recursive: true, force: true });
+      },
+    };
   }
   const name = `tl_test_${randomBytes(6).toString("hex")}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });

@@ -10,10 +10,23 @@ import {
   InsufficientTokensError,
   RateLimitedError,
 } from "./ledger.errors.js";
-import { findByExternalRef, type LedgerEntry, legacyRef } from "./ledger.queries.js";
+import { findByExternalRef, legacyRef } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
+import type {
+  LegacyImport,
+  LegacyImportResult,
+  PurchaseCredit,
+  PurchaseCreditResult,
+  PurchaseRefund,
+  RefundResult,
+  RefundReversal,
+  ReversalResult,
+  WriteResult,
+} from "./ledger.types.js";
 import { grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
+
+export type * from "./ledger.types.js";
 
 export interface WriteOptions {
   /** The request's logger, so the ledger's lines carry the request id. */
@@ -29,67 +42,6 @@ export interface SpendOptions extends WriteOptions {
   /** Count the spend against this fixed-window limit in the same statement (RateLimitedError past it). */
   readonly rateLimit?: ChangeRequest["rateLimit"];
 }
-
-export interface WriteResult {
-  readonly entry: LedgerEntry;
-  /** True when an idempotency key matched an earlier, identical request: nothing was written. */
-  readonly replayed: boolean;
-}
-
-/** A store purchase to credit; `storeRef` (`<store>:<transaction id>`) credits at most once. */
-export interface PurchaseCredit {
-  readonly userId: string;
-  readonly tokens: number;
-  readonly storeRef: string;
-  readonly description: string;
-  readonly metadata: Record<string, unknown>;
-}
-
-export type PurchaseCreditResult =
-  | { readonly status: "credited"; readonly entry: LedgerEntry }
-  | { readonly status: "duplicate"; readonly entry: LedgerEntry };
-
-export interface PurchaseRefund {
-  readonly storeRef: string;
-  readonly metadata: Record<string, unknown>;
-}
-
-export type RefundResult =
-  | {
-      readonly status: "refunded";
-      readonly entry: LedgerEntry;
-      readonly purchase: LedgerEntry;
-      /** Tokens taken back: what was left of the purchase under the balance's row lock. */
-      readonly recovered: number;
-      /** Tokens of the purchase already spent, which the refund could not take back. */
-      readonly shortfall: number;
-    }
-  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
-  | { readonly status: "no-purchase" };
-
-export interface RefundReversal {
-  readonly storeRef: string;
-  readonly metadata: Record<string, unknown>;
-}
-
-/** A balance carried over from a legacy store (a RevenueCat subscriber attribute). */
-export interface LegacyImport {
-  /** The legacy customer; each is imported at most once, whatever user it credits. */
-  readonly customerId: string;
-  readonly userId: string;
-  readonly tokens: number;
-  /** Where it came from: the source, the attribute's raw value and when it was last set. */
-  readonly metadata: Record<string, unknown>;
-}
-
-export type LegacyImportResult =
-  | { readonly status: "imported"; readonly entry: LedgerEntry }
-  | { readonly status: "already-imported"; readonly entry: LedgerEntry };
-
-export type ReversalResult =
-  | { readonly status: "reversed"; readonly entry: LedgerEntry; readonly refund: LedgerEntry }
-  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
-  | { readonly status: "no-refund" };
 
 /**
  * The only door for money: every balance change is one of these operations. Shared invariants: a

@@ -1,4 +1,5 @@
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import {
@@ -118,10 +119,18 @@ export function createRateLimits(deps: {
   };
 }
 
-/** A Redis client for the counters, created unconnected: building the app opens nothing. */
+/**
+ * A Redis client for the counters, created unconnected (building the app opens nothing); ioredis is
+ * loaded only when REDIS_URL is set.
+ */
 function redisClient(url: string | undefined, logger: Logger): Redis | undefined {
   if (!url) return undefined;
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  const { Redis: RedisClient } = createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
+  const redis = new RedisClient(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    lazyConnect: true,
+  });
   redis.on("error", (error: Error) => logger.warn({ err: error.message }, "redis unavailable"));
   return redis;
 }
