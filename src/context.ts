@@ -30,7 +30,8 @@ export interface GraphQLContext extends AppServices, RequestContext {}
 
 /**
  * The one context factory. REST routes read its RequestContext part; GraphQL resolvers (over HTTP or
- * a WebSocket) see the services too. `auth` comes from the authentication guard.
+ * a WebSocket) see the services too. `auth` comes from the authentication guard. (yoga copies the
+ * context's own properties, so it is a plain object, not a class with getters.)
  */
 export function createContext(
   services: AppServices,
@@ -38,9 +39,15 @@ export function createContext(
   requestId: string,
 ): GraphQLContext {
   return {
-    ...services,
+    db: services.db,
+    ledger: services.ledger,
+    purchases: services.purchases,
+    hub: services.hub,
+    limits: services.limits,
+    metrics: services.metrics,
     viewer: auth.viewer,
     authError: auth.authError,
+    expired: auth.expired,
     requestId,
     logger: services.logger.child({ requestId }),
   };

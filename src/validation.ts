@@ -22,9 +22,15 @@ export function describeIssues(issues: readonly Issue[]): string {
     .join("; ");
 }
 
+/** Which schema produced each object parseInput returned: handing one on (door → service) to be
+ * parsed with the same schema again costs nothing. */
+const validated = new WeakMap<object, ZodType>();
+
 /** Parses input with a zod schema, or throws InvalidInputError saying what is wrong. */
 export function parseInput<T>(schema: ZodType<T>, input: unknown): T {
+  if (typeof input === "object" && input !== null && validated.get(input) === schema) return input as T;
   const parsed = schema.safeParse(input);
   if (!parsed.success) throw new InvalidInputError(describeIssues(parsed.error.issues));
+  if (typeof parsed.data === "object" && parsed.data !== null) validated.set(parsed.data, schema);
   return parsed.data;
 }

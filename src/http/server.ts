@@ -4,7 +4,7 @@ import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from ".
 import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { InvalidInputError } from "../validation.js";
-import { answerAfterDraining, checkGraphqlBody } from "./body.js";
+import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
 import { HttpError, sendError } from "./errors.js";
 import { clientAddress, requestIdOf } from "./request.js";
 import { createRouter, type Route } from "./router.js";
@@ -49,7 +49,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       throw new HttpError(400, "Send one Authorization header, not several", "BAD_REQUEST");
     }
     if (path === GRAPHQL_PATH) {
-      checkGraphqlBody(req);
+      await preparseGraphqlBody(req);
       return deps.graphql(req, res, { requestId, clientAddress: address });
     }
     const target = route(req.method ?? "GET", path);
