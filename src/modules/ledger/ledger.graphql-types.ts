@@ -8,7 +8,7 @@ import {
   SPEND_ERROR_CODES,
   type SpendErrorCode,
 } from "./ledger.payloads.js";
-import { type Balance, balanceAfter, getBalance, getEntry, type LedgerEntry } from "./ledger.queries.js";
+import { type Balance, balanceAfter, getEntry, type LedgerEntry } from "./ledger.queries.js";
 import {
   DESCRIPTION_MAX_LENGTH,
   IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -113,7 +113,7 @@ export const BalanceRef = builder.node(builder.objectRef<Balance>(registerNodeTy
   isTypeOf: (value) => typeof value === "object" && value !== null && "lastUpdated" in value,
   loadOne: (id, context) =>
     context.viewer && String(id) === context.viewer.userId
-      ? getBalance(context.db, context.viewer.userId)
+      ? context.ledger.balanceOf(context.viewer.userId)
       : null,
   fields: (t) => ({
     balance: t.exposeInt("balance", { description: "Whole tokens available to spend; never negative." }),
@@ -151,7 +151,7 @@ function payloadType<Code extends string>(
         resolve: (payload, _args, context) =>
           payload.entry && !payload.replayed
             ? balanceAfter(payload.entry)
-            : getBalance(context.db, payload.userId),
+            : context.ledger.balanceOf(payload.userId),
       }),
       errorCode: t.field({
         type: errorCodes,

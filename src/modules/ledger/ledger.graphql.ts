@@ -10,13 +10,13 @@ import {
   TokenTransactionRef,
 } from "./ledger.graphql-types.js";
 import { grantPayload, spendPayload } from "./ledger.payloads.js";
-import { getBalance, listEntries } from "./ledger.queries.js";
+import { listEntries } from "./ledger.queries.js";
 
 builder.queryFields((t) => ({
   balance: t.withAuth({ user: true }).field({
     type: BalanceRef,
     description: "The caller's balance.",
-    resolve: (_root, _args, context) => getBalance(context.db, context.viewer.userId),
+    resolve: (_root, _args, context) => context.ledger.balanceOf(context.viewer.userId),
   }),
   transactions: t.withAuth({ user: true }).connection(
     {

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import type { Executor } from "../../db/client.js";
 import type { Metrics } from "../../metrics.js";
 import { InvalidInputError, parseInput } from "../../validation.js";
 import type { RateLimits } from "../limits/rate-limits.js";
@@ -9,7 +8,7 @@ import {
   InsufficientTokensError,
   RateLimitedError,
 } from "./ledger.errors.js";
-import { getBalance, type LedgerEntry } from "./ledger.queries.js";
+import type { LedgerEntry } from "./ledger.queries.js";
 import type { LedgerService, WriteResult } from "./ledger.service.js";
 import { spendInputSchema } from "./ledger.validation.js";
 
@@ -41,7 +40,6 @@ export interface Payload<Code extends string> {
 }
 
 export interface SpendDeps {
-  readonly db: Executor;
   readonly ledger: LedgerService;
   readonly limits: RateLimits;
   readonly metrics: Metrics;
@@ -81,7 +79,7 @@ async function decideSpend(
   const input = parseInput(spendInputSchema, rawInput);
   const limit = await deps.limits.spend(userId);
   if (!limit.allowed) {
-    const { balance } = await getBalance(deps.db, userId);
+    const { balance } = await deps.ledger.balanceOf(userId);
     return rateLimited(userId, balance, limit.retryAfterSeconds);
   }
   try {
@@ -96,7 +94,7 @@ async function decideSpend(
       return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
     }
     if (error instanceof IdempotencyConflictError) {
-      const { balance } = await getBalance(deps.db, userId);
+      const { balance } = await deps.ledger.balanceOf(userId);
       const message = "This idempotency key was already used for a different spend";
       return refusal(userId, balance, message, "IDEMPOTENCY_KEY_REUSED");
     }
@@ -111,7 +109,7 @@ function rateLimited(userId: string, balance: number, retryAfterSeconds: number)
 
 /** An operator's grant; `input` is validated by the ledger (InvalidInputError). */
 export async function grantPayload(
-  deps: Pick<SpendDeps, "db" | "ledger" | "logger">,
+  deps: Pick<SpendDeps, "ledger" | "logger">,
   rawInput: unknown,
   grantedBy: string,
 ): Promise<Payload<GrantErrorCode>> {
@@ -121,7 +119,7 @@ export async function grantPayload(
   } catch (error) {
     if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
     const userId = (rawInput as { userId: string }).userId;
-    const { balance } = await getBalance(deps.db, userId);
+    const { balance } = await deps.ledger.balanceOf(userId);
     return error instanceof BalanceLimitError
       ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
       : refusal(

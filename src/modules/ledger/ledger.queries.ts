@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, sum } from "drizzle-orm";
-import type { Executor } from "../../db/client.js";
+import type { DatabaseHandle, Executor } from "../../db/client.js";
 import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/schema.js";
 
 /** Reads of balances and entries; the statements that write them are in ledger.statements.ts. */
@@ -95,6 +95,19 @@ export async function getBalance(db: Executor, userId: string): Promise<Balance>
     .from(balancesTable)
     .where(eq(balancesTable.userId, userId));
   return row ? { userId, ...row } : { userId, balance: 0, version: 0, lastUpdated: null };
+}
+
+const BALANCE_STATEMENT = "SELECT balance, version, updated_at FROM token_balances WHERE user_id = $1";
+
+/** The balance, as a prepared statement straight through the driver: the read every client makes. */
+export async function readBalance(database: Pick<DatabaseHandle, "query">, userId: string): Promise<Balance> {
+  const [row] = await database.query<{ balance: number; version: number; updated_at: Date | string }>(
+    BALANCE_STATEMENT,
+    [userId],
+  );
+  if (!row) return { userId, balance: 0, version: 0, lastUpdated: null };
+  const lastUpdated = row.updated_at instanceof Date ? row.updated_at : new Date(row.updated_at);
+  return { userId, balance: row.balance, version: row.version, lastUpdated };
 }
 
 /** One of the user's own entries; null for anyone else's. */

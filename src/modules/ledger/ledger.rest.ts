@@ -1,9 +1,10 @@
 import type { Authenticated, RequestContext } from "../../context.js";
+import type { Executor } from "../../db/client.js";
 import { readJson } from "../../http/body.js";
 import { HttpError, sendJson } from "../../http/errors.js";
 import type { Route } from "../../http/router.js";
 import { type SpendDeps, type SpendErrorCode, spendPayload } from "./ledger.payloads.js";
-import { getBalance, listEntries } from "./ledger.queries.js";
+import { listEntries } from "./ledger.queries.js";
 
 /** The seed's REST routes: thin adapters over the same payloads GraphQL gives. */
 
@@ -15,7 +16,7 @@ const SPEND_STATUS: Record<SpendErrorCode, number> = {
 
 const HISTORY_MAX = 200;
 
-type RouteDeps = Omit<SpendDeps, "logger">;
+type RouteDeps = Omit<SpendDeps, "logger"> & { readonly db: Executor };
 
 const userOf = (context: RequestContext) => (context as Authenticated<RequestContext>).viewer.userId;
 
@@ -30,7 +31,7 @@ function balanceRoute(deps: RouteDeps): Route {
     path: "/api/v1/tokens/balance",
     auth: "user",
     async handle(_req, res, { context }) {
-      const balance = await getBalance(deps.db, userOf(context));
+      const balance = await deps.ledger.balanceOf(userOf(context));
       sendJson(res, 200, {
         balance: balance.balance,
         last_updated: balance.lastUpdated?.toISOString() ?? null,

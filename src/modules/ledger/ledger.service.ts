@@ -10,7 +10,7 @@ import {
   InsufficientTokensError,
   RateLimitedError,
 } from "./ledger.errors.js";
-import { findByExternalRef, legacyRef } from "./ledger.queries.js";
+import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import type {
   LegacyImport,
@@ -77,6 +77,8 @@ export interface LedgerService {
    * imports run at once); never above MAX_BALANCE (BalanceLimitError).
    */
   importLegacy(legacy: LegacyImport, options?: WriteOptions): Promise<LegacyImportResult>;
+  /** The user's balance now (0, version 0, for a user who never had one). */
+  balanceOf(userId: string): Promise<Balance>;
 }
 
 export function createLedgerService(deps: {
@@ -84,15 +86,23 @@ export function createLedgerService(deps: {
   logger: Logger;
   writer?: LedgerWriterOptions;
 }): LedgerService {
-  return new Ledger(deps.database.db, createLedgerWriter(deps.database, deps.writer), deps.logger);
+  return new Ledger(deps.database, createLedgerWriter(deps.database, deps.writer), deps.logger);
 }
 
 class Ledger implements LedgerService {
+  private readonly db: Database;
+
   constructor(
-    private readonly db: Database,
+    private readonly database: Pick<DatabaseHandle, "db" | "query">,
     private readonly writer: ReturnType<typeof createLedgerWriter>,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.db = database.db;
+  }
+
+  balanceOf(userId: string): Promise<Balance> {
+    return readBalance(this.database, userId);
+  }
 
   async spend(userId: string, rawInput: unknown, options: SpendOptions = {}): Promise<WriteResult> {
     const input = parseInput(spendInputSchema, rawInput);

@@ -2,7 +2,7 @@ import { Repeater, SlidingBuffer } from "graphql-yoga";
 import type { Logger } from "pino";
 import type { DatabaseHandle, Unlisten } from "../../db/client.js";
 import { BALANCE_CHANGED_CHANNEL, type BalanceChangedMessage } from "../ledger/ledger.events.js";
-import { getBalance } from "../ledger/ledger.queries.js";
+import { readBalance } from "../ledger/ledger.queries.js";
 
 export interface BalanceChange {
   readonly userId: string;
@@ -107,7 +107,7 @@ export class BalanceHub {
   }
 
   private async snapshot(userId: string): Promise<BalanceChange> {
-    const balance = await getBalance(this.database.db, userId);
+    const balance = await readBalance(this.database, userId);
     return {
       userId,
       balance: balance.balance,
