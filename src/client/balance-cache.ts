@@ -5,8 +5,8 @@ interface Stored extends BalanceReading {
 }
 
 export interface BalanceCache {
-  /** The stored balance of the token's user, or null (none, another user's, unreadable). */
-  load(token: string | null): Promise<BalanceReading | null>;
+  /** The stored balance of the current user, or null (none, another user's, unreadable). */
+  load(): Promise<BalanceReading | null>;
   save(reading: BalanceReading): void;
 }
 
@@ -18,26 +18,29 @@ export interface BalanceCache {
 export function createBalanceCache(
   storage: StorageLike | undefined,
   key: string,
+  token: () => Promise<string | null>,
   log: (line: string) => void,
 ): BalanceCache {
-  let user: string | null = null;
+  const user = async () => subjectOf((await token().catch(() => null)) ?? "");
+  let latest: BalanceReading | null = null;
   return {
-    async load(token) {
-      user = token ? subjectOf(token) : null;
-      if (!storage || !user) return null;
+    async load() {
+      const owner = await user();
+      if (!storage || !owner) return null;
       try {
         const stored = JSON.parse((await storage.getItem(key)) ?? "null") as Stored | null;
-        if (stored?.user !== user || typeof stored.balance !== "number") return null;
+        if (stored?.user !== owner || typeof stored.balance !== "number") return null;
         return { balance: stored.balance, version: stored.version, lastUpdated: stored.lastUpdated };
       } catch {
         return null;
       }
     },
     save(reading) {
-      if (!storage || !user) return;
-      const stored: Stored = { user, ...reading };
-      Promise.resolve()
-        .then(() => storage.setItem(key, JSON.stringify(stored)))
+      if (!storage) return;
+      latest = reading;
+      // Each write stores the latest reading, so writes that finish out of order still end on it.
+      void user()
+        .then((owner) => owner && latest && storage.setItem(key, JSON.stringify({ user: owner, ...latest })))
         .catch((error: unknown) => log(`Could not store the balance: ${String(error)}`));
     },
   };

@@ -50,7 +50,8 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     tokens,
     timeoutMs: options.requestTimeoutMs ?? 15_000,
   });
-  const cache = createBalanceCache(options.storage, options.storageKey ?? "token-ledger:balance", log);
+  const storageKey = options.storageKey ?? "token-ledger:balance";
+  const cache = createBalanceCache(options.storage, storageKey, () => tokens.get(), log);
   const store = createBalanceStore((reading) => cache.save(reading));
   const purchases = createPurchaseWatch();
   const live = createLiveBalance({
@@ -113,15 +114,17 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   function onChange(change: BalanceChange): void {
     const next = readingOf(change);
     const entry = change.transaction;
+    const { reading: known, stale } = store.current();
     if (!entry) {
-      // The first event of every (re)subscription: the balance now. Whether it includes spends in
-      // flight, or a purchase credited while the socket was down, only a read with entries can tell.
-      if (store.hasPending() || purchases.waiting()) void reread().catch(() => undefined);
+      // The first event of every (re)subscription: the balance now. When it moved since the last
+      // reading, only a read with entries can tell whether it includes spends in flight, or a
+      // purchase credited while the socket was down.
+      const moved = !known || stale || change.version !== known.version;
+      if (moved && (store.hasPending() || purchases.waiting())) void reread().catch(() => undefined);
       else store.accept(next);
       return;
     }
     purchases.offer([entry], true);
-    const { reading: known, stale } = store.current();
     const gap = known !== null && !stale && change.version > known.version + 1;
     if (gap) void reread().catch(() => undefined);
     if (!gap || !store.hasPending()) store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : []);
@@ -184,7 +187,7 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
 
   function start(): Promise<void> {
     started ??= (async () => {
-      const cached = await cache.load(await tokens.get().catch(() => null));
+      const cached = await cache.load();
       if (cached) store.showStale(cached);
       await reread();
     })().catch(() => {
