@@ -27,6 +27,16 @@ export interface BalanceStore {
   setFlags(flags: Partial<Flags>): void;
 }
 
+/** Everything the store knows; the snapshot is derived from it. */
+interface StoreState {
+  confirmed: BalanceReading | null;
+  stale: boolean;
+  /** The newest balance a mutation answered with, held back while another spend is unanswered. */
+  held: BalanceReading | null;
+  pending: Map<string, PendingSpend>;
+  flags: Flags;
+}
+
 /**
  * The balance the UI shows: the confirmed balance, applied in version order, less the spends in
  * flight. A spend leaves `pending` exactly once: when its own live event arrives (found by its
@@ -35,55 +45,22 @@ export interface BalanceStore {
  * subtracting it again would show too little, so the answer waits until no spend is unanswered.
  */
 export function createBalanceStore(onConfirmed: (reading: BalanceReading) => void): BalanceStore {
-  let confirmed: BalanceReading | null = null;
-  let stale = false;
-  let held: BalanceReading | null = null;
-  const pending = new Map<string, PendingSpend>();
+  const state: StoreState = {
+    confirmed: null,
+    stale: false,
+    held: null,
+    pending: new Map(),
+    flags: { loading: false, error: null, live: false },
+  };
   const listeners = new Set<() => void>();
-  let flags: Flags = { loading: false, error: null, live: false };
-  let snapshot = build();
-
-  function build(): BalanceSnapshot {
-    let inFlight = 0;
-    for (const spend of pending.values()) inFlight += spend.amount;
-    return {
-      balance: confirmed ? Math.max(0, confirmed.balance - inFlight) : null,
-      confirmedBalance: confirmed?.balance ?? null,
-      pending: inFlight,
-      version: confirmed?.version ?? null,
-      lastUpdated: confirmed?.lastUpdated ?? null,
-      stale,
-      // Nothing to show yet: loading, unless the last attempt failed and nothing is being tried now.
-      loading: !confirmed && (flags.loading || !flags.error),
-      error: flags.error,
-      live: flags.live,
-    };
-  }
-
-  function emit(): void {
-    snapshot = build();
+  let snapshot = snapshotOf(state);
+  const emit = () => {
+    snapshot = snapshotOf(state);
     for (const listener of [...listeners]) listener();
-  }
-
-  function take(reading: BalanceReading): void {
-    if (confirmed && !stale && reading.version < confirmed.version) return;
-    confirmed = reading;
-    stale = false;
-    onConfirmed(reading);
-  }
-
-  function settle(): void {
-    const unanswered = [...pending.values()].some((spend) => spend.includedFrom === null);
-    if (held && !unanswered) {
-      take(held);
-      held = null;
-    }
-    for (const [key, spend] of pending) {
-      if (confirmed && !stale && spend.includedFrom !== null && confirmed.version >= spend.includedFrom) {
-        pending.delete(key);
-      }
-    }
-  }
+  };
+  const take = (reading: BalanceReading) => {
+    if (adopt(state, reading)) onConfirmed(reading);
+  };
 
   return {
     getSnapshot: () => snapshot,
@@ -91,35 +68,76 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    current: () => ({ reading: confirmed, stale }),
-    hasPending: () => pending.size > 0,
+    current: () => ({ reading: state.confirmed, stale: state.stale }),
+    hasPending: () => state.pending.size > 0,
     accept(reading, settled = []) {
-      for (const key of settled) pending.delete(key);
+      for (const key of settled) state.pending.delete(key);
       take(reading);
-      settle();
+      settle(state, take);
       emit();
     },
     showStale(reading) {
-      if (confirmed) return;
-      confirmed = reading;
-      stale = true;
+      if (state.confirmed) return;
+      state.confirmed = reading;
+      state.stale = true;
       emit();
     },
     addPending(key, amount) {
-      pending.set(key, { amount, includedFrom: null });
+      state.pending.set(key, { amount, includedFrom: null });
       emit();
     },
     answer(key, reading, committed) {
-      const spend = pending.get(key);
+      const spend = state.pending.get(key);
       if (committed && spend && reading) spend.includedFrom = reading.version;
-      else pending.delete(key);
-      if (reading && (!held || reading.version > held.version)) held = reading;
-      settle();
+      else state.pending.delete(key);
+      if (reading && (!state.held || reading.version > state.held.version)) state.held = reading;
+      settle(state, take);
       emit();
     },
     setFlags(patch) {
-      flags = { ...flags, ...patch };
+      state.flags = { ...state.flags, ...patch };
       emit();
     },
+  };
+}
+
+/** Takes a server reading unless it is older than the confirmed one; says whether it did. */
+function adopt(state: StoreState, reading: BalanceReading): boolean {
+  const { confirmed } = state;
+  if (confirmed && !state.stale && reading.version < confirmed.version) return false;
+  state.confirmed = reading;
+  state.stale = false;
+  return true;
+}
+
+/** Shows a held answer once no spend is unanswered, and drops the spends the balance includes. */
+function settle(state: StoreState, take: (reading: BalanceReading) => void): void {
+  const unanswered = [...state.pending.values()].some((spend) => spend.includedFrom === null);
+  if (state.held && !unanswered) {
+    take(state.held);
+    state.held = null;
+  }
+  const { confirmed } = state;
+  for (const [key, spend] of state.pending) {
+    if (confirmed && !state.stale && spend.includedFrom !== null && confirmed.version >= spend.includedFrom) {
+      state.pending.delete(key);
+    }
+  }
+}
+
+function snapshotOf({ confirmed, stale, pending, flags }: StoreState): BalanceSnapshot {
+  let inFlight = 0;
+  for (const spend of pending.values()) inFlight += spend.amount;
+  return {
+    balance: confirmed ? Math.max(0, confirmed.balance - inFlight) : null,
+    confirmedBalance: confirmed?.balance ?? null,
+    pending: inFlight,
+    version: confirmed?.version ?? null,
+    lastUpdated: confirmed?.lastUpdated ?? null,
+    stale,
+    // Nothing to show yet: loading, unless the last attempt failed and nothing is being tried now.
+    loading: !confirmed && (flags.loading || !flags.error),
+    error: flags.error,
+    live: flags.live,
   };
 }
