@@ -1,22 +1,5 @@
-import { Window } from "happy-dom";
 import { afterAll } from "vitest";
-import { populateGlobal } from "vitest/runtime";
+import { installHappyDom } from "./dom.js";
 
-/**
- * happy-dom's DOM for React and Testing Library, installed by importing this module first. Vitest's
- * own happy-dom environment would also swap in happy-dom's fetch, URL, typed arrays and crypto, and
- * resolve modules for the browser (where `ws` is a stub), which breaks the server helpers (jose, the
- * webhook bodies) in the same file. This adds the DOM only and keeps Node's network, binary and
- * crypto globals, as a React Native app keeps its native fetch and WebSocket.
- */
-const window = new Window({ url: "http://localhost:3000", settings: { disableErrorCapturing: true } });
-const { originals } = populateGlobal(globalThis, window, { bindFunctions: true });
-const dom = new Set<string | symbol>(["DOMException", "EventTarget", "Event", "CustomEvent", "MessageEvent"]);
-for (const [key, value] of originals) {
-  if (!dom.has(key)) Object.defineProperty(globalThis, key, { value, configurable: true, writable: true });
-}
-
-afterAll(async () => {
-  await window.happyDOM.abort();
-  window.close();
-});
+/** Imported first by a test file, so the DOM is there before Testing Library looks for it. */
+afterAll(installHappyDom());
