@@ -51,10 +51,17 @@ export async function spendTokens(
   }
 }
 
-/** A random key; Hermes without a crypto polyfill falls back to Math.random, unique enough per user. */
+/**
+ * A random key: randomUUID where it exists, else 16 bytes from getRandomValues (Hermes with a
+ * polyfill), else Math.random, which is unique enough for keys scoped to one user.
+ */
 function newIdempotencyKey(): string {
-  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  const crypto = (globalThis as { crypto?: { randomUUID?: () => string; getRandomValues?: Random } }).crypto;
   if (crypto?.randomUUID) return crypto.randomUUID();
-  const random = () => Math.random().toString(36).slice(2, 10);
-  return `${Date.now().toString(36)}-${random()}-${random()}-${random()}`;
+  const bytes = new Uint8Array(16);
+  if (crypto?.getRandomValues) crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i += 1) bytes[i] = Math.floor(Math.random() * 256);
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
+
+type Random = (bytes: Uint8Array) => Uint8Array;

@@ -26,7 +26,7 @@ function HintButton() {
   const [message, setMessage] = useState("");
   if (loading) return createElement("p", null, "Loading...");
   if (error) return createElement("button", { type: "button", onClick: refresh }, `Retry: ${error.message}`);
-  const useHint = async () => {
+  const unlockHint = async () => {
     const response = await spendTokens({
       amount: 10,
       description: "Used hint in challenge",
@@ -42,7 +42,7 @@ function HintButton() {
     "div",
     null,
     createElement("p", null, `Tokens: ${balance}`),
-    createElement("button", { type: "button", onClick: useHint }, "Use hint"),
+    createElement("button", { type: "button", onClick: unlockHint }, "Use hint"),
     createElement("p", null, message),
   );
 }
