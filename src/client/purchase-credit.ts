@@ -20,12 +20,13 @@ export async function awaitPurchaseCredit(
   deps: CreditDeps,
   options: PurchaseCreditOptions = {},
 ): Promise<PurchaseCreditResult> {
+  const since = options.since ?? Date.now();
   const release = deps.live.retain();
   try {
     // Credits committed after this balance are new; a stored (stale) balance cannot say which.
     const { reading: known, stale } = deps.store.current();
     const baseline = known && !stale ? known : await deps.reread();
-    const waiter = deps.purchases.watch(options, baseline.lastUpdated);
+    const waiter = deps.purchases.watch({ ...options, since }, baseline.lastUpdated);
     const timer = setTimeout(() => {
       void deps
         .reread()

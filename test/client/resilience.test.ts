@@ -153,7 +153,8 @@ describe(`@token-ledger/client when things go wrong, on ${driverName}`, () => {
     const counted = countingFetch();
     const client = makeClient(server, token, { WebSocket: tap.WebSocket, fetch: counted.fetch });
     record(client);
-    await until(client, (state) => state.balance === 100 && state.live);
+    await until(client, (state) => state.balance === 100);
+    await expect.poll(() => tap.delivered.some((message) => versionOf(message) === 1)).toBe(true);
     const otherDevice = makeClient(server, token);
     expect((await otherDevice.spendTokens({ amount: 10, description: "elsewhere" })).success).toBe(true);
     await expect.poll(() => tap.dropped.length, { interval: 20 }).toBe(1);

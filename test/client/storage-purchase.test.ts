@@ -10,7 +10,7 @@ import {
   until,
 } from "./helpers/clients.js";
 import { useLedgerServer } from "./helpers/ledger-server.js";
-import { kindOf, tapWebSocket } from "./helpers/sockets.js";
+import { kindOf, tapWebSocket, versionOf } from "./helpers/sockets.js";
 
 const server = useLedgerServer();
 disposeClientsAfterEach();
@@ -108,7 +108,10 @@ describe(`awaitPurchaseCredit on ${driverName}`, () => {
     const tap = tapWebSocket({ drop: (message) => kindOf(message) === "PURCHASE" });
     const client = makeClient(server, token, { WebSocket: tap.WebSocket });
     record(client);
-    await until(client, (state) => state.live);
+    // The subscription's first event (the balance now) is in before the credit, so the credit can
+    // only reach the client as the event the tap withholds.
+    await expect.poll(() => tap.delivered.some((message) => versionOf(message) === 1)).toBe(true);
+    await until(client, (state) => state.version === 1);
     const credit = client.awaitPurchaseCredit({ timeoutMs: 3000 });
     await server.purchase(userId);
     await expect.poll(() => tap.dropped.length).toBe(1);

@@ -17,6 +17,8 @@ export interface SocketTap {
   readonly authorizations: (string | undefined)[];
   /** Messages the tap withheld from the client. */
   readonly dropped: Message[];
+  /** Messages the tap let through, in order. */
+  readonly delivered: Message[];
 }
 
 /**
@@ -30,6 +32,7 @@ export function tapWebSocket(
   const closeCodes: number[] = [];
   const authorizations: (string | undefined)[] = [];
   const dropped: Message[] = [];
+  const delivered: Message[] = [];
 
   const deliver = (handler: (event: WebSocket.MessageEvent) => void, event: WebSocket.MessageEvent) => {
     const message = JSON.parse(String(event.data)) as Message;
@@ -37,6 +40,7 @@ export function tapWebSocket(
       dropped.push(message);
       return;
     }
+    delivered.push(message);
     if (options.delayMs) setTimeout(() => handler(event), options.delayMs);
     else handler(event);
   };
@@ -68,6 +72,7 @@ export function tapWebSocket(
     closeCodes,
     authorizations,
     dropped,
+    delivered,
   };
 }
 
