@@ -1,3 +1,4 @@
+import { delay } from "./delay.js";
 import { errorFromResponse, TokenLedgerError } from "./errors.js";
 import type { TokenSource } from "./token-source.js";
 import type { FetchLike } from "./types.js";
@@ -84,6 +85,5 @@ async function send(deps: HttpDeps, token: string | null, body: string): Promise
 
 function pause(attempt: number, retryAfterSeconds: number | null): Promise<void> {
   const backoff = 250 * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5);
-  const ms = Math.min(retryAfterSeconds ? retryAfterSeconds * 1000 : backoff, MAX_PAUSE_MS);
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return delay(Math.min(retryAfterSeconds ? retryAfterSeconds * 1000 : backoff, MAX_PAUSE_MS));
 }

@@ -1,6 +1,7 @@
 import type { Client } from "graphql-ws/client";
+import { delay } from "./delay.js";
 import { errorFromResponse, TokenLedgerError } from "./errors.js";
-import { delay, openLiveSocket } from "./live-socket.js";
+import { openLiveSocket } from "./live-socket.js";
 import { BALANCE_CHANGED_SUBSCRIPTION } from "./operations.js";
 import type { TokenSource } from "./token-source.js";
 import type { LedgerEntry } from "./types.js";
@@ -92,7 +93,9 @@ export function createLiveBalance(deps: LiveDeps): LiveBalance {
       const closing = client?.dispose();
       client = undefined;
       // A client waiting to reconnect settles only after its pause: do not hold the caller for it.
-      await Promise.race([closing?.catch(() => undefined), delay(1000)]);
+      const patience = delay(1000);
+      await Promise.race([closing?.catch(() => undefined), patience]);
+      patience.cancel();
     },
   };
 }

@@ -1,4 +1,5 @@
 import { type Client, createClient } from "graphql-ws/client";
+import { delay } from "./delay.js";
 import { TokenLedgerError } from "./errors.js";
 import type { TokenSource } from "./token-source.js";
 
@@ -72,8 +73,4 @@ export function openLiveSocket(deps: SocketDeps): Client {
     },
   });
   return client;
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
