@@ -1,0 +1,19 @@
+export type { TokenLedgerErrorCode } from "./errors.js";
+export { TokenLedgerError } from "./errors.js";
+export { createTokenClient } from "./token-client.js";
+export type {
+  BalanceReading,
+  BalanceSnapshot,
+  FetchLike,
+  LedgerEntry,
+  PurchaseCreditOptions,
+  PurchaseCreditResult,
+  SpendErrorCode,
+  SpendInput,
+  SpendResult,
+  StorageLike,
+  TokenClient,
+  TokenClientOptions,
+  TransactionKind,
+  TransactionsPage,
+} from "./types.js";

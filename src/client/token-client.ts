@@ -1,0 +1,102 @@
+import { createBalanceCache } from "./balance-cache.js";
+import { createBalanceStore } from "./balance-store.js";
+import { applyLiveChange, createBalanceReader } from "./balance-sync.js";
+import { TokenLedgerError } from "./errors.js";
+import { createGraphqlHttp } from "./graphql-http.js";
+import { createLiveBalance } from "./live-balance.js";
+import { TRANSACTIONS_QUERY } from "./operations.js";
+import { awaitPurchaseCredit } from "./purchase-credit.js";
+import { createPurchaseWatch } from "./purchase-watch.js";
+import { spendTokens } from "./spend.js";
+import { createTokenSource } from "./token-source.js";
+import type { FetchLike, LedgerEntry, TokenClient, TokenClientOptions } from "./types.js";
+
+interface Connection {
+  edges: { node: LedgerEntry }[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+/**
+ * One client per signed-in user: HTTP for reads and spends, one shared live subscription, and the
+ * store the UI reads. Nothing opens until the first listener subscribes or a method is called.
+ */
+export function createTokenClient(options: TokenClientOptions): TokenClient {
+  const log = options.onLog ?? (() => undefined);
+  const tokens = createTokenSource(options.getToken, options.refreshToken);
+  const http = createGraphqlHttp({
+    url: options.url,
+    fetch: options.fetch ?? (globalThis as unknown as { fetch: FetchLike }).fetch,
+    tokens,
+    timeoutMs: options.requestTimeoutMs ?? 15_000,
+  });
+  let disposed = false;
+  const request = <T>(query: string, variables?: Record<string, unknown>): Promise<T> =>
+    disposed
+      ? Promise.reject(new TokenLedgerError("DISPOSED", "This token client was disposed"))
+      : http.request<T>(query, variables);
+  const storageKey = options.storageKey ?? "token-ledger:balance";
+  const cache = createBalanceCache(options.storage, storageKey, () => tokens.get(), log);
+  const store = createBalanceStore((reading) => cache.save(reading));
+  const purchases = createPurchaseWatch();
+  const reread = createBalanceReader({ request, store, purchases, log });
+  const live = createLiveBalance({
+    url: options.wsUrl ?? webSocketUrl(options.url),
+    WebSocket: options.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket,
+    tokens,
+    onChange: (change) => applyLiveChange(change, { store, purchases, reread }),
+    onStatus: (isLive, error) => store.setFlags(error ? { live: isLive, error } : { live: isLive }),
+  });
+  let starting: Promise<void> | undefined;
+  // The first listener shows the stored balance (if any) and reads the fresh one; a failed start
+  // is tried again by the next listener.
+  const start = () => {
+    if (starting) return;
+    starting = (async () => {
+      const cached = await cache.load();
+      if (cached) store.showStale(cached);
+      await reread();
+    })().catch(() => {
+      starting = undefined;
+    });
+  };
+
+  return {
+    getBalance: reread,
+    spendTokens: (input) => spendTokens({ request, store, log }, input),
+    async transactions({ first = 20, after = null } = {}) {
+      const { transactions } = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, {
+        first,
+        after,
+      });
+      const { hasNextPage, endCursor } = transactions.pageInfo;
+      return { entries: transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
+    },
+    awaitPurchaseCredit: (wait) => awaitPurchaseCredit({ live, store, purchases, reread }, wait),
+    subscribe(listener) {
+      const unlisten = store.subscribe(listener);
+      const release = live.retain();
+      start();
+      return () => {
+        unlisten();
+        release();
+      };
+    },
+    getSnapshot: store.getSnapshot,
+    async refresh() {
+      live.restart();
+      await reread().catch(() => undefined);
+    },
+    async dispose() {
+      disposed = true;
+      purchases.close();
+      await live.dispose();
+    },
+  };
+}
+
+/** The HTTP URL with its scheme turned into ws(s); a relative URL is resolved against the page. */
+function webSocketUrl(url: string): string {
+  const page = (globalThis as { location?: { href: string } }).location?.href;
+  const absolute = /^https?:\/\//.test(url) || !page ? url : new URL(url, page).href;
+  return absolute.replace(/^http/, "ws");
+}

@@ -1,0 +1,149 @@
+import type { TokenLedgerError } from "./errors.js";
+
+/**
+ * The part of `fetch` the client uses. The platform's global fetch fits, and so does any wrapper
+ * (a test's, or an app's that adds tracing), without the client needing DOM or Node types.
+ */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: string; signal?: AbortSignal },
+) => Promise<{ status: number; headers: { get(name: string): string | null }; json(): Promise<unknown> }>;
+
+/** AsyncStorage's shape; `localStorage` fits too, since awaiting a plain value is harmless. */
+export interface StorageLike {
+  getItem(key: string): Promise<string | null> | string | null;
+  setItem(key: string, value: string): Promise<void> | void;
+}
+
+export interface TokenClientOptions {
+  /** The GraphQL endpoint, such as `https://api.example.com/graphql`; the WebSocket URL is derived. */
+  url: string;
+  /** Only when the WebSocket endpoint is elsewhere; by default `url` with http(s) turned into ws(s). */
+  wsUrl?: string;
+  /** The current JWT of the signed-in user (your auth SDK's cached token); null when signed out. */
+  getToken: () => string | null | undefined | Promise<string | null | undefined>;
+  /**
+   * Forces a new token after the server called the current one expired. When it resolves with a
+   * string, that is the new token; with anything else, `getToken` is asked again. Concurrent callers
+   * share one call.
+   */
+  refreshToken?: () => Promise<unknown>;
+  /** Defaults to the global fetch. */
+  fetch?: FetchLike;
+  /** A WebSocket constructor; defaults to the global one (pass the `ws` package on Node 20). */
+  WebSocket?: unknown;
+  /** Keeps the last balance so the next start shows it at once, marked stale, while it revalidates. */
+  storage?: StorageLike;
+  /** The storage key; the stored value also names its user, so another user never sees it. */
+  storageKey?: string;
+  /** Receives one line per notable step, such as `Token balance fetched from backend: 500`. */
+  onLog?: (line: string) => void;
+  /** How long one HTTP attempt may take before it counts as a network failure; 15 s by default. */
+  requestTimeoutMs?: number;
+}
+
+/** A balance as the server reported it at one version. */
+export interface BalanceReading {
+  balance: number;
+  version: number;
+  lastUpdated: string | null;
+}
+
+export type TransactionKind = "PURCHASE" | "SPEND" | "GRANT" | "REFUND" | "REFUND_REVERSAL";
+
+/** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
+export interface LedgerEntry {
+  id: string;
+  amount: number;
+  balanceAfter: number;
+  kind: TransactionKind;
+  idempotencyKey: string | null;
+  createdAt: string;
+  description?: string | null;
+  metadata?: Record<string, unknown> | null;
+}
+
+/** What the UI shows: one immutable object per change, so it can feed useSyncExternalStore. */
+export interface BalanceSnapshot {
+  /** What to show: the confirmed balance less the spends still in flight; null before any is known. */
+  balance: number | null;
+  /** The balance the server last confirmed. */
+  confirmedBalance: number | null;
+  /** Tokens of spends sent but not yet confirmed or refused. */
+  pending: number;
+  version: number | null;
+  lastUpdated: string | null;
+  /** True while the balance shown comes from storage and has not been revalidated yet. */
+  stale: boolean;
+  /** True while there is no balance to show yet, unless the last attempt failed and none is under way. */
+  loading: boolean;
+  /** The last failure to read or to stay live; cleared by the next success. */
+  error: TokenLedgerError | null;
+  /** True while the live connection is open and acknowledged. */
+  live: boolean;
+}
+
+export interface SpendInput {
+  amount: number;
+  description: string;
+  metadata?: Record<string, unknown>;
+  /** Generated when absent; a retry with the same key never spends twice. */
+  idempotencyKey?: string;
+}
+
+/** The server's refusals, then the client's own failures (the spend's outcome is then unknown). */
+export type SpendErrorCode =
+  | "INSUFFICIENT_TOKENS"
+  | "IDEMPOTENCY_KEY_REUSED"
+  | "RATE_LIMITED"
+  | TokenLedgerError["code"];
+
+export interface SpendResult {
+  success: boolean;
+  /** The balance after this call as the server reported it, or the last confirmed one on a failure. */
+  newBalance: number;
+  message: string;
+  errorCode: SpendErrorCode | null;
+  retryAfterSeconds: number | null;
+  transaction: LedgerEntry | null;
+  /** The key the spend went out with: spend again with it to retry without any risk of spending twice. */
+  idempotencyKey: string;
+}
+
+export interface TransactionsPage {
+  entries: LedgerEntry[];
+  /** Pass as `after` for the next (older) page; null when the page is empty. */
+  endCursor: string | null;
+  hasNextPage: boolean;
+}
+
+export interface PurchaseCreditOptions {
+  /** How long to wait for the webhook's credit before answering "pending"; 30 s by default. */
+  timeoutMs?: number;
+  /** The store's transaction id (`transaction.transactionIdentifier` from purchasePackage): an exact match. */
+  storeTransactionId?: string;
+  /** Only a credit for this product counts. */
+  productId?: string;
+  /** Credits that arrived live from this moment (epoch ms) count; by default the moment of the call. */
+  since?: number;
+}
+
+/** "credited" once the purchase's ledger entry is seen; "pending" when it has not arrived in time. */
+export type PurchaseCreditResult =
+  | { status: "credited"; entry: LedgerEntry; balance: number | null }
+  | { status: "pending"; balance: number | null };
+
+export interface TokenClient {
+  /** Reads the balance from the server (and updates the store). */
+  getBalance(): Promise<BalanceReading>;
+  spendTokens(input: SpendInput): Promise<SpendResult>;
+  /** One page of entries, newest first. */
+  transactions(options?: { first?: number; after?: string | null }): Promise<TransactionsPage>;
+  awaitPurchaseCredit(options?: PurchaseCreditOptions): Promise<PurchaseCreditResult>;
+  /** Listens to the store; the first listener opens the live connection, the last one closes it. */
+  subscribe(listener: () => void): () => void;
+  getSnapshot(): BalanceSnapshot;
+  /** Reads the balance again and reopens the live connection if it had failed. */
+  refresh(): Promise<void>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,84 @@
+import { execFile } from "node:child_process";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { projectRoot } from "../helpers/process.js";
+import { bundledSize, CORE_BUDGET_BYTES } from "./scripts/size.js";
+
+const run = promisify(execFile);
+const clientDir = join(projectRoot, "src/client");
+const temporary: string[] = [];
+afterAll(async () => {
+  await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** The module specifiers a source file imports. */
+async function importsOf(file: string): Promise<string[]> {
+  const text = await readFile(join(clientDir, file), "utf8");
+  return [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"/gm)].map(
+    (match) => match[1] as string,
+  );
+}
+
+describe("the @token-ledger/client package", () => {
+  it("imports nothing of the server: only its own files, graphql-ws, and react in react.ts", async () => {
+    const files = (await readdir(clientDir)).filter((name) => name.endsWith(".ts"));
+    expect(files).toContain("index.ts");
+    for (const file of files) {
+      const outside = (await importsOf(file)).filter((specifier) => !specifier.startsWith("./"));
+      const allowed = file === "react.ts" ? ["react"] : ["graphql-ws/client"];
+      expect(
+        outside.filter((specifier) => !allowed.includes(specifier)),
+        file,
+      ).toEqual([]);
+    }
+  });
+
+  it("declares graphql-ws as its only dependency and react as an optional peer", async () => {
+    const manifest = JSON.parse(await readFile(join(clientDir, "package.json"), "utf8"));
+    expect(Object.keys(manifest.dependencies)).toEqual(["graphql-ws"]);
+    expect(manifest.peerDependenciesMeta).toEqual({ react: { optional: true } });
+    expect(manifest.exports["."]).toEqual({ types: "./dist/index.d.ts", default: "./dist/index.js" });
+    expect(manifest.exports["./react"]).toEqual({ types: "./dist/react.d.ts", default: "./dist/react.js" });
+  });
+
+  it("builds with tsc (DOM types, no Node types) and loads through its exports map as installed", async () => {
+    const root = await mkdtemp(join(tmpdir(), "tl-client-package-"));
+    temporary.push(root);
+    const installed = join(root, "node_modules/@token-ledger/client");
+    await run(process.execPath, [
+      join(projectRoot, "node_modules/typescript/bin/tsc"),
+      "-p",
+      clientDir,
+      "--outDir",
+      join(installed, "dist"),
+    ]);
+    await cp(join(clientDir, "package.json"), join(installed, "package.json"));
+    for (const dependency of ["graphql-ws", "react"]) {
+      await symlink(
+        join(projectRoot, "node_modules", dependency),
+        join(root, "node_modules", dependency),
+        "dir",
+      );
+    }
+    await mkdir(join(root, "app"));
+    await writeFile(
+      join(root, "app/check.mjs"),
+      `import * as core from "@token-ledger/client";
+       import * as react from "@token-ledger/client/react";
+       console.log(JSON.stringify({ core: Object.keys(core).sort(), react: Object.keys(react).sort() }));`,
+    );
+    const { stdout } = await run(process.execPath, [join(root, "app/check.mjs")]);
+    expect(JSON.parse(stdout)).toEqual({
+      core: ["TokenLedgerError", "createTokenClient"],
+      react: ["TokenLedgerProvider", "useSpendTokens", "useTokenBalance", "useTokenClient"],
+    });
+  });
+
+  it(`keeps the core within ${CORE_BUDGET_BYTES / 1024} kB gzipped (graphql-ws not counted)`, async () => {
+    const { gzip } = await bundledSize("index.ts", ["graphql-ws", "graphql-ws/*"]);
+    expect(gzip).toBeLessThanOrEqual(CORE_BUDGET_BYTES);
+  });
+});

@@ -1,0 +1,45 @@
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
+import { projectRoot } from "../../helpers/process.js";
+
+/**
+ * `npm run client:size`: what @token-ledger/client adds to an app bundle. Each entry is bundled the
+ * way an app's bundler would (ESM, minified, for browsers and React Native), once with graphql-ws
+ * inside and once with it left to the app, and the gzipped size printed.
+ */
+export const CORE_BUDGET_BYTES = 5 * 1024;
+
+export async function bundledSize(entry: string, external: string[]): Promise<{ raw: number; gzip: number }> {
+  const result = await build({
+    entryPoints: [`${projectRoot}/src/client/${entry}`],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2020",
+    write: false,
+    external,
+  });
+  const code = (result.outputFiles[0] as { contents: Uint8Array }).contents;
+  return { raw: code.length, gzip: gzipSync(code, { level: 9 }).length };
+}
+
+const kB = (bytes: number) => `${(bytes / 1024).toFixed(2)} kB`;
+
+async function main(): Promise<void> {
+  const rows = [
+    ["core (index.ts), graphql-ws bundled", await bundledSize("index.ts", [])],
+    ["core (index.ts), graphql-ws external", await bundledSize("index.ts", ["graphql-ws", "graphql-ws/*"])],
+    ["react.ts alone (react and the core external)", await bundledSize("react.ts", ["react", "./*"])],
+  ] as const;
+  for (const [name, size] of rows) {
+    console.log(
+      `${name.padEnd(48)} ${kB(size.raw).padStart(9)} minified ${kB(size.gzip).padStart(9)} gzipped`,
+    );
+  }
+  const core = rows[1][1].gzip;
+  console.log(`core budget ${kB(CORE_BUDGET_BYTES)}: ${core <= CORE_BUDGET_BYTES ? "within" : "OVER"}`);
+  if (core > CORE_BUDGET_BYTES) process.exitCode = 1;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
