@@ -1,6 +1,7 @@
-// After `npm install`: prepare the embedded database's template (src/scripts/prepare-embedded.ts),
-// so a new data folder starts in well under two seconds. It runs with tsx, a dev dependency; an
-// install without dev dependencies (a production build on PostgreSQL) has no use for it.
+// After `npm install`: prepare the embedded database's template (src/scripts/prepare-embedded.ts) and
+// the bundle `npm start` runs (src/scripts/start.mjs), so a first start on a new data folder is
+// quick. Both need dev dependencies (tsx, esbuild); an install without them (a production build on
+// PostgreSQL, started with `npm run start:prod`) has no use for either.
 import { spawnSync } from "node:child_process";
 
 let tsx;
@@ -16,4 +17,8 @@ if (!tsx) {
 const run = spawnSync(process.execPath, ["--import", "tsx", "src/scripts/prepare-embedded.ts"], {
   stdio: "inherit",
 });
-process.exit(run.status ?? 1);
+if (run.status !== 0) process.exit(run.status ?? 1);
+const { buildBundle } = await import("./start.mjs");
+const started = performance.now();
+await buildBundle();
+console.log(`token-ledger: start bundle ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
