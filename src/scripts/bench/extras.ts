@@ -27,7 +27,7 @@ export async function coldStart(env: Record<string, string>, tries = 3): Promise
     await stopProcess(child);
   }
   const shown = times.map((ms) => `${(ms / 1000).toFixed(2)} s`).join(", ");
-  console.log(`\nPGlite cold start (new data directory to /health, node --import tsx): ${shown}`);
+  console.log(`\nPGlite cold start (new data directory to /health, as npm start runs it): ${shown}`);
 }
 
 const PAGE =

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { LoadResult, LoadSpec } from "./load.js";
 
@@ -11,19 +11,21 @@ export async function startProcess(
   args: string[],
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; port: number }> {
+  // token-ledger runs as `npm start` runs it, from the esbuild bundle (src/scripts/start.mjs);
+  // BENCH_PROFILE loads the sources through tsx instead, so the profiler hook can wrap them.
   // BENCH_NODE_ARGS (such as "--cpu-prof --cpu-prof-dir=/tmp/prof") go to token-ledger's servers.
-  const profile = process.env.BENCH_PROFILE ? ["--import", "./src/scripts/bench/profiler-hook.ts"] : [];
-  const extra =
-    args[0] === "src/main.ts" ? [...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean)] : [];
-  const child = spawn(
-    process.execPath,
-    [...extra, "--import", "tsx", ...(args[0] === "src/main.ts" ? profile : []), ...args],
-    {
-      cwd: root,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  const ledger = args[0] === "src/main.ts";
+  const extra = ledger ? (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean) : [];
+  const entry = !ledger
+    ? ["--import", "tsx", ...args]
+    : process.env.BENCH_PROFILE
+      ? ["--import", "tsx", "--import", "./src/scripts/bench/profiler-hook.ts", ...args]
+      : ["--enable-source-maps", "src/scripts/start.mjs", ...args.slice(1)];
+  const child = spawn(process.execPath, [...extra, ...entry], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let output = "";
   return new Promise((resolve, reject) => {
     // The data listener stays: it keeps draining stdout so log lines never block the server.
@@ -54,6 +56,21 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** CPU seconds used so far by every PostgreSQL server process on this machine (its backends included). */
+export function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres")
+        total += cpuSeconds(Number(entry));
+    } catch {
+      // The process ended while we read.
+    }
+  }
+  return total;
 }
 
 /** Runs one load in the load generator's own process and returns what it measured. */

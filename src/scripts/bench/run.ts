@@ -11,7 +11,7 @@ import { createLedgerService } from "../../modules/ledger/ledger.service.js";
 import { coldStart, deepPage } from "./extras.js";
 import { subscribers } from "./live.js";
 import type { Scenario } from "./load.js";
-import { cpuSeconds, runLoadProcess, startProcess, stopProcess } from "./processes.js";
+import { cpuSeconds, postgresCpuSeconds, runLoadProcess, startProcess, stopProcess } from "./processes.js";
 
 /**
  * `npm run bench`: throughput and latency of token-ledger against a graphql-yoga hello-world served
@@ -56,6 +56,8 @@ interface Sample {
   p50: number;
   p99: number;
   cpuMs: number;
+  /** PostgreSQL's CPU per request (all its processes), or NaN where the run used no PostgreSQL. */
+  dbMs: number;
   wrong: number;
 }
 
@@ -87,6 +89,7 @@ async function start(args: string[], env: Record<string, string>): Promise<Serve
 async function measure(server: Server, scenario: Scenario, tokensFile: string): Promise<Sample> {
   const pid = server.child.pid as number;
   const cpuBefore = cpuSeconds(pid);
+  const dbBefore = postgresCpuSeconds();
   const result = await runLoadProcess({
     scenario,
     url: server.url,
@@ -95,29 +98,41 @@ async function measure(server: Server, scenario: Scenario, tokensFile: string): 
     tokensFile,
     webhookSecret: WEBHOOK_SECRET,
   });
-  const cpuMs = ((cpuSeconds(pid) - cpuBefore) * 1000) / Math.max(1, result.requests);
-  return { rps: result.rps, p50: result.p50, p99: result.p99, cpuMs, wrong: result.wrong };
+  const requests = Math.max(1, result.requests);
+  const cpuMs = ((cpuSeconds(pid) - cpuBefore) * 1000) / requests;
+  const dbMs = ((postgresCpuSeconds() - dbBefore) * 1000) / requests;
+  return { rps: result.rps, p50: result.p50, p99: result.p99, cpuMs, dbMs, wrong: result.wrong };
 }
 
-/** The batch sizes the server's group commit wrote, from its histogram. */
-async function batchSizes(server: Server): Promise<Map<string, number>> {
+type Histograms = Map<"ledger" | "webhook", Map<string, number>>;
+
+/** The batch sizes the server's group commits wrote (ledger entries, webhook deliveries), from /metrics. */
+async function batchSizes(server: Server): Promise<Histograms> {
   const text = await (await fetch(`${server.url}/metrics`)).text();
-  const buckets = new Map<string, number>();
-  for (const match of text.matchAll(/^token_(?:ledger|webhook)_batch_size_bucket\{le="([^"]+)"\} (\d+)/gm)) {
-    buckets.set(match[1] as string, Number(match[2]));
+  const histograms: Histograms = new Map([
+    ["ledger", new Map()],
+    ["webhook", new Map()],
+  ]);
+  for (const match of text.matchAll(/^token_(ledger|webhook)_batch_size_bucket\{le="([^"]+)"\} (\d+)/gm)) {
+    histograms.get(match[1] as "ledger" | "webhook")?.set(match[2] as string, Number(match[3]));
   }
-  return buckets;
+  return histograms;
 }
 
-function describeBatches(before: Map<string, number>, after: Map<string, number>): string {
-  let previous = 0;
-  const parts: string[] = [];
-  for (const [le, count] of after) {
-    const cumulative = count - (before.get(le) ?? 0);
-    if (cumulative - previous > 0) parts.push(`<=${le}: ${cumulative - previous}`);
-    previous = cumulative;
+/** The batches written between two readings, per size bucket ("ledger <=8: 120, <=16: 40"). */
+function describeBatches(before: Histograms, after: Histograms): string {
+  const described: string[] = [];
+  for (const [kind, buckets] of after) {
+    let previous = 0;
+    const parts: string[] = [];
+    for (const [le, count] of buckets) {
+      const cumulative = count - (before.get(kind)?.get(le) ?? 0);
+      if (cumulative - previous > 0) parts.push(`<=${le}: ${cumulative - previous}`);
+      previous = cumulative;
+    }
+    if (parts.length > 0) described.push(`${kind} ${parts.join(", ")}`);
   }
-  return parts.join(", ");
+  return described.join("; ");
 }
 
 function line(label: string, s: Sample, hello: Sample): string {
@@ -125,7 +140,9 @@ function line(label: string, s: Sample, hello: Sample): string {
   return (
     `${label.padEnd(30)} ${s.rps.toFixed(0).padStart(6)} req/s  ${ratio.toFixed(2).padStart(5)} x hello  ` +
     `p50 ${s.p50.toFixed(1).padStart(5)} ms  p99 ${s.p99.toFixed(1).padStart(6)} ms (hello ${hello.p99.toFixed(1)})  ` +
-    `CPU ${s.cpuMs.toFixed(3)} ms/req (hello ${hello.cpuMs.toFixed(3)})  wrong ${s.wrong}`
+    `CPU ${s.cpuMs.toFixed(3)} ms/req (hello ${hello.cpuMs.toFixed(3)})  ` +
+    (label.startsWith("PostgreSQL") ? `PostgreSQL CPU ${s.dbMs.toFixed(3)} ms/req  ` : "") +
+    `wrong ${s.wrong}`
   );
 }
 
@@ -146,6 +163,7 @@ async function compare(label: string, hello: Server, server: Server, scenario: S
     p50: median(list.map((s) => s.p50)),
     p99: median(list.map((s) => s.p99)),
     cpuMs: median(list.map((s) => s.cpuMs)),
+    dbMs: median(list.map((s) => s.dbMs)),
     wrong: list.reduce((sum, s) => sum + s.wrong, 0),
   });
   console.log(line(label, pick(samples), pick(helloSamples)));
