@@ -3,7 +3,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryRows } from "../src/db/client.js";
 import { IdempotencyConflictError, InsufficientTokensError } from "../src/modules/ledger/ledger.errors.js";
-import { getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
+import { entriesPage, getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
 import { createLedgerService, type LedgerService } from "../src/modules/ledger/ledger.service.js";
 import { newUserId } from "./helpers/app.js";
 import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
@@ -52,6 +52,32 @@ describe(`ledger service on ${driverName}`, () => {
       version: 0,
       lastUpdated: null,
     });
+  });
+
+  it("a page of entries comes in the user index's own order at any depth, never from a walk of the whole ledger", async () => {
+    const userId = await funded(10);
+    // With sorting priced out, the plan shows which index can give a page in order by itself. Before,
+    // only the primary key could (walked backwards, filtered on the user): a page near a heavy
+    // user's oldest entry read every older entry of every user.
+    const plan = (page: Parameters<typeof entriesPage>[2]) =>
+      database.handle.db.transaction(async (tx) => {
+        await tx.execute(sql`SET LOCAL enable_sort = off`);
+        await tx.execute(sql`SET LOCAL enable_seqscan = off`);
+        const rows = await queryRows<Record<string, string>>(
+          tx,
+          sql`EXPLAIN ${entriesPage(tx, userId, page)}`,
+        );
+        return rows.map((row) => Object.values(row)[0]).join("\n");
+      });
+    for (const page of [
+      { limit: 21 },
+      { limit: 21, olderThan: 1_000_000 },
+      { limit: 21, newerThan: 0, oldestFirst: true },
+    ]) {
+      const shown = await plan(page);
+      expect(shown).toContain("token_transactions_user_newest");
+      expect(shown).not.toContain("Sort");
+    }
   });
 
   it("200 concurrent spends of 1 against 50 give exactly 50 successes and a balance of 0", async () => {

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, lt, sum } from "drizzle-orm";
+import { and, eq, gt, inArray, lt, sql, sum } from "drizzle-orm";
 import type { DatabaseHandle, Executor } from "../../db/client.js";
 import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/schema.js";
 
@@ -131,14 +131,26 @@ export interface EntryPage {
 
 /** A page of one user's entries, newest first unless asked otherwise; keyset-paged on the id. */
 export async function listEntries(db: Executor, userId: string, page: EntryPage): Promise<LedgerEntry[]> {
+  return entriesPage(db, userId, page);
+}
+
+/**
+ * The statement behind listEntries. Its order is spelled exactly as the user index
+ * token_transactions_user_newest (user_id, id DESC NULLS LAST) stores it: a plain `id DESC` means
+ * NULLS FIRST, which that index cannot give, and PostgreSQL then walked the primary key backwards
+ * and filtered on the user, reading every older entry of every user for a page near a heavy user's
+ * oldest (27 ms instead of 0.1 ms with 130,000 older entries).
+ */
+export function entriesPage(db: Executor, userId: string, page: EntryPage) {
   const conditions = [eq(ledgerEntriesTable.userId, userId)];
   if (page.olderThan !== undefined) conditions.push(lt(ledgerEntriesTable.id, page.olderThan));
   if (page.newerThan !== undefined) conditions.push(gt(ledgerEntriesTable.id, page.newerThan));
+  const id = ledgerEntriesTable.id;
   return db
     .select(entryColumns)
     .from(ledgerEntriesTable)
     .where(and(...conditions))
-    .orderBy(page.oldestFirst ? asc(ledgerEntriesTable.id) : desc(ledgerEntriesTable.id))
+    .orderBy(page.oldestFirst ? sql`${id} asc nulls first` : sql`${id} desc nulls last`)
     .limit(page.limit);
 }
 
