@@ -4,7 +4,8 @@ import { type EntryKind, MAX_BALANCE } from "../../db/schema.js";
 import { type EntryRow, type LedgerEntry, toEntry } from "./ledger.queries.js";
 
 /**
- * The one statement that moves money, `ledger_apply` (drizzle/0004_ledger_apply.sql). Private to the
+ * The one statement that moves money, `ledger_apply` (drizzle/0004_ledger_apply.sql, as replaced by
+ * drizzle/0007_ledger_apply_index_lock.sql). Private to the
  * ledger module: everything else calls the named operations in ledger.service.ts. For each change it
  * moves the balance (never below 0, never above MAX_BALANCE), appends the entry with its
  * `balance_after` and version, and NOTIFYs; changes to one user apply in order against a running
