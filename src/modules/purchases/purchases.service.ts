@@ -8,6 +8,7 @@ import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.pol
 import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
 import { createDeliveryWriter } from "./webhook-deliveries.js";
 import {
+  BALANCE_LIMIT_DETAIL,
   claim,
   claimForReprocess,
   type DeliveryResult,
@@ -40,11 +41,6 @@ export interface ReprocessSummary {
   readonly outcomes: Record<string, number>;
 }
 
-/**
- * RevenueCat events in, ledger operations out: each delivery is claimed in the inbox, judged by the
- * policy, carried out through the ledger and recorded, all in one transaction that is retried as a
- * whole (a serialization failure, a deadlock, or a twin winning the store reference's unique index).
- */
 /** After the switch from a subscriber attribute, old app builds may keep writing it. */
 export interface LegacyAttributeWatch {
   readonly attribute: string;
@@ -52,6 +48,12 @@ export interface LegacyAttributeWatch {
   readonly onSeen: (userId: string) => void;
 }
 
+/**
+ * RevenueCat events in, ledger operations out: each delivery is judged by the policy, claimed in the
+ * inbox, carried out through the ledger and recorded. Credits and plain outcomes go in one batched
+ * statement (webhook-deliveries.ts); refunds and reversals in one transaction that is retried as a
+ * whole (a serialization failure, a deadlock, or a twin winning the store reference's unique index).
+ */
 export function createPurchasesService(deps: {
   database: Pick<DatabaseHandle, "db" | "query">;
   ledger: LedgerService;
@@ -81,7 +83,7 @@ class Purchases implements PurchasesService {
     // the deliveries that arrive with them; refunds and reversals take a transaction of their own.
     if (decision.action !== "refund" && decision.action !== "reverse") {
       const outcome = await this.deliveries.record(rawBody, event, decision, purchaseMetadata(event));
-      if (outcome.outcome === "failed" && outcome.detail.includes("exceed its limit")) {
+      if (outcome.outcome === "failed" && outcome.detail === BALANCE_LIMIT_DETAIL) {
         log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
       }
       logOutcome(event, outcome, log);
@@ -92,7 +94,7 @@ class Purchases implements PurchasesService {
       const outcome = await this.inTransaction(async (tx) => {
         const duplicate = await claim(tx, rawBody, event);
         if (duplicate) return duplicate;
-        const applied = await this.apply(tx, event, log);
+        const applied = await this.apply(tx, event, decision, log);
         await finish(tx, event.id, applied);
         return applied;
       });
@@ -102,7 +104,7 @@ class Purchases implements PurchasesService {
     } catch (error) {
       // A balance at its ceiling will not change by retrying: record it for an operator and answer 200.
       if (error instanceof BalanceLimitError) {
-        const outcome = result("failed", "the balance would exceed its limit", resolveUserId(event));
+        const outcome = result("failed", BALANCE_LIMIT_DETAIL, resolveUserId(event));
         await recordFailure(this.db, rawBody, event, outcome.detail);
         log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
         return outcome;
@@ -119,7 +121,7 @@ class Purchases implements PurchasesService {
     const outcome = await this.inTransaction(async (tx) => {
       claimed.event = await claimForReprocess(tx, eventId);
       if (!claimed.event) return result("duplicate", "not reprocessable");
-      const applied = await this.apply(tx, claimed.event, this.logger);
+      const applied = await this.apply(tx, claimed.event, decide(claimed.event, this.config), this.logger);
       await finish(tx, eventId, applied);
       return applied;
     });
@@ -172,8 +174,7 @@ class Purchases implements PurchasesService {
     });
   }
 
-  private async apply(tx: Executor, event: RevenuecatEvent, log: Logger): Promise<DeliveryResult> {
-    const decision = decide(event, this.config);
+  private async apply(tx: Executor, event: RevenuecatEvent, decision: Decision, log: Logger) {
     switch (decision.action) {
       case "ignore":
         return result("ignored", decision.reason);

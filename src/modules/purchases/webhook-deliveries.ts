@@ -3,7 +3,7 @@ import { createGroupCommit, type GroupCommitOptions } from "../../db/group-commi
 import { MAX_BALANCE, type WebhookOutcome } from "../../db/schema.js";
 import type { Decision } from "./purchase.policy.js";
 import type { RevenuecatEvent } from "./revenuecat.event.js";
-import type { DeliveryResult } from "./webhook-inbox.js";
+import { type DeliveryResult, eventColumnsByName } from "./webhook-inbox.js";
 
 /** A decision this path carries out: a credit, or an outcome to record as it is. */
 export type RecordedDecision = Exclude<Decision, { action: "refund" | "reverse" }>;
@@ -60,16 +60,7 @@ function encode(
   decision: RecordedDecision,
   metadata: Record<string, unknown>,
 ) {
-  const common = {
-    event_id: event.id,
-    type: event.type,
-    app_user_id: event.app_user_id ?? null,
-    environment: event.environment ?? null,
-    store: event.store ?? null,
-    product_id: event.product_id ?? null,
-    transaction_id: event.transaction_id ?? null,
-    raw_body: rawBody,
-  };
+  const common = eventColumnsByName(event, rawBody);
   if (decision.action === "credit") {
     const { userId, tokens, storeRef } = decision;
     const description = `${event.type} ${event.product_id}`;

@@ -36,6 +36,9 @@ const REPROCESSABLE: readonly WebhookOutcome[] = ["failed", "unmapped"];
 /** Marks the detail of a purchase that its early refund held back, so a reversal can find it. */
 export const HELD_BY_REFUND = "held back by its refund";
 
+/** The detail of a purchase a full balance could not take (revenuecat_record, drizzle/0006, writes it too). */
+export const BALANCE_LIMIT_DETAIL = "the balance would exceed its limit";
+
 /**
  * Claims the event for processing, inside the caller's transaction. Concurrent deliveries of one id
  * queue on its primary key; the first, or a redelivery of one that failed, goes on (null), any other
@@ -104,7 +107,7 @@ export async function recordFailure(
     });
 }
 
-/** Event ids `reprocessAgain` would pick up, oldest first. */
+/** Event ids `reprocess` would pick up, oldest first. */
 export async function reprocessable(db: Database): Promise<string[]> {
   const rows = await db
     .select({ eventId: revenuecatEventsTable.eventId })
@@ -183,6 +186,19 @@ function sameStoreTransaction(event: RevenuecatEvent): SQL {
 function parseRecorded(rawBody: string): RevenuecatEvent | null {
   const parsed = revenuecatDeliverySchema.safeParse(JSON.parse(rawBody));
   return parsed.success ? parsed.data.event : null;
+}
+
+/**
+ * The same columns under their names in the table, as revenuecat_record (drizzle/0006) reads a
+ * delivery: one list of what is kept of every delivery, whichever path records it.
+ */
+export function eventColumnsByName(event: RevenuecatEvent, rawBody: string): Record<string, unknown> {
+  const columns = eventColumns(event, rawBody);
+  const named: Record<string, unknown> = {};
+  for (const key of Object.keys(columns) as (keyof typeof columns)[]) {
+    named[revenuecatEventsTable[key].name] = columns[key];
+  }
+  return named;
 }
 
 /** Every column of `revenuecat_events` that comes from the delivery itself. */
