@@ -98,16 +98,24 @@ export async function startTestApp(
  * the app once it has started (it forwards to it), so tests use it like the app itself.
  */
 export function useTestApp(env: Record<string, string> = {}, database?: () => TestDatabase): TestApp {
-  let instance: TestApp | undefined;
+  return useStarted("the test app", () => startTestApp(env, database?.()));
+}
+
+/**
+ * Starts something before the file's tests and closes it after them; the returned object forwards
+ * to it once started, so a test file can hold it from the top.
+ */
+export function useStarted<T extends { close(): Promise<void> }>(name: string, start: () => Promise<T>): T {
+  let instance: T | undefined;
   beforeAll(async () => {
-    instance = await startTestApp(env, database?.());
+    instance = await start();
   });
   afterAll(async () => {
     await instance?.close();
   });
-  return new Proxy({} as TestApp, {
+  return new Proxy({} as T, {
     get(_target, key) {
-      if (!instance) throw new Error("the test app is used before beforeAll started it");
+      if (!instance) throw new Error(`${name} is used before beforeAll started it`);
       return Reflect.get(instance, key);
     },
   });

@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect } from "vitest";
+import { expect } from "vitest";
 import { signDevToken } from "../../../src/auth/jwt.js";
-import { JWT_SECRET, newUserId } from "../../helpers/app.js";
+import { JWT_SECRET, newUserId, useStarted } from "../../helpers/app.js";
 import { openTestDatabase, type TestDatabase } from "../../helpers/database.js";
 import { type ServerProcess, startServerProcess } from "../../helpers/process.js";
 import { deliver, fixture } from "../../helpers/revenuecat.js";
@@ -79,17 +79,5 @@ export async function startLedgerServer(): Promise<LedgerServer> {
 
 /** Starts a server before the file's tests and stops it after them. */
 export function useLedgerServer(): LedgerServer {
-  let server: LedgerServer | undefined;
-  beforeAll(async () => {
-    server = await startLedgerServer();
-  });
-  afterAll(async () => {
-    await server?.close();
-  });
-  return new Proxy({} as LedgerServer, {
-    get(_target, key) {
-      if (!server) throw new Error("the ledger server is used before beforeAll started it");
-      return Reflect.get(server, key);
-    },
-  });
+  return useStarted("the ledger server", startLedgerServer);
 }
