@@ -19,6 +19,8 @@ export const ENTRY_KINDS = [
   "REFUND",
   "REFUND_REVERSAL",
   "LEGACY_IMPORT",
+  "ADJUSTMENT",
+  "TRANSFER",
 ] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 

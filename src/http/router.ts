@@ -15,8 +15,11 @@ export interface RouteRequest {
 export interface Route {
   readonly method: Method;
   readonly path: string;
-  /** "user": the server authenticates first and answers 401 without a valid token. */
-  readonly auth: "user" | "none";
+  /**
+   * "user": the server authenticates first and answers 401 without a valid token; "admin" also
+   * answers 403 to a valid token without the admin scope.
+   */
+  readonly auth: "user" | "admin" | "none";
   handle(req: IncomingMessage, res: ServerResponse, request: RouteRequest): Promise<void>;
 }
 

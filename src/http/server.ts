@@ -54,12 +54,15 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     }
     const target = route(req.method ?? "GET", path);
     const auth =
-      target.auth === "user" ? await deps.guard.authenticate(req.headers.authorization, address) : anonymous;
-    if (target.auth === "user" && !auth.viewer) {
+      target.auth === "none" ? anonymous : await deps.guard.authenticate(req.headers.authorization, address);
+    if (target.auth !== "none" && !auth.viewer) {
       const message = auth.authError ?? "Authentication required: send Authorization: Bearer <token>";
       throw new HttpError(401, message, "UNAUTHENTICATED", {
         "www-authenticate": 'Bearer realm="token-ledger"',
       });
+    }
+    if (target.auth === "admin" && !auth.viewer?.isAdmin) {
+      throw new HttpError(403, "This route needs the tokens:admin scope", "FORBIDDEN");
     }
     await target.handle(req, res, { url, address, context: deps.context(auth, requestId) });
   }

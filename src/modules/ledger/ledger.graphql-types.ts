@@ -18,7 +18,7 @@ import {
 /** The ledger's GraphQL types; its queries and mutations are in ledger.graphql.ts. */
 
 /** An enum whose values come from a const array, each with what it means. */
-function enumOf<Value extends string>(
+export function enumOf<Value extends string>(
   name: string,
   description: string,
   values: readonly Value[],
@@ -32,7 +32,7 @@ function enumOf<Value extends string>(
   });
 }
 
-const tokens = MAX_BALANCE.toLocaleString("en-US");
+export const tokens = MAX_BALANCE.toLocaleString("en-US");
 
 export const EntryKindEnum = enumOf<EntryKind>("TransactionKind", "Why a ledger entry exists.", ENTRY_KINDS, {
   SPEND: "The user spent tokens.",
@@ -42,6 +42,9 @@ export const EntryKindEnum = enumOf<EntryKind>("TransactionKind", "Why a ledger 
   REFUND_REVERSAL: "A reversed refund gave back what the refund took.",
   LEGACY_IMPORT:
     "A balance carried over from the app's old RevenueCat subscriber attribute, once per customer.",
+  ADJUSTMENT: "An operator's correction, up or down, with a reason; metadata.adjustedBy names the operator.",
+  TRANSFER:
+    "Tokens an operator moved between two users: a debit on one and a credit on the other, committed together.",
 });
 
 const SpendErrorCodeEnum = enumOf<SpendErrorCode>(
@@ -127,7 +130,7 @@ export const BalanceRef = builder.node(builder.objectRef<Balance>(registerNodeTy
 });
 
 /** The fields every mutation payload shares; refusals are data with the unchanged balance. */
-function payloadType<Code extends string>(
+export function payloadType<Code extends string>(
   name: string,
   errorCodes: ReturnType<typeof enumOf<Code>>,
   texts: { description: string; success: string; newBalance: string; transaction: string; balance: string },
@@ -186,8 +189,8 @@ export const GrantPayloadRef = payloadType("GrantTokensPayload", GrantErrorCodeE
   balance: "The granted user's balance now.",
 });
 
-const AMOUNT = `Whole tokens, 1 to ${tokens}.`;
-const KEY = `1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters; a retry with the same key returns the original result.`;
+export const AMOUNT = `Whole tokens, 1 to ${tokens}.`;
+export const KEY = `1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters; a retry with the same key returns the original result.`;
 
 /** The limits are checked by the ledger's own validation, the same for GraphQL and REST. */
 export const SpendTokensInput = builder.inputType("SpendTokensInput", {

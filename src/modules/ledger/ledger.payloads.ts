@@ -107,9 +107,19 @@ function rateLimited(userId: string, balance: number, retryAfterSeconds: number)
   return { ...refusal(userId, balance, message, "RATE_LIMITED"), retryAfterSeconds };
 }
 
+/** Why an operator's grant, adjustment or transfer was refused. */
+export const ADMIN_ERROR_CODES = [
+  "INSUFFICIENT_TOKENS",
+  "BALANCE_LIMIT_EXCEEDED",
+  "IDEMPOTENCY_KEY_REUSED",
+] as const;
+export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
+
+type AdminDeps = Pick<SpendDeps, "ledger" | "logger">;
+
 /** An operator's grant; `input` is validated by the ledger (InvalidInputError). */
 export async function grantPayload(
-  deps: Pick<SpendDeps, "ledger" | "logger">,
+  deps: AdminDeps,
   rawInput: unknown,
   grantedBy: string,
 ): Promise<Payload<GrantErrorCode>> {
@@ -117,18 +127,86 @@ export async function grantPayload(
     const result = await deps.ledger.grant(rawInput, grantedBy, { log: deps.logger });
     return accepted(result, `Granted ${result.entry.amount} tokens`);
   } catch (error) {
-    if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
     const userId = (rawInput as { userId: string }).userId;
-    const { balance } = await deps.ledger.balanceOf(userId);
-    return error instanceof BalanceLimitError
-      ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
-      : refusal(
-          userId,
-          balance,
-          "This idempotency key was already used for a different grant",
-          "IDEMPOTENCY_KEY_REUSED",
-        );
+    return (await adminRefusal(deps, error, userId, "grant")) as Payload<GrantErrorCode>;
   }
+}
+
+/** An operator's signed correction; `input` is validated by the ledger (InvalidInputError). */
+export async function adjustPayload(
+  deps: AdminDeps,
+  rawInput: unknown,
+  adjustedBy: string,
+): Promise<Payload<AdminErrorCode>> {
+  try {
+    const result = await deps.ledger.adjust(rawInput, adjustedBy, { log: deps.logger });
+    return accepted(result, `Adjusted by ${result.entry.amount} tokens`);
+  } catch (error) {
+    return adminRefusal(deps, error, (rawInput as { userId: string }).userId, "adjustment");
+  }
+}
+
+export interface TransferPayload {
+  readonly fromUserId: string;
+  readonly toUserId: string;
+  readonly success: boolean;
+  readonly message: string;
+  readonly debit: LedgerEntry | null;
+  readonly credit: LedgerEntry | null;
+  readonly errorCode: AdminErrorCode | null;
+  readonly replayed: boolean;
+}
+
+/** Moves tokens between two users, both sides or neither; `input` is validated by the ledger. */
+export async function transferPayload(
+  deps: AdminDeps,
+  rawInput: unknown,
+  transferredBy: string,
+): Promise<TransferPayload> {
+  const { fromUserId, toUserId } = rawInput as { fromUserId: string; toUserId: string };
+  try {
+    const { debit, credit, replayed } = await deps.ledger.transfer(rawInput, transferredBy, {
+      log: deps.logger,
+    });
+    const message = `Moved ${credit.amount} tokens from ${fromUserId} (now ${debit.balanceAfter}) to ${toUserId} (now ${credit.balanceAfter})`;
+    return { fromUserId, toUserId, success: true, message, debit, credit, errorCode: null, replayed };
+  } catch (error) {
+    const refused = await adminRefusal(deps, error, fromUserId, "transfer");
+    const { message, errorCode } = refused;
+    return {
+      fromUserId,
+      toUserId,
+      success: false,
+      message,
+      debit: null,
+      credit: null,
+      errorCode,
+      replayed: false,
+    };
+  }
+}
+
+/** An operator's refusal as data with the user's unchanged balance; anything else is rethrown. */
+async function adminRefusal(
+  deps: AdminDeps,
+  error: unknown,
+  userId: string,
+  what: string,
+): Promise<Payload<AdminErrorCode>> {
+  if (error instanceof InsufficientTokensError) {
+    const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
+    return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
+  }
+  if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
+  const { balance } = await deps.ledger.balanceOf(userId);
+  return error instanceof BalanceLimitError
+    ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
+    : refusal(
+        userId,
+        balance,
+        `This idempotency key was already used for a different ${what}`,
+        "IDEMPOTENCY_KEY_REUSED",
+      );
 }
 
 function accepted<Code extends string>(result: WriteResult, what: string): Payload<Code> {

@@ -1,17 +1,10 @@
-import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import stringify from "safe-stable-stringify";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
-import { MAX_BALANCE } from "../../db/schema.js";
 import { parseInput } from "../../validation.js";
-import {
-  BalanceLimitError,
-  IdempotencyConflictError,
-  InsufficientTokensError,
-  RateLimitedError,
-} from "./ledger.errors.js";
+import { requestHash, written } from "./ledger.outcomes.js";
 import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
+import { transferTokens } from "./ledger.transfer.js";
 import type {
   LegacyImport,
   LegacyImportResult,
@@ -21,9 +14,10 @@ import type {
   RefundResult,
   RefundReversal,
   ReversalResult,
+  TransferResult,
   WriteResult,
 } from "./ledger.types.js";
-import { grantInputSchema, spendInputSchema } from "./ledger.validation.js";
+import { adjustInputSchema, grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
 
 export type * from "./ledger.types.js";
@@ -63,6 +57,22 @@ export interface LedgerService {
    * GrantInput, validated here; idempotent like spend.
    */
   grant(input: unknown, grantedBy: string, options?: WriteOptions): Promise<WriteResult>;
+  /**
+   * An operator's signed correction of a user's balance with a required reason, recorded with who
+   * made it (an ADJUSTMENT entry). A debit never takes the balance below 0: it is refused whole
+   * (InsufficientTokensError with what is available), never clamped. `input` is an AdjustInput;
+   * idempotent like grant.
+   */
+  adjust(input: unknown, adjustedBy: string, options?: Pick<WriteOptions, "log">): Promise<WriteResult>;
+  /**
+   * Moves tokens from one user to another: a debit and a credit (TRANSFER entries) committed in one
+   * transaction, or neither. One idempotency key covers both sides. `input` is a TransferInput.
+   */
+  transfer(
+    input: unknown,
+    transferredBy: string,
+    options?: Pick<WriteOptions, "log">,
+  ): Promise<TransferResult>;
   /** Credits a store purchase once per store transaction; a second credit returns the first entry. */
   creditPurchase(credit: PurchaseCredit, options?: WriteOptions): Promise<PurchaseCreditResult>;
   /**
@@ -154,6 +164,33 @@ class Ledger implements LedgerService {
     return result;
   }
 
+  async adjust(rawInput: unknown, adjustedBy: string, options: WriteOptions = {}): Promise<WriteResult> {
+    const input = parseInput(adjustInputSchema, rawInput);
+    const key = input.idempotencyKey ?? null;
+    const request: ChangeRequest = {
+      userId: input.userId,
+      delta: input.amount,
+      kind: "ADJUSTMENT",
+      description: input.reason,
+      metadata: { adjustedBy },
+      idempotencyKey: key,
+      requestHash: key ? requestHash({ op: "adjust", amount: input.amount, reason: input.reason }) : null,
+    };
+    const result = written(await this.apply(request, options), request);
+    if (!result.replayed) {
+      const { id, balanceAfter } = result.entry;
+      (options.log ?? this.logger).info(
+        { userId: input.userId, amount: input.amount, adjustedBy, entryId: id },
+        `Admin ${adjustedBy} adjusted user ${input.userId}'s tokens by ${input.amount}. New balance: ${balanceAfter}`,
+      );
+    }
+    return result;
+  }
+
+  transfer(rawInput: unknown, transferredBy: string, options: WriteOptions = {}): Promise<TransferResult> {
+    return transferTokens(this.db, rawInput, transferredBy, options.log ?? this.logger);
+  }
+
   async creditPurchase(credit: PurchaseCredit, options: WriteOptions = {}): Promise<PurchaseCreditResult> {
     const request: ChangeRequest = {
       userId: credit.userId,
@@ -225,35 +262,4 @@ class Ledger implements LedgerService {
     const [outcome] = await applyChanges(executor, [request]);
     return outcome as ChangeOutcome;
   }
-}
-
-/**
- * What a write came to: the new entry, or for a replayed idempotency key the original one (a reuse
- * with other input is IdempotencyConflictError); every refusal as the error that names it.
- */
-function written(outcome: ChangeOutcome, request: ChangeRequest): WriteResult {
-  const amount = Math.abs(request.delta);
-  switch (outcome.status) {
-    case "applied":
-      return { entry: outcome.entry, replayed: false };
-    case "replay":
-      if (outcome.requestHash === (request.requestHash ?? null))
-        return { entry: outcome.entry, replayed: true };
-      throw new IdempotencyConflictError(request.idempotencyKey ?? "");
-    case "duplicate":
-      return { entry: outcome.entry, replayed: true };
-    case "insufficient":
-      throw new InsufficientTokensError(amount, outcome.available);
-    case "limit":
-      throw new BalanceLimitError(MAX_BALANCE, amount);
-    case "rate_limited":
-      throw new RateLimitedError(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)), outcome.available);
-  }
-}
-
-/** SHA-256 of a request, stable under key order, stored beside an idempotency key. */
-function requestHash(request: unknown): string {
-  return createHash("sha256")
-    .update(stringify(request) ?? "")
-    .digest("hex");
 }

@@ -8,6 +8,13 @@ export interface WriteResult {
   readonly replayed: boolean;
 }
 
+/** A transfer's two entries; `replayed` when its idempotency key matched an identical transfer. */
+export interface TransferResult {
+  readonly debit: LedgerEntry;
+  readonly credit: LedgerEntry;
+  readonly replayed: boolean;
+}
+
 /** A store purchase to credit; `storeRef` (`<store>:<transaction id>`) credits at most once. */
 export interface PurchaseCredit {
   readonly userId: string;

@@ -83,3 +83,33 @@ export const grantInputSchema = z.object({
   idempotencyKey: idempotencyKeySchema.nullish(),
 });
 export type GrantInput = z.infer<typeof grantInputSchema>;
+
+/** A signed correction: never 0, at most the balance cap either way. */
+export const signedAmountSchema = z
+  .number({ error: "amount must be a number" })
+  .int("amount must be a whole number")
+  .min(-MAX_BALANCE, `amount must be at least -${MAX_BALANCE}`)
+  .max(MAX_BALANCE, `amount must be at most ${MAX_BALANCE}`)
+  .refine((amount) => amount !== 0, "amount must not be 0");
+
+export const adjustInputSchema = z.object({
+  userId: userIdSchema,
+  amount: signedAmountSchema,
+  reason: descriptionSchema,
+  idempotencyKey: idempotencyKeySchema.nullish(),
+});
+export type AdjustInput = z.infer<typeof adjustInputSchema>;
+
+export const transferInputSchema = z
+  .object({
+    fromUserId: userIdSchema,
+    toUserId: userIdSchema,
+    amount: amountSchema,
+    reason: descriptionSchema,
+    idempotencyKey: idempotencyKeySchema.nullish(),
+  })
+  .refine((input) => input.fromUserId !== input.toUserId, {
+    message: "fromUserId and toUserId must be different users",
+    path: ["toUserId"],
+  });
+export type TransferInput = z.infer<typeof transferInputSchema>;
