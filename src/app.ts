@@ -7,6 +7,7 @@ import type { Config } from "./config.js";
 import { type AppServices, createContext } from "./context.js";
 import type { DatabaseHandle } from "./db/client.js";
 import { isMigrated } from "./db/migrate.js";
+import { createGraphiqlPage } from "./graphql/graphiql.js";
 import { attachGraphqlWs, type GraphqlWs } from "./graphql/websocket.js";
 import { createYogaServer } from "./graphql/yoga.js";
 import { listen, stopServer } from "./http/lifecycle.js";
@@ -19,7 +20,7 @@ import { createLedgerService } from "./modules/ledger/ledger.service.js";
 import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService } from "./modules/purchases/purchases.service.js";
-import { revenuecatRoute } from "./modules/purchases/revenuecat.route.js";
+import { revenuecatRoute, WEBHOOK_PATH } from "./modules/purchases/revenuecat.route.js";
 
 export interface App {
   readonly server: Server;
@@ -37,6 +38,8 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   const { db, ledger, purchases, hub, limits, metrics } = services;
   const guard = createAuthGuard({ verify: createTokenVerifier(config.jwt), limits });
   const yoga = createYogaServer({ config, services, guard });
+  const graphiql =
+    config.nodeEnv === "production" ? undefined : createGraphiqlPage({ title: "token-ledger" });
   const webhook = {
     secret: required(config.revenuecat.webhookSecret),
     hmacSecret: config.revenuecat.hmacSecret,
@@ -53,11 +56,15 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   ];
   const server = createHttpServer({
     routes,
-    graphql: async (req, res, scope) => yoga.handle(req, res, scope),
+    graphql: async (req, res, scope) => {
+      if (!(await graphiql?.serve(req, res))) await yoga.handle(req, res, scope);
+    },
     guard,
     context: (auth, requestId) => createContext(services, auth, requestId),
     logger,
     trustedProxies: config.trustedProxies,
+    corsOrigins: config.corsOrigins,
+    webhookPath: WEBHOOK_PATH,
   });
   const addressOf = (request: IncomingMessage) => clientAddress(request, config.trustedProxies);
   let ws: GraphqlWs | undefined;

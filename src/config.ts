@@ -49,6 +49,11 @@ export interface Config {
    * right-most entry not written by one of them. 0: the socket's own address.
    */
   readonly trustedProxies: number;
+  /**
+   * Which web origins may call /graphql and the REST routes from a browser: "*" (any: the only
+   * credential is a bearer token a foreign page cannot read) or a list of exact origins.
+   */
+  readonly corsOrigins: "*" | readonly string[];
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
   /** The legacy token attribute; webhooks still carrying it for imported users reveal old app builds. */
@@ -140,6 +145,22 @@ const envSchema = z.object({
     .transform((value) => (value === "false" ? "0" : value))
     .pipe(z.coerce.number<string>({ error: "must be a number of proxies" }).int().min(0).max(10)),
   METRICS_TOKEN: optionalString,
+  CORS_ORIGINS: optionalString.pipe(
+    z
+      .string()
+      .transform((list) => list.split(",").map((item) => item.trim()))
+      .pipe(
+        z.union([
+          z.tuple([z.literal("*")]).transform(() => "*" as const),
+          z.array(
+            z
+              .string()
+              .regex(/^https?:\/\/[^/?#\s]+$/, "must be * or origins such as https://app.example.com"),
+          ),
+        ]),
+      )
+      .optional(),
+  ),
   LEGACY_TOKEN_ATTRIBUTE: optionalString,
   REVENUECAT_API_KEY: optionalString,
   REVENUECAT_PROJECT_ID: optionalString,
@@ -170,6 +191,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (production && !e.REVENUECAT_WEBHOOK_SECRET) {
     problems.push("REVENUECAT_WEBHOOK_SECRET: required when NODE_ENV=production");
+  }
+  if (production && !e.PRODUCT_TOKEN_MAP) {
+    problems.push(
+      "PRODUCT_TOKEN_MAP: required when NODE_ENV=production (without it, real purchases would be credited the demo map's amounts)",
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -203,6 +229,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       redisUrl: e.REDIS_URL,
     }),
     trustedProxies: e.TRUST_PROXY,
+    corsOrigins: e.CORS_ORIGINS ?? "*",
     metricsToken: e.METRICS_TOKEN,
     legacyTokenAttribute: e.LEGACY_TOKEN_ATTRIBUTE,
     revenuecatApi: Object.freeze({

@@ -35,11 +35,31 @@ describe("configuration", () => {
     expect(problems.join("\n")).toMatch(/REVENUECAT_WEBHOOK_SECRET/);
   });
 
+  it("production refuses to start without PRODUCT_TOKEN_MAP instead of crediting the demo map", () => {
+    const secrets = {
+      NODE_ENV: "production",
+      JWT_SECRET: "s".repeat(32),
+      REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
+    };
+    expect(problemsOf(secrets).join("\n")).toMatch(/PRODUCT_TOKEN_MAP: required when NODE_ENV=production/);
+    expect(problemsOf({ ...secrets, PRODUCT_TOKEN_MAP: '{"coins_100":100}' })).toEqual([]);
+  });
+
+  it("CORS_ORIGINS is * by default, or a list of origins", () => {
+    expect(loadConfig({}).corsOrigins).toBe("*");
+    expect(loadConfig({ CORS_ORIGINS: "https://a.example, http://localhost:5173" }).corsOrigins).toEqual([
+      "https://a.example",
+      "http://localhost:5173",
+    ]);
+    expect(problemsOf({ CORS_ORIGINS: "https://a.example/path" }).join()).toContain("CORS_ORIGINS");
+  });
+
   it("production starts with its secrets and accepts only PRODUCTION purchases by default", () => {
     const config = loadConfig({
       NODE_ENV: "production",
       JWT_SECRET: "s".repeat(32),
       REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
+      PRODUCT_TOKEN_MAP: '{"coins_100":100}',
     });
     expect(config.revenuecat.environments).toEqual(["PRODUCTION"]);
     expect(config.graphqlIntrospection).toBe(false);

@@ -1,7 +1,5 @@
-import { createRequire } from "node:module";
 import { EnvelopArmor } from "@escape.tech/graphql-armor";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
-import type { renderGraphiQL as RenderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
 import type { Authentication, AuthGuard } from "../auth/guard.js";
 import type { Config } from "../config.js";
@@ -28,17 +26,6 @@ export const GRAPHQL_LIMITS = {
   maxDirectives: 20,
 };
 
-/**
- * @graphql-yoga/render-graphiql carries GraphiQL's whole bundle; it is loaded when the page is first
- * asked for, so a server (and every production one, which has no GraphiQL) starts without it.
- */
-function renderGraphiqlOffline(options?: Parameters<typeof RenderGraphiQL>[0]): string {
-  const { renderGraphiQL } = createRequire(import.meta.url)("@graphql-yoga/render-graphiql") as {
-    renderGraphiQL: typeof RenderGraphiQL;
-  };
-  return renderGraphiQL(options);
-}
-
 export function createYogaServer(deps: { config: Config; services: AppServices; guard: AuthGuard }): Yoga {
   const { config, services, guard } = deps;
   const armor = new EnvelopArmor({
@@ -54,10 +41,10 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: "/graphql",
-    graphiql:
-      config.nodeEnv === "production" ? false : { subscriptionsProtocol: "WS", title: "token-ledger" },
-    // GraphiQL from the package itself, not from a CDN: it works offline and behind strict networks.
-    renderGraphiQL: renderGraphiqlOffline,
+    // GraphiQL (development only) is served before yoga by graphiql.ts, from the package itself.
+    graphiql: false,
+    // CORS is answered by the HTTP server, the same for GraphQL and REST (src/http/cors.ts).
+    cors: false,
     landingPage: false,
     batching: false,
     maskedErrors: { maskError },

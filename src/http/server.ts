@@ -5,11 +5,13 @@ import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { InvalidInputError } from "../validation.js";
 import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
+import { applyCors } from "./cors.js";
 import { HttpError, sendError } from "./errors.js";
 import { clientAddress, requestIdOf } from "./request.js";
 import { createRouter, type Route } from "./router.js";
 
 export const GRAPHQL_PATH = "/graphql";
+const API_PREFIX = "/api/v1/tokens/";
 
 /** What yoga gets from the HTTP server before its own context factory runs. */
 export interface GraphqlScope {
@@ -25,6 +27,10 @@ export interface HttpServerDeps {
   readonly context: (auth: Authentication, requestId: string) => RequestContext;
   readonly logger: Logger;
   readonly trustedProxies: number;
+  /** Which web origins may call the API from a browser (see cors.ts). */
+  readonly corsOrigins: "*" | readonly string[];
+  /** The webhook's path: called by RevenueCat's servers, never by a page, so it gets no CORS. */
+  readonly webhookPath: string;
 }
 
 /**
@@ -43,6 +49,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
+    const api = path === GRAPHQL_PATH || (path.startsWith(API_PREFIX) && path !== deps.webhookPath);
+    if (api && applyCors(req, res, deps.corsOrigins)) return;
     // Node keeps the first of repeated Authorization headers; which one a proxy or client meant is
     // anyone's guess, so the request is refused rather than answered for one of them.
     if ((req.headersDistinct.authorization?.length ?? 0) > 1) {
