@@ -6,6 +6,7 @@
 // PGlite (WebAssembly beside its code), GraphiQL's page and ioredis stay external, loaded as usual.
 // `npm run dev` still watches the sources with tsx; production runs the tsc build (`npm run build`).
 import { mkdir, readdir, rename, stat, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -26,9 +27,28 @@ async function newestSource() {
   return Math.max(...times);
 }
 
-export async function buildBundle() {
-  const { build } = await import("esbuild");
-  const result = await build({
+/**
+ * Packages that ship a CommonJS and an ES module build of themselves (graphql 16: `main` and `module`)
+ * would be bundled twice, once for the dependencies that require() them and once for those that
+ * import them, and a class of one copy is not an `instanceof` of the other: yoga then masked every
+ * GraphQLError made by the other copy as a 500. Node itself loads `main` for both kinds of importer,
+ * so the bundle does too.
+ */
+const ONE_COPY = ["graphql"];
+
+const oneCopyPlugin = {
+  name: "one-copy",
+  setup(build) {
+    const filter = new RegExp(`^(${ONE_COPY.join("|")})$`);
+    build.onResolve({ filter }, (args) => ({
+      path: createRequire(join(root, "package.json")).resolve(args.path),
+    }));
+  },
+};
+
+/** esbuild's options for the start bundle (tests build it with these to inspect what it holds). */
+export function bundleOptions() {
+  return {
     entryPoints: [join(root, "src", "main.ts")],
     bundle: true,
     platform: "node",
@@ -40,11 +60,17 @@ export async function buildBundle() {
       js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
     },
     mainFields: ["module", "main"],
+    plugins: [oneCopyPlugin],
     sourcemap: "linked",
     outfile: bundle,
     write: false,
     logLevel: "warning",
-  });
+  };
+}
+
+export async function buildBundle() {
+  const { build } = await import("esbuild");
+  const result = await build(bundleOptions());
   // Each file is written beside and renamed into place, so two starts at once never run half a file.
   await mkdir(dirname(bundle), { recursive: true });
   // The source map goes first, so the code it describes is never newer than it.
