@@ -257,7 +257,7 @@ function identityProblems(e: Env, production: boolean): string[] {
   if (production && e.JWKS_URL && (!e.JWT_ISSUER || !e.JWT_AUDIENCE)) {
     const missing = [e.JWT_ISSUER ? undefined : "JWT_ISSUER", e.JWT_AUDIENCE ? undefined : "JWT_AUDIENCE"];
     problems.push(
-      `${missing.filter(Boolean).join(" and ")}: required with JWKS_URL when NODE_ENV=production; without them a token signed by the key set for any other tenant (any Firebase project shares Google's key set) would be accepted for any user, with an admin claim its owner chose`,
+      `${missing.filter(Boolean).join(" and ")}: required with JWKS_URL when NODE_ENV=production; without an issuer and an audience, a token signed by the key set for any other tenant (any Firebase project shares Google's key set) would be accepted for any user, with an admin claim its owner chose`,
     );
   }
   return problems;
