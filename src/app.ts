@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { createAuthGuard } from "./auth/guard.js";
 import { createTokenVerifier } from "./auth/jwt.js";
+import { createProviderKeySet } from "./auth/provider-keys.js";
 import type { Config } from "./config.js";
 import { type AppServices, createContext } from "./context.js";
 import type { DatabaseHandle } from "./db/client.js";
@@ -36,12 +37,21 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   const { config, database, logger } = deps;
   const services = createServices(config, database, logger);
   const { db, ledger, purchases, hub, limits, metrics } = services;
-  const guard = createAuthGuard({ verify: createTokenVerifier(config.jwt), limits });
+  const keySet = config.jwt.jwksUrl
+    ? createProviderKeySet({
+        url: config.jwt.jwksUrl,
+        maxAgeMs: config.jwt.jwksMaxAgeSeconds * 1000,
+        logger,
+        metrics,
+      })
+    : undefined;
+  const guard = createAuthGuard({ verify: createTokenVerifier(config.jwt, keySet), limits });
   const yoga = createYogaServer({ config, services, guard });
   const graphiql =
     config.nodeEnv === "production" ? undefined : createGraphiqlPage({ title: "token-ledger" });
   const webhook = {
     secret: required(config.revenuecat.webhookSecret),
+    previousSecret: config.revenuecat.previousWebhookSecret,
     hmacSecret: config.revenuecat.hmacSecret,
   };
   const routes = [
@@ -49,8 +59,9 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     revenuecatRoute({ purchases, auth: webhook, metrics, guard }),
     ...operationsRoutes({
       metrics,
-      metricsToken: config.metricsToken,
+      metricsTokens: [config.metricsToken, config.previousMetricsToken],
       isReady: () => isMigrated(database),
+      keySetStatus: () => keySet?.status(),
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
   ];
@@ -73,6 +84,8 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     services,
     async start(port = config.port, host = config.host) {
       await Promise.all([hub.start(), limits.start()]);
+      // Fetched ahead of the first token, without waiting: an unreachable provider is logged now.
+      void keySet?.refreshIfDue();
       ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf });
       await listen(server, port, host);
       return (server.address() as AddressInfo).port;

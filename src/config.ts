@@ -25,12 +25,22 @@ export interface Config {
   readonly logLevel: string;
   readonly jwt: {
     readonly secret: string | undefined;
+    /** The secret being rotated out: tokens it signed still verify; nothing new is signed with it. */
+    readonly previousSecret: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
     readonly jwksUrl: string | undefined;
+    /** Keys older than this are fetched again, so a key the provider removed stops verifying. */
+    readonly jwksMaxAgeSeconds: number;
+    /** The claim that grants admin: a space-separated string (OAuth `scope`) or an array of strings. */
+    readonly adminClaim: string;
+    /** The value in `adminClaim` that makes the caller an admin. */
+    readonly adminValue: string;
   };
   readonly revenuecat: {
     readonly webhookSecret: string | undefined;
+    /** The webhook secret being rotated out, still accepted until it is removed. */
+    readonly previousWebhookSecret: string | undefined;
     readonly hmacSecret: string | undefined;
     readonly environments: readonly string[];
     readonly productTokenMap: Readonly<Record<string, number>>;
@@ -56,6 +66,8 @@ export interface Config {
   readonly corsOrigins: "*" | readonly string[];
   /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
+  /** The metrics token being rotated out, still accepted until it is removed. */
+  readonly previousMetricsToken: string | undefined;
   /** The legacy token attribute; webhooks still carrying it for imported users reveal old app builds. */
   readonly legacyTokenAttribute: string | undefined;
   /** RevenueCat's REST API v2, for the legacy import (read customers, clear the attribute). */
@@ -109,10 +121,22 @@ const envSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+  JWT_SECRET_PREVIOUS: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   JWKS_URL: optionalString.pipe(z.url("must be an http(s) URL").optional()),
+  JWKS_MAX_AGE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(600),
+  JWT_ADMIN_CLAIM: optionalString,
+  JWT_ADMIN_VALUE: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\S+$/, "must be one value without spaces (a space-separated claim is split on spaces)")
+      .optional(),
+  ),
   REVENUECAT_WEBHOOK_SECRET: optionalString.pipe(
+    z.string().min(16, "must be at least 16 characters").optional(),
+  ),
+  REVENUECAT_WEBHOOK_SECRET_PREVIOUS: optionalString.pipe(
     z.string().min(16, "must be at least 16 characters").optional(),
   ),
   REVENUECAT_WEBHOOK_HMAC_SECRET: optionalString,
@@ -161,6 +185,7 @@ const envSchema = z.object({
       )
       .optional(),
   ),
+  METRICS_TOKEN_PREVIOUS: optionalString,
   LEGACY_TOKEN_ATTRIBUTE: optionalString,
   REVENUECAT_API_KEY: optionalString,
   REVENUECAT_PROJECT_ID: optionalString,
@@ -197,6 +222,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       "PRODUCT_TOKEN_MAP: required when NODE_ENV=production (without it, real purchases would be credited the demo map's amounts)",
     );
   }
+  problems.push(...identityProblems(e, production), ...rotationProblems(e));
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -209,12 +235,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     jwt: Object.freeze({
       secret: e.JWT_SECRET,
+      previousSecret: e.JWT_SECRET_PREVIOUS,
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       jwksUrl: e.JWKS_URL,
+      jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
+      adminClaim: e.JWT_ADMIN_CLAIM ?? "scope",
+      adminValue: e.JWT_ADMIN_VALUE ?? "tokens:admin",
     }),
     revenuecat: Object.freeze({
       webhookSecret: e.REVENUECAT_WEBHOOK_SECRET,
+      previousWebhookSecret: e.REVENUECAT_WEBHOOK_SECRET_PREVIOUS,
       hmacSecret: e.REVENUECAT_WEBHOOK_HMAC_SECRET,
       environments: Object.freeze(
         e.REVENUECAT_ENVIRONMENTS ?? (production ? ["PRODUCTION"] : ["PRODUCTION", "SANDBOX"]),
@@ -231,6 +262,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: e.TRUST_PROXY,
     corsOrigins: e.CORS_ORIGINS ?? "*",
     metricsToken: e.METRICS_TOKEN,
+    previousMetricsToken: e.METRICS_TOKEN_PREVIOUS,
     legacyTokenAttribute: e.LEGACY_TOKEN_ATTRIBUTE,
     revenuecatApi: Object.freeze({
       url: (e.REVENUECAT_API_URL ?? "https://api.revenuecat.com").replace(/\/+$/, ""),
@@ -238,4 +270,42 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       projectId: e.REVENUECAT_PROJECT_ID,
     }),
   });
+}
+
+type Env = z.infer<typeof envSchema>;
+
+/**
+ * A key set such as Google's (every Firebase project) or a shared IdP's serves many tenants: without
+ * an issuer and an audience, a token any of them signed would be accepted here, for any `sub`, with
+ * whatever admin claim its tenant chose to put in it. Production therefore requires both.
+ */
+function identityProblems(e: Env, production: boolean): string[] {
+  const problems: string[] = [];
+  if (production && e.JWKS_URL && (!e.JWT_ISSUER || !e.JWT_AUDIENCE)) {
+    const missing = [e.JWT_ISSUER ? undefined : "JWT_ISSUER", e.JWT_AUDIENCE ? undefined : "JWT_AUDIENCE"];
+    problems.push(
+      `${missing.filter(Boolean).join(" and ")}: required with JWKS_URL when NODE_ENV=production; without an issuer and an audience, a token signed by the key set for any other tenant (any Firebase project shares Google's key set) would be accepted for any user, with an admin claim its owner chose`,
+    );
+  }
+  return problems;
+}
+
+/** A previous secret is the old half of a rotation: alone, it would be the only secret, under a wrong name. */
+function rotationProblems(e: Env): string[] {
+  const problems: string[] = [];
+  const pairs = [
+    ["JWT_SECRET_PREVIOUS", e.JWT_SECRET_PREVIOUS, "JWT_SECRET", e.JWT_SECRET],
+    [
+      "REVENUECAT_WEBHOOK_SECRET_PREVIOUS",
+      e.REVENUECAT_WEBHOOK_SECRET_PREVIOUS,
+      "REVENUECAT_WEBHOOK_SECRET",
+      e.REVENUECAT_WEBHOOK_SECRET,
+    ],
+    ["METRICS_TOKEN_PREVIOUS", e.METRICS_TOKEN_PREVIOUS, "METRICS_TOKEN", e.METRICS_TOKEN],
+  ] as const;
+  for (const [previousName, previous, currentName, current] of pairs) {
+    if (previous && !current)
+      problems.push(`${previousName}: set only beside ${currentName}, while rotating it`);
+  }
+  return problems;
 }

@@ -1,10 +1,20 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { KEY_SET_FAILURE_REASONS } from "./auth/key-set.js";
 
 /** Prometheus metrics for one app instance; a registry of its own so tests can build several apps. */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const jwksFetchFailures = new Counter({
+    name: "token_jwks_fetch_failures_total",
+    help: "Failed fetches of the JWKS_URL key set by reason (network, timeout, http_status, invalid).",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  // At 0 from the start, so the first failure is an increase an alert can see.
+  for (const reason of KEY_SET_FAILURE_REASONS) jwksFetchFailures.inc({ reason }, 0);
   return {
+    jwksFetchFailures,
     registry,
     webhookEvents: new Counter({
       name: "token_webhook_events_total",

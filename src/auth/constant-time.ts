@@ -5,3 +5,15 @@ export function constantTimeEqual(a: string, b: string): boolean {
   const digest = (text: string) => createHash("sha256").update(text).digest();
   return timingSafeEqual(digest(a), digest(b));
 }
+
+/**
+ * Whether `given` equals any of the configured secrets (the current one and, while rotating, the
+ * previous one). Every secret is compared, so timing does not say which one matched.
+ */
+export function equalsAnySecret(given: string, secrets: readonly (string | undefined)[]): boolean {
+  let matched = false;
+  for (const secret of secrets) {
+    if (secret !== undefined && constantTimeEqual(given, secret)) matched = true;
+  }
+  return matched;
+}

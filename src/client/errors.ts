@@ -6,6 +6,7 @@ export type TokenLedgerErrorCode =
   | "UNAUTHENTICATED"
   | "RATE_LIMITED"
   | "DATABASE_UNAVAILABLE"
+  | "AUTH_UNAVAILABLE"
   | "BAD_USER_INPUT"
   | "NETWORK_ERROR"
   | "UNEXPECTED"
@@ -34,7 +35,8 @@ interface GraphqlErrorBody {
 
 /**
  * Turns a GraphQL error list, or an HTTP status without one, into a TokenLedgerError. Only a
- * database outage and gateway errors are worth repeating as they are; an expired token needs a new
+ * database outage, the identity provider's keys being unreachable and gateway errors are worth
+ * repeating as they are; an expired token needs a new
  * token first, and the rest need a change in the request.
  */
 export function errorFromResponse(
@@ -52,6 +54,7 @@ export function errorFromResponse(
     case "BAD_USER_INPUT":
       return new TokenLedgerError(code, message, false, retryAfter);
     case "DATABASE_UNAVAILABLE":
+    case "AUTH_UNAVAILABLE":
     case "NETWORK_ERROR":
       return new TokenLedgerError(code, message, true, retryAfter);
     default:

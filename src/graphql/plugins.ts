@@ -1,6 +1,7 @@
 import { GraphQLError, getOperationAST } from "graphql";
 import { type Plugin, useErrorHandler, maskError as yogaMaskError } from "graphql-yoga";
 import { TooManyAuthFailuresError } from "../auth/guard.js";
+import { AuthUnavailableError } from "../auth/key-set.js";
 import type { GraphQLContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Metrics } from "../metrics.js";
@@ -18,6 +19,16 @@ function clientError(error: unknown): GraphQLError | null {
         code: "RATE_LIMITED",
         retryAfterSeconds: error.retryAfterSeconds,
         http: { status: 429, headers: { "retry-after": retryAfter } },
+      },
+    });
+  }
+  if (error instanceof AuthUnavailableError) {
+    const retryAfter = String(error.retryAfterSeconds);
+    return new GraphQLError(error.message, {
+      extensions: {
+        code: "AUTH_UNAVAILABLE",
+        retryAfterSeconds: error.retryAfterSeconds,
+        http: { status: 503, headers: { "retry-after": retryAfter } },
       },
     });
   }

@@ -4,6 +4,7 @@ import type { Context, SubscribePayload } from "graphql-ws";
 import { type Extra, useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
+import { AuthUnavailableError } from "../auth/key-set.js";
 import type { Metrics } from "../metrics.js";
 import type { Yoga } from "./yoga.js";
 
@@ -20,6 +21,12 @@ export const CLOSE_TOKEN_EXPIRED = 4403;
 export const CLOSE_UNAUTHORIZED = 4401;
 /** Close code for a client address blocked after too many failed authentications (not retried). */
 export const CLOSE_RATE_LIMITED = 4429;
+/**
+ * Close code when the identity provider's keys cannot be fetched, so the token could not be checked:
+ * 4503, outside graphql-ws's fatal codes, so its clients (and @token-ledger/client) reconnect with
+ * the same token after a pause.
+ */
+export const CLOSE_AUTH_UNAVAILABLE = 4503;
 
 export interface GraphqlWs {
   close(code: number, reason: string): Promise<void>;
@@ -93,6 +100,10 @@ async function connect(
       deps.addressOf(ctx.extra.request),
     );
   } catch (error) {
+    if (error instanceof AuthUnavailableError) {
+      socket.close(CLOSE_AUTH_UNAVAILABLE, truncateReason(error.message));
+      return false;
+    }
     if (!(error instanceof TooManyAuthFailuresError)) throw error;
     socket.close(CLOSE_RATE_LIMITED, error.message);
     return false;

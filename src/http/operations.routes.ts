@@ -1,4 +1,6 @@
-import { constantTimeEqual } from "../auth/constant-time.js";
+import { equalsAnySecret } from "../auth/constant-time.js";
+import { bearerToken } from "../auth/jwt.js";
+import type { KeySetStatus } from "../auth/key-set.js";
 import type { Metrics } from "../metrics.js";
 import { HttpError, sendJson } from "./errors.js";
 import type { Route } from "./router.js";
@@ -9,8 +11,13 @@ export interface OperationsDeps {
   readonly isReady: () => Promise<boolean>;
   /** Gauges read at scrape time rather than kept up to date. */
   readonly beforeScrape: () => void;
-  /** When set, /metrics needs `Authorization: Bearer <token>`. */
-  readonly metricsToken: string | undefined;
+  /**
+   * METRICS_TOKEN and, while rotating it, METRICS_TOKEN_PREVIOUS: when the first is set, /metrics
+   * needs `Authorization: Bearer <either>`.
+   */
+  readonly metricsTokens: readonly [string | undefined, string | undefined];
+  /** The identity provider's key set, when JWKS_URL is configured. */
+  readonly keySetStatus: () => KeySetStatus | undefined;
 }
 
 /** /health (the process lives), /ready (it can serve) and /metrics (Prometheus). */
@@ -27,7 +34,7 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       path: "/ready",
       auth: "none",
       async handle(_req, res) {
-        if (await deps.isReady().catch(() => false)) return sendJson(res, 200, { status: "ready" });
+        if (await deps.isReady().catch(() => false)) return sendJson(res, 200, readyBody(deps));
         sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
       },
     },
@@ -36,8 +43,9 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       path: "/metrics",
       auth: "none",
       async handle(req, res) {
-        const expected = `Bearer ${deps.metricsToken}`;
-        if (deps.metricsToken && !constantTimeEqual(req.headers.authorization ?? "", expected)) {
+        const [current] = deps.metricsTokens;
+        const given = bearerToken(req.headers.authorization) ?? "";
+        if (current && !equalsAnySecret(given, deps.metricsTokens)) {
           throw new HttpError(401, "Metrics need Authorization: Bearer <METRICS_TOKEN>", "UNAUTHENTICATED");
         }
         deps.beforeScrape();
@@ -46,4 +54,14 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       },
     },
   ];
+}
+
+/**
+ * An unreachable key set is the same for every instance: taking them all out of the load balancer
+ * would not help and would stop webhooks too, so /ready stays 200 and says "degraded".
+ */
+function readyBody(deps: OperationsDeps): Record<string, unknown> {
+  const keys = deps.keySetStatus();
+  if (keys && !keys.reachable) return { status: "degraded", identityProviderKeys: keys };
+  return { status: "ready" };
 }

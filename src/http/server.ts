@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
+import { AuthUnavailableError } from "../auth/key-set.js";
 import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { InvalidInputError } from "../validation.js";
@@ -91,6 +92,10 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     } else if (error instanceof TooManyAuthFailuresError) {
       const headers = { "retry-after": String(error.retryAfterSeconds) };
       sendError(res, new HttpError(429, error.message, "RATE_LIMITED", headers));
+    } else if (error instanceof AuthUnavailableError) {
+      // Logged where the key set failed to load, once per attempt rather than once per request.
+      const headers = { "retry-after": String(error.retryAfterSeconds) };
+      sendError(res, new HttpError(503, error.message, "AUTH_UNAVAILABLE", headers));
     } else if (isDatabaseUnavailable(error)) {
       deps.logger.warn({ path, requestId }, "database unavailable");
       const unavailable = "Database unavailable; try again shortly";

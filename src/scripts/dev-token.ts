@@ -27,6 +27,8 @@ async function main(): Promise<void> {
     expiresIn,
     issuer: config.jwt.issuer,
     audience: config.jwt.audience,
+    adminClaim: config.jwt.adminClaim,
+    adminValue: config.jwt.adminValue,
   });
   process.stdout.write(`${token}\n`);
 }

@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { constantTimeEqual } from "../../auth/constant-time.js";
+import { constantTimeEqual, equalsAnySecret } from "../../auth/constant-time.js";
 import type { AuthGuard } from "../../auth/guard.js";
 import { readJson } from "../../http/body.js";
 import { HttpError, sendJson } from "../../http/errors.js";
@@ -15,17 +15,24 @@ export const SIGNATURE_HEADER = "x-revenuecat-signature";
 
 export interface WebhookAuth {
   readonly secret: string;
+  /** REVENUECAT_WEBHOOK_SECRET_PREVIOUS: still accepted while the dashboard is switched over. */
+  readonly previousSecret?: string | undefined;
   readonly hmacSecret?: string | undefined;
 }
 
+/** `Bearer` followed by the credential; the scheme is case-insensitive (RFC 9110, section 11.1). */
+const BEARER_SCHEME = /^bearer\s+/i;
+
 /**
  * RevenueCat sends the dashboard's "authorization header value" verbatim; we accept the secret itself
- * or `Bearer <secret>`. Both comparisons always run, so timing says nothing about which form matched.
+ * or `Bearer <secret>` (any case of `Bearer`), with the current or the previous secret. Every
+ * comparison always runs, so timing says nothing about which form or which secret matched.
  */
-export function isAuthorizedDelivery(header: string | undefined, secret: string): boolean {
+export function isAuthorizedDelivery(header: string | undefined, auth: WebhookAuth): boolean {
   const value = header ?? "";
-  const plain = constantTimeEqual(value, secret);
-  const bearer = constantTimeEqual(value, `Bearer ${secret}`);
+  const secrets = [auth.secret, auth.previousSecret];
+  const plain = equalsAnySecret(value, secrets);
+  const bearer = equalsAnySecret(value.replace(BEARER_SCHEME, ""), secrets);
   return plain || bearer;
 }
 
@@ -53,7 +60,7 @@ export function revenuecatRoute(deps: {
   };
 
   async function deliver(req: IncomingMessage, address: string) {
-    if (!isAuthorizedDelivery(req.headers.authorization, deps.auth.secret)) {
+    if (!isAuthorizedDelivery(req.headers.authorization, deps.auth)) {
       await refuse(address, "Authorization header does not match the configured webhook secret");
     }
     const { raw, value } = await readJson(req);
