@@ -81,7 +81,12 @@ describe(`tokens from another tenant of the key set, on ${driverName}`, () => {
 });
 
 describe("production with a key set but no issuer or audience", () => {
-  const production = { NODE_ENV: "production", REVENUECAT_WEBHOOK_SECRET: "w".repeat(24) };
+  const production = {
+    NODE_ENV: "production",
+    REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
+    PRODUCT_TOKEN_MAP: '{"coins_100":100}',
+    DATABASE_URL: "postgres://db.internal/ledger",
+  };
 
   it("refuses to load, naming what is missing and the risk", () => {
     const problems = (env: Record<string, string>) => {
