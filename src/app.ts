@@ -48,6 +48,10 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       metrics,
       metricsToken: config.metricsToken,
       isReady: () => isMigrated(database),
+      degraded: (): Record<string, string> => {
+        const rateLimits = limits.degraded();
+        return rateLimits ? { rateLimits } : {};
+      },
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
   ];
@@ -80,7 +84,15 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
 /** The domain's services, each told where its metrics go. */
 function createServices(config: Config, database: DatabaseHandle, logger: Logger): AppServices {
   const metrics = createMetrics();
-  const limits = createRateLimits({ db: database.db, config: config.rateLimits, logger });
+  const limits = createRateLimits({
+    db: database.db,
+    config: config.rateLimits,
+    logger,
+    events: {
+      storeAvailable: (available) => metrics.rateLimitDegraded.set(available ? 0 : 1),
+      fellBack: (limit) => metrics.rateLimitFallbacks.inc({ limit }),
+    },
+  });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
   const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch } });
   const purchases = createPurchasesService({

@@ -7,13 +7,19 @@ export interface OperationsDeps {
   readonly metrics: Metrics;
   /** True when the database answers and every migration is applied. */
   readonly isReady: () => Promise<boolean>;
+  /**
+   * What serves in a lesser mode right now, by component (e.g. rate limits counted in the database
+   * while Redis is away). It keeps /ready at 200: taking every instance out of the load balancer for
+   * a shared dependency the service can do without would turn a degradation into an outage.
+   */
+  readonly degraded: () => Readonly<Record<string, string>>;
   /** Gauges read at scrape time rather than kept up to date. */
   readonly beforeScrape: () => void;
   /** When set, /metrics needs `Authorization: Bearer <token>`. */
   readonly metricsToken: string | undefined;
 }
 
-/** /health (the process lives), /ready (it can serve) and /metrics (Prometheus). */
+/** /health (the process lives), /ready (it can serve, maybe degraded) and /metrics (Prometheus). */
 export function operationsRoutes(deps: OperationsDeps): Route[] {
   return [
     {
@@ -27,7 +33,11 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       path: "/ready",
       auth: "none",
       async handle(_req, res) {
-        if (await deps.isReady().catch(() => false)) return sendJson(res, 200, { status: "ready" });
+        if (await deps.isReady().catch(() => false)) {
+          const degraded = deps.degraded();
+          if (Object.keys(degraded).length === 0) return sendJson(res, 200, { status: "ready" });
+          return sendJson(res, 200, { status: "degraded", degraded });
+        }
         sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
       },
     },
