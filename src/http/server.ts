@@ -4,6 +4,7 @@ import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from ".
 import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { InvalidInputError } from "../validation.js";
+import { type AccessRecord, logAccessWhenDone } from "./access-log.js";
 import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
 import { HttpError, sendError } from "./errors.js";
 import { clientAddress, requestIdOf } from "./request.js";
@@ -15,6 +16,8 @@ export const GRAPHQL_PATH = "/graphql";
 export interface GraphqlScope {
   readonly requestId: string;
   readonly clientAddress: string;
+  /** The request's access-log record: yoga adds the user, the operation and auth refusals. */
+  readonly access: AccessRecord;
 }
 
 export interface HttpServerDeps {
@@ -40,6 +43,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     res: ServerResponse,
     requestId: string,
     address: string,
+    access: AccessRecord,
   ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
@@ -50,22 +54,29 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     }
     if (path === GRAPHQL_PATH) {
       await preparseGraphqlBody(req);
-      return deps.graphql(req, res, { requestId, clientAddress: address });
+      return deps.graphql(req, res, { requestId, clientAddress: address, access });
     }
     const target = route(req.method ?? "GET", path);
     const auth =
       target.auth === "user" ? await deps.guard.authenticate(req.headers.authorization, address) : anonymous;
+    if (auth.viewer) access.userId = auth.viewer.userId;
+    if (auth.authError) access.authFailure = auth.authError;
     if (target.auth === "user" && !auth.viewer) {
       const message = auth.authError ?? "Authentication required: send Authorization: Bearer <token>";
       throw new HttpError(401, message, "UNAUTHENTICATED", {
         "www-authenticate": 'Bearer realm="token-ledger"',
       });
     }
-    await target.handle(req, res, { url, address, context: deps.context(auth, requestId) });
+    await target.handle(req, res, { url, address, access, context: deps.context(auth, requestId) });
   }
 
   /** Maps what went wrong to an answer; only the unexpected is logged as an error. */
-  function answerError(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string): void {
+  function answerError(
+    req: IncomingMessage,
+    res: ServerResponse,
+    error: unknown,
+    { requestId, record }: { requestId: string; record: AccessRecord },
+  ): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -78,6 +89,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     } else if (error instanceof InvalidInputError) {
       sendError(res, new HttpError(400, error.message, "BAD_USER_INPUT"));
     } else if (error instanceof TooManyAuthFailuresError) {
+      record.lockedOut = true;
       const headers = { "retry-after": String(error.retryAfterSeconds) };
       sendError(res, new HttpError(429, error.message, "RATE_LIMITED", headers));
     } else if (isDatabaseUnavailable(error)) {
@@ -91,10 +103,12 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   }
 
   return createServer((req, res) => {
-    const requestId = requestIdOf(req);
-    res.setHeader("x-request-id", requestId);
-    serve(req, res, requestId, clientAddress(req, deps.trustedProxies)).catch((error: unknown) =>
-      answerError(req, res, error, requestId),
+    const access = { requestId: requestIdOf(req), record: {} };
+    res.setHeader("x-request-id", access.requestId);
+    logAccessWhenDone(deps.logger, req, res, access);
+    const address = clientAddress(req, deps.trustedProxies);
+    serve(req, res, access.requestId, address, access.record).catch((error: unknown) =>
+      answerError(req, res, error, access),
     );
   });
 }
