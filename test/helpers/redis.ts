@@ -1,26 +1,11 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
+import { toolPath } from "./tools.js";
 
-/** Whether `redis-server` is on PATH: the outage tests run a Redis of their own, to stop it. */
-export const redisServerPath = (() => {
-  try {
-    return execFileSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-})();
-
-/**
- * Under CI the tools a test needs must be there: a skipped test would hide that the behaviour went
- * untested. Elsewhere a missing tool skips the test, with the reason in its name.
- */
-export function skipUnlessTool(tool: string, present: boolean): boolean {
-  if (present) return false;
-  if (process.env.CI === "true") throw new Error(`${tool} is required under CI (CI=true) but is not on PATH`);
-  return true;
-}
+/** `redis-server`: the outage tests run a Redis of their own, to kill it. */
+export const redisServerPath = toolPath("redis-server");
 
 export interface RedisServer {
   readonly url: string;

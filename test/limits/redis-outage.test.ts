@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
 import { fundUser, SPEND } from "../helpers/ledger.js";
-import { type RedisServer, redisServerPath, skipUnlessTool, startRedisServer } from "../helpers/redis.js";
+import { type RedisServer, redisServerPath, startRedisServer } from "../helpers/redis.js";
+import { skipUnlessTool } from "../helpers/tools.js";
 
 /**
  * REDIS_URL set and Redis stopped mid-test (a real redis-server of the test's own, killed): the
@@ -11,7 +12,7 @@ import { type RedisServer, redisServerPath, skipUnlessTool, startRedisServer } f
  */
 
 const db = useTestDatabase();
-const skip = skipUnlessTool("redis-server", redisServerPath !== undefined);
+const skip = skipUnlessTool("redis-server", redisServerPath);
 const LIMIT = 3;
 const PREFIX = "tl-test:";
 
