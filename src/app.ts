@@ -70,7 +70,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     services,
     async start(port = config.port, host = config.host) {
       await Promise.all([hub.start(), limits.start()]);
-      ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf });
+      ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf, logger });
       await listen(server, port, host);
       return (server.address() as AddressInfo).port;
     },

@@ -32,7 +32,7 @@ export function logAccessWhenDone(
   logger: Logger,
   req: IncomingMessage,
   res: ServerResponse,
-  access: { readonly requestId: string; readonly record: AccessRecord },
+  access: { readonly requestId: string; readonly clientAddress: string; readonly record: AccessRecord },
 ): void {
   const started = process.hrtime.bigint();
   res.once("close", () => {
@@ -48,7 +48,8 @@ export function logAccessWhenDone(
       ...(res.writableFinished ? {} : { aborted: true }),
     };
     const [level, message] = classify(path, res.statusCode, record);
-    logger[level](fields, message);
+    // Who is being refused matters to an operator (guessing, a misconfigured client, a lockout).
+    logger[level](level === "warn" ? { ...fields, clientAddress: access.clientAddress } : fields, message);
   });
 }
 

@@ -103,10 +103,10 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   }
 
   return createServer((req, res) => {
-    const access = { requestId: requestIdOf(req), record: {} };
+    const address = clientAddress(req, deps.trustedProxies);
+    const access = { requestId: requestIdOf(req), clientAddress: address, record: {} };
     res.setHeader("x-request-id", access.requestId);
     logAccessWhenDone(deps.logger, req, res, access);
-    const address = clientAddress(req, deps.trustedProxies);
     serve(req, res, access.requestId, address, access.record).catch((error: unknown) =>
       answerError(req, res, error, access),
     );

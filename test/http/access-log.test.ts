@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { newUserId, type TestApp, useTestApp } from "../helpers/app.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
 import { fundUser, SPEND } from "../helpers/ledger.js";
+import { BALANCE_CHANGED, wsClient } from "../helpers/live.js";
 import { deliver, fixture } from "../helpers/revenuecat.js";
 
 /**
@@ -104,7 +105,13 @@ describe(`access log on ${driverName}`, () => {
     const rest = tagged({ authorization: `Bearer ${forged}` });
     expect((await fetch(`${t.url}/api/v1/tokens/balance`, { headers: rest.headers })).status).toBe(401);
     expect(await accessLine(t, rest.id)).toMatchObject([
-      { level: WARN, msg: "authentication failed", status: 401, authFailure: "Token is not valid" },
+      {
+        level: WARN,
+        msg: "authentication failed",
+        status: 401,
+        authFailure: "Token is not valid",
+        clientAddress: rest.headers["x-forwarded-for"],
+      },
     ]);
 
     const gql = tagged({ authorization: `Bearer ${forged}`, "content-type": "application/json" });
@@ -142,6 +149,30 @@ describe(`access log on ${driverName}`, () => {
     });
     expect(response.status).toBe(429);
     expect(await accessLine(t, gql.id)).toMatchObject([{ level: WARN, msg: "authentication locked out" }]);
+  });
+});
+
+describe(`WebSocket refusals on ${driverName}`, () => {
+  it("warns when connection_init is refused (4401), with the reason and address, never the token", async () => {
+    const forged = "forged.ws.token";
+    const closed = new Promise<number>((resolve) => {
+      const client = wsClient(t.url, `Bearer ${forged}`, (code) => resolve(code), {
+        "x-forwarded-for": "198.51.100.77",
+      });
+      client.subscribe({ query: BALANCE_CHANGED }, { next: () => {}, error: () => {}, complete: () => {} });
+    });
+    expect(await closed).toBe(4401);
+    const deadline = Date.now() + 2_000;
+    const find = () =>
+      t.logs.lines.find((line) => line.transport === "websocket" && line.clientAddress === "198.51.100.77");
+    while (!find() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(find()).toMatchObject({
+      level: WARN,
+      msg: "authentication failed",
+      closeCode: 4401,
+      authFailure: "Unauthorized: Token is not valid",
+    });
+    expect(t.logs.raw.join("\n")).not.toContain(forged);
   });
 });
 
