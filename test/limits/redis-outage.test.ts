@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
 import { fundUser, SPEND } from "../helpers/ledger.js";
@@ -15,6 +16,14 @@ const db = useTestDatabase();
 const skip = skipUnlessTool("redis-server", redisServerPath);
 const LIMIT = 3;
 const PREFIX = "tl-test:";
+
+describe("REDIS_KEY_PREFIX", () => {
+  it("defaults to token-ledger: and refuses characters that do not belong in a key prefix", () => {
+    expect(loadConfig({}).rateLimits.redisKeyPrefix).toBe("token-ledger:");
+    expect(loadConfig({ REDIS_KEY_PREFIX: "shop:" }).rateLimits.redisKeyPrefix).toBe("shop:");
+    expect(() => loadConfig({ REDIS_KEY_PREFIX: "a b*" })).toThrow(ConfigError);
+  });
+});
 
 describe.skipIf(skip)(`rate limits with Redis stopped, on ${driverName}`, () => {
   let redis: RedisServer;
