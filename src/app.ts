@@ -62,6 +62,10 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       metricsTokens: [config.metricsToken, config.previousMetricsToken],
       isReady: () => isMigrated(database),
       keySetStatus: () => keySet?.status(),
+      degraded: (): Record<string, string> => {
+        const rateLimits = limits.degraded();
+        return rateLimits ? { rateLimits } : {};
+      },
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
   ];
@@ -86,7 +90,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       await Promise.all([hub.start(), limits.start()]);
       // Fetched ahead of the first token, without waiting: an unreachable provider is logged now.
       void keySet?.refreshIfDue();
-      ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf });
+      ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf, logger });
       await listen(server, port, host);
       return (server.address() as AddressInfo).port;
     },
@@ -100,7 +104,15 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
 /** The domain's services, each told where its metrics go. */
 function createServices(config: Config, database: DatabaseHandle, logger: Logger): AppServices {
   const metrics = createMetrics();
-  const limits = createRateLimits({ db: database.db, config: config.rateLimits, logger });
+  const limits = createRateLimits({
+    db: database.db,
+    config: config.rateLimits,
+    logger,
+    events: {
+      storeAvailable: (available) => metrics.rateLimitDegraded.set(available ? 0 : 1),
+      fellBack: (limit) => metrics.rateLimitFallbacks.inc({ limit }),
+    },
+  });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
   const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch } });
   const purchases = createPurchasesService({

@@ -53,6 +53,8 @@ export interface Config {
     readonly authFailuresPerMinute: number;
     /** Unset: counters live in the service's own database. */
     readonly redisUrl: string | undefined;
+    /** Put before every Redis key, so a Redis shared with other applications keeps ours apart. */
+    readonly redisKeyPrefix: string;
   };
   /**
    * How many proxies in front of the service append to X-Forwarded-For; the client address is the
@@ -158,6 +160,12 @@ const envSchema = z.object({
       .regex(/^rediss?:\/\//, "must be a redis:// URL")
       .optional(),
   ),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .trim()
+    .max(100)
+    .regex(/^[\w.:-]*$/, "letters, digits and . _ : - only")
+    .default("token-ledger:"),
   TRUST_PROXY: z
     .string()
     .trim()
@@ -258,6 +266,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       spendsPerMinute: e.RATE_LIMIT_SPEND_PER_MINUTE,
       authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,
       redisUrl: e.REDIS_URL,
+      redisKeyPrefix: e.REDIS_KEY_PREFIX,
     }),
     trustedProxies: e.TRUST_PROXY,
     corsOrigins: e.CORS_ORIGINS ?? "*",

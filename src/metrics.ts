@@ -1,7 +1,26 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { KEY_SET_FAILURE_REASONS } from "./auth/key-set.js";
+import { WEBHOOK_OUTCOMES } from "./db/schema.js";
 
-/** Prometheus metrics for one app instance; a registry of its own so tests can build several apps. */
+/** Every answer to a RevenueCat delivery other than 200, by why it was not accepted. */
+export const WEBHOOK_REJECTIONS = [
+  "unauthorized",
+  "bad_signature",
+  "locked_out",
+  "bad_body",
+  "too_large",
+  "unavailable",
+  "error",
+] as const;
+export type WebhookRejection = (typeof WEBHOOK_REJECTIONS)[number];
+
+export const SPEND_OUTCOMES = ["success", "insufficient", "rate_limited", "replay", "invalid"] as const;
+
+/**
+ * Prometheus metrics for one app instance; a registry of its own so tests can build several apps.
+ * Every labelled counter starts with its known label values at 0: a series that first appears at 1
+ * has no earlier sample, so `increase()` and `rate()` would miss the first event after each start.
+ */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -11,9 +30,7 @@ export function createMetrics() {
     labelNames: ["reason"] as const,
     registers: [registry],
   });
-  // At 0 from the start, so the first failure is an increase an alert can see.
-  for (const reason of KEY_SET_FAILURE_REASONS) jwksFetchFailures.inc({ reason }, 0);
-  return {
+  const metrics = {
     jwksFetchFailures,
     registry,
     webhookEvents: new Counter({
@@ -26,6 +43,18 @@ export function createMetrics() {
       name: "token_webhook_duration_seconds",
       help: "Time to process one RevenueCat delivery, including the database commit.",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    webhookOutcomes: new Counter({
+      name: "token_webhook_outcomes_total",
+      help: "Accepted RevenueCat deliveries by outcome, whatever the event type (the alerts' series).",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    webhookRejections: new Counter({
+      name: "token_webhook_rejected_total",
+      help: "RevenueCat deliveries answered other than 200, by reason: unauthorized (wrong secret), bad_signature, locked_out, bad_body, too_large, unavailable (database), error.",
+      labelNames: ["reason"] as const,
       registers: [registry],
     }),
     spends: new Counter({
@@ -68,7 +97,26 @@ export function createMetrics() {
       help: "Open graphql-ws connections on this instance.",
       registers: [registry],
     }),
+    rateLimitDegraded: new Gauge({
+      name: "token_rate_limit_degraded",
+      help: "1 while REDIS_URL is set but Redis cannot be reached, so rate limits are counted in the database.",
+      registers: [registry],
+    }),
+    rateLimitFallbacks: new Counter({
+      name: "token_rate_limit_fallbacks_total",
+      help: "Rate-limit counts made in the database because Redis could not be reached, by limit (spend, auth).",
+      labelNames: ["limit"] as const,
+      registers: [registry],
+    }),
   };
+  for (const outcome of WEBHOOK_OUTCOMES) {
+    if (outcome !== "processing") metrics.webhookOutcomes.inc({ outcome }, 0);
+  }
+  for (const reason of WEBHOOK_REJECTIONS) metrics.webhookRejections.inc({ reason }, 0);
+  for (const outcome of SPEND_OUTCOMES) metrics.spends.inc({ outcome }, 0);
+  for (const limit of ["spend", "auth"]) metrics.rateLimitFallbacks.inc({ limit }, 0);
+  for (const reason of KEY_SET_FAILURE_REASONS) jwksFetchFailures.inc({ reason }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -4,6 +4,7 @@ import { TooManyAuthFailuresError } from "../auth/guard.js";
 import { AuthUnavailableError } from "../auth/key-set.js";
 import type { GraphQLContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
+import type { AccessRecord } from "../http/access-log.js";
 import type { Metrics } from "../metrics.js";
 import { InvalidInputError } from "../validation.js";
 
@@ -69,6 +70,26 @@ export function useRequestErrorLog(fallback: GraphQLContext["logger"]): Plugin {
       else if (!clientError(original)) log.error({ err: original }, "graphql error");
     }
   }) as Plugin;
+}
+
+/**
+ * Tells the request's access-log record which operation ran and which error codes it answered with
+ * (the codes, never the messages or variables).
+ */
+export function useAccessRecord(): Plugin {
+  return {
+    onExecute({ args }) {
+      const access = (args.contextValue as { access?: AccessRecord }).access;
+      if (!access) return;
+      access.operation = getOperationAST(args.document, args.operationName)?.name?.value ?? "anonymous";
+      return {
+        onExecuteDone({ result }) {
+          if (!("errors" in result) || !result.errors?.length) return;
+          access.errorCodes = result.errors.map((error) => String(error.extensions?.code ?? "UNKNOWN"));
+        },
+      };
+    },
+  };
 }
 
 export function useOperationTimer(metrics: Metrics): Plugin {

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { type ExecutionArgs, GraphQLError } from "graphql";
 import type { Context, SubscribePayload } from "graphql-ws";
 import { type Extra, useServer } from "graphql-ws/use/ws";
+import type { Logger } from "pino";
 import { WebSocketServer } from "ws";
 import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
 import { AuthUnavailableError } from "../auth/key-set.js";
@@ -44,6 +45,7 @@ interface WsDeps {
   readonly metrics: Metrics;
   /** The client address of an upgrade request (the same rule as for HTTP). */
   readonly addressOf: (request: IncomingMessage) => string;
+  readonly logger: Logger;
 }
 
 type Ctx = Context<Record<string, unknown> | undefined, Extra>;
@@ -63,7 +65,8 @@ export function attachGraphqlWs(deps: WsDeps): GraphqlWs {
       subscribe: (args) =>
         (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onConnect: (ctx) => connect(deps, connections, ctx),
-      onClose: (ctx) => {
+      onClose: (ctx, code, reason) => {
+        logRefusal(deps, ctx, code, reason);
         const state = connections.get(ctx);
         if (!state) return;
         clearTimeout(state.expiryTimer);
@@ -147,6 +150,26 @@ async function prepare(yoga: Yoga, auth: Authentication | undefined, ctx: Ctx, p
     contextValue: await contextFactory(),
     rootValue: { execute, subscribe },
   };
+}
+
+/**
+ * A connection refused at connection_init is a warning, like a refused HTTP request: the close
+ * reason the client got (never the token) and the client's address.
+ */
+function logRefusal(deps: WsDeps, ctx: Ctx, code: number | undefined, reason: string | undefined): void {
+  if (code !== CLOSE_UNAUTHORIZED && code !== CLOSE_RATE_LIMITED) return;
+  const fields = {
+    transport: "websocket",
+    path: "/graphql",
+    closeCode: code,
+    authFailure: reason,
+    clientAddress: deps.addressOf(ctx.extra.request),
+  };
+  const locked = code === CLOSE_RATE_LIMITED;
+  deps.logger.warn(
+    locked ? { ...fields, lockedOut: true } : fields,
+    locked ? "authentication locked out" : "authentication failed",
+  );
 }
 
 /** WebSocket close reasons are limited to 123 bytes. */

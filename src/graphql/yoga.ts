@@ -1,10 +1,17 @@
 import { EnvelopArmor } from "@escape.tech/graphql-armor";
 import { useDisableIntrospection } from "@graphql-yoga/plugin-disable-introspection";
 import { createYoga, type YogaServerInstance } from "graphql-yoga";
-import type { Authentication, AuthGuard } from "../auth/guard.js";
+import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
 import type { Config } from "../config.js";
 import { type AppServices, createContext, type GraphQLContext } from "../context.js";
-import { maskError, rethrowForClient, useOperationTimer, useRequestErrorLog } from "./plugins.js";
+import type { AccessRecord } from "../http/access-log.js";
+import {
+  maskError,
+  rethrowForClient,
+  useAccessRecord,
+  useOperationTimer,
+  useRequestErrorLog,
+} from "./plugins.js";
 import { schema } from "./schema.js";
 
 /** What the HTTP server or the WebSocket layer hands yoga before our context factory runs. */
@@ -13,6 +20,8 @@ export interface ServerContext {
   readonly clientAddress?: string;
   /** Set by the WebSocket layer, which authenticated the connection once at connection_init. */
   readonly auth?: Authentication;
+  /** The HTTP request's access-log record (absent over WebSocket). */
+  readonly access?: AccessRecord;
 }
 
 export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -60,12 +69,19 @@ export function createYogaServer(deps: { config: Config; services: AppServices; 
       ...(config.graphqlIntrospection ? [] : [useDisableIntrospection()]),
       useOperationTimer(services.metrics),
       useRequestErrorLog(log),
+      useAccessRecord(),
     ],
     context: async (initial) => {
       const header = (initial as { request?: Request }).request?.headers.get("authorization");
+      const access = initial.access ?? {};
       const auth =
         initial.auth ??
-        (await guard.authenticate(header, initial.clientAddress ?? "unknown").catch(rethrowForClient));
+        (await guard.authenticate(header, initial.clientAddress ?? "unknown").catch((error: unknown) => {
+          if (error instanceof TooManyAuthFailuresError) access.lockedOut = true;
+          return rethrowForClient(error);
+        }));
+      if (auth.viewer) access.userId = auth.viewer.userId;
+      if (auth.authError) access.authFailure = auth.authError;
       return createContext(services, auth, initial.requestId ?? "ws");
     },
   });

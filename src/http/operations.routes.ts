@@ -9,6 +9,12 @@ export interface OperationsDeps {
   readonly metrics: Metrics;
   /** True when the database answers and every migration is applied. */
   readonly isReady: () => Promise<boolean>;
+  /**
+   * What serves in a lesser mode right now, by component (e.g. rate limits counted in the database
+   * while Redis is away). It keeps /ready at 200: taking every instance out of the load balancer for
+   * a shared dependency the service can do without would turn a degradation into an outage.
+   */
+  readonly degraded: () => Readonly<Record<string, string>>;
   /** Gauges read at scrape time rather than kept up to date. */
   readonly beforeScrape: () => void;
   /**
@@ -20,7 +26,7 @@ export interface OperationsDeps {
   readonly keySetStatus: () => KeySetStatus | undefined;
 }
 
-/** /health (the process lives), /ready (it can serve) and /metrics (Prometheus). */
+/** /health (the process lives), /ready (it can serve, maybe degraded) and /metrics (Prometheus). */
 export function operationsRoutes(deps: OperationsDeps): Route[] {
   return [
     {
@@ -60,8 +66,14 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
  * An unreachable key set is the same for every instance: taking them all out of the load balancer
  * would not help and would stop webhooks too, so /ready stays 200 and says "degraded".
  */
+/**
+ * Ready, or ready but degraded: what serves in a lesser mode (rate limits in the database while Redis
+ * is away; cached identity-provider keys while the key set cannot be fetched) is named, and the status
+ * stays 200 so a shared dependency's blip does not take every instance out of the load balancer.
+ */
 function readyBody(deps: OperationsDeps): Record<string, unknown> {
+  const degraded: Record<string, unknown> = { ...deps.degraded() };
   const keys = deps.keySetStatus();
-  if (keys && !keys.reachable) return { status: "degraded", identityProviderKeys: keys };
-  return { status: "ready" };
+  if (keys && !keys.reachable) degraded.identityProviderKeys = keys;
+  return Object.keys(degraded).length === 0 ? { status: "ready" } : { status: "degraded", degraded };
 }

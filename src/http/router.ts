@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestContext } from "../context.js";
+import type { AccessRecord } from "./access-log.js";
 import { HttpError } from "./errors.js";
 
 export type Method = "GET" | "POST";
@@ -10,6 +11,8 @@ export interface RouteRequest {
   /** The caller's address, for failed-authentication counting. */
   readonly address: string;
   readonly context: RequestContext;
+  /** What the request's access-log line will say beyond status and duration. */
+  readonly access: AccessRecord;
 }
 
 export interface Route {

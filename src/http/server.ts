@@ -5,6 +5,7 @@ import { AuthUnavailableError } from "../auth/key-set.js";
 import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { InvalidInputError } from "../validation.js";
+import { type AccessRecord, logAccessWhenDone } from "./access-log.js";
 import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
 import { applyCors } from "./cors.js";
 import { HttpError, sendError } from "./errors.js";
@@ -18,6 +19,8 @@ const API_PREFIX = "/api/v1/tokens/";
 export interface GraphqlScope {
   readonly requestId: string;
   readonly clientAddress: string;
+  /** The request's access-log record: yoga adds the user, the operation and auth refusals. */
+  readonly access: AccessRecord;
 }
 
 export interface HttpServerDeps {
@@ -47,6 +50,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     res: ServerResponse,
     requestId: string,
     address: string,
+    access: AccessRecord,
   ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
@@ -59,11 +63,13 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     }
     if (path === GRAPHQL_PATH) {
       await preparseGraphqlBody(req);
-      return deps.graphql(req, res, { requestId, clientAddress: address });
+      return deps.graphql(req, res, { requestId, clientAddress: address, access });
     }
     const target = route(req.method ?? "GET", path);
     const auth =
       target.auth === "none" ? anonymous : await deps.guard.authenticate(req.headers.authorization, address);
+    if (auth.viewer) access.userId = auth.viewer.userId;
+    if (auth.authError) access.authFailure = auth.authError;
     if (target.auth !== "none" && !auth.viewer) {
       const message = auth.authError ?? "Authentication required: send Authorization: Bearer <token>";
       throw new HttpError(401, message, "UNAUTHENTICATED", {
@@ -73,11 +79,16 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     if (target.auth === "admin" && !auth.viewer?.isAdmin) {
       throw new HttpError(403, "This route needs the tokens:admin scope", "FORBIDDEN");
     }
-    await target.handle(req, res, { url, address, context: deps.context(auth, requestId) });
+    await target.handle(req, res, { url, address, access, context: deps.context(auth, requestId) });
   }
 
   /** Maps what went wrong to an answer; only the unexpected is logged as an error. */
-  function answerError(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string): void {
+  function answerError(
+    req: IncomingMessage,
+    res: ServerResponse,
+    error: unknown,
+    { requestId, record }: { requestId: string; record: AccessRecord },
+  ): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -90,6 +101,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     } else if (error instanceof InvalidInputError) {
       sendError(res, new HttpError(400, error.message, "BAD_USER_INPUT"));
     } else if (error instanceof TooManyAuthFailuresError) {
+      record.lockedOut = true;
       const headers = { "retry-after": String(error.retryAfterSeconds) };
       sendError(res, new HttpError(429, error.message, "RATE_LIMITED", headers));
     } else if (error instanceof AuthUnavailableError) {
@@ -107,10 +119,12 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   }
 
   return createServer((req, res) => {
-    const requestId = requestIdOf(req);
-    res.setHeader("x-request-id", requestId);
-    serve(req, res, requestId, clientAddress(req, deps.trustedProxies)).catch((error: unknown) =>
-      answerError(req, res, error, requestId),
+    const address = clientAddress(req, deps.trustedProxies);
+    const access = { requestId: requestIdOf(req), clientAddress: address, record: {} };
+    res.setHeader("x-request-id", access.requestId);
+    logAccessWhenDone(deps.logger, req, res, access);
+    serve(req, res, access.requestId, address, access.record).catch((error: unknown) =>
+      answerError(req, res, error, access),
     );
   });
 }

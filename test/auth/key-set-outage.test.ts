@@ -93,10 +93,12 @@ describe(`the key set cannot be fetched and no key is cached, on ${driverName}`,
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({
       status: "degraded",
-      identityProviderKeys: {
-        reachable: false,
-        keys: 0,
-        lastError: expect.stringMatching(/^http_status: HTTP 503/),
+      degraded: {
+        identityProviderKeys: {
+          reachable: false,
+          keys: 0,
+          lastError: expect.stringMatching(/^http_status: HTTP 503/),
+        },
       },
     });
     expect(
@@ -165,7 +167,7 @@ describe(`cached keys through an outage, on ${driverName}`, () => {
     }
     expect(await (await fetch(`${app.url}/ready`)).json()).toMatchObject({
       status: "degraded",
-      identityProviderKeys: { reachable: false, keys: 2 },
+      degraded: { identityProviderKeys: { reachable: false, keys: 2 } },
     });
     expect(app.logs.lines.some((line) => line.level === 40 && line.reason === "invalid")).toBe(true);
     // A key the cache does not have cannot be checked now: "try again", not "sign in again".

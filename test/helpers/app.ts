@@ -60,7 +60,7 @@ export async function startTestApp(
     ...env,
   });
   const logs = new LogCapture();
-  const app = buildApp({ config, database: db.handle, logger: createLogger("info", logs) });
+  const app = buildApp({ config, database: db.handle, logger: createLogger(config.logLevel, logs) });
   const port = await app.start(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}`;
   return {

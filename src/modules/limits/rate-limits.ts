@@ -1,9 +1,6 @@
-import { createRequire } from "node:module";
-import type { Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import {
-  type IRateLimiterStoreOptions,
   RateLimiterDrizzle,
   RateLimiterRedis,
   RateLimiterRes,
@@ -12,12 +9,15 @@ import {
 import type { AuthDoor } from "../../auth/guard.js";
 import type { Database } from "../../db/client.js";
 import { rateLimitsTable } from "../../db/schema.js";
+import { connectRedis } from "./redis-connection.js";
 
 export interface RateLimitConfig {
   readonly spendsPerMinute: number;
   readonly authFailuresPerMinute: number;
   /** Unset: the counters live in the service's own database. */
   readonly redisUrl?: string | undefined;
+  /** Put before every key in Redis (which other applications may share). */
+  readonly redisKeyPrefix?: string;
 }
 
 export type LimitCheck =
@@ -42,8 +42,8 @@ export interface RateLimits {
   stop(): Promise<void>;
   /**
    * The per-user spend limit; one user never limits another. With Redis the spend is counted now.
-   * With the database store nothing happens here: the answer is a counter that the ledger counts and
-   * checks in the spend's own statement, so the limit costs the spend no round trip of its own.
+   * With the database store (or with Redis away) nothing happens here: the answer is a counter that
+   * the ledger counts and checks in the spend's own statement, so the limit costs no round trip.
    */
   spend(userId: string): Promise<SpendLimit>;
   /**
@@ -53,56 +53,90 @@ export interface RateLimits {
   authBlocked(door: AuthDoor, clientAddress: string): LimitCheck;
   /** Counts one failed authentication at a door; blocks the address there past the limit. */
   authFailed(door: AuthDoor, clientAddress: string): Promise<LimitCheck>;
+  /** Why the limits run in a lesser mode right now (Redis away), for /ready; undefined when they do not. */
+  degraded(): string | undefined;
+}
+
+/** Which limit had to count in the database because Redis was away. */
+export type LimitName = "spend" | "auth";
+
+/** Where the limits report Redis coming and going, and each count that fell back to the database. */
+export interface RateLimitEvents {
+  storeAvailable(available: boolean): void;
+  fellBack(limit: LimitName): void;
 }
 
 /**
  * rate-limiter-flexible counters in a store every instance shares: Redis when REDIS_URL is set,
  * otherwise this service's own PostgreSQL (or PGlite) through drizzle, so the limits hold across a
  * scaled-out deployment with no extra infrastructure.
+ *
+ * When Redis is set but cannot be reached, every count falls back to the database store (fail open to
+ * the database, not to no limit): the limits keep holding, across instances too, and a spend is
+ * neither refused nor left uncounted because of a cache. A spend then costs what it costs without
+ * Redis. Only if the database is away as well does the request fail, with 503 DATABASE_UNAVAILABLE.
  */
 export function createRateLimits(deps: {
   db: Database;
   config: RateLimitConfig;
   logger: Logger;
+  events?: RateLimitEvents;
 }): RateLimits {
-  const redis = redisClient(deps.config.redisUrl, deps.logger);
-  const make = (keyPrefix: string, points: number): RateLimiterStoreAbstract => {
-    const options: IRateLimiterStoreOptions = {
-      keyPrefix,
-      points,
-      duration: WINDOW_SECONDS,
-      storeClient: redis ?? deps.db,
-    };
-    return redis
-      ? new RateLimiterRedis(options)
-      : new RateLimiterDrizzle({ ...options, schema: rateLimitsTable });
-  };
+  const events = deps.events ?? { storeAvailable: () => undefined, fellBack: () => undefined };
+  const url = deps.config.redisUrl;
+  const redis = url ? connectRedis(url, deps.logger, events.storeAvailable) : undefined;
+  const keyPrefix = deps.config.redisKeyPrefix ?? "";
+  const options = (prefix: string, points: number) => ({
+    keyPrefix: prefix,
+    points,
+    duration: WINDOW_SECONDS,
+  });
+  const inDatabase = (prefix: string, points: number) =>
+    new RateLimiterDrizzle({ ...options(prefix, points), storeClient: deps.db, schema: rateLimitsTable });
+  const inRedis = (prefix: string, points: number) =>
+    redis && new RateLimiterRedis({ ...options(`${keyPrefix}${prefix}`, points), storeClient: redis.client });
+
+  /** Counts in Redis while it answers, else (or when the command fails) in the database. */
+  async function count(limit: LimitName, store: Counters, key: string): Promise<LimitCheck | undefined> {
+    if (store.redis && redis?.available()) {
+      try {
+        return await consume(store.redis, key);
+      } catch (error) {
+        redis.commandFailed(error);
+      }
+    }
+    if (store.redis) events.fellBack(limit);
+    return store.database ? consume(store.database, key) : undefined;
+  }
+
   const spendsPerMinute = deps.config.spendsPerMinute;
-  const spends = redis ? make("spend", spendsPerMinute) : undefined;
+  // Spends need no database limiter object: the ledger counts them in the spend's own statement.
+  const spends: Counters = { redis: inRedis("spend", spendsPerMinute) };
   const blocked = new LRUCache<string, number>({ max: 100_000 });
-  const authFailures = {
-    api: make("authfail", deps.config.authFailuresPerMinute),
-    webhook: make("webhookauthfail", deps.config.authFailuresPerMinute),
+  const failuresPerMinute = deps.config.authFailuresPerMinute;
+  const authFailures: Record<AuthDoor, Counters> = {
+    api: {
+      redis: inRedis("authfail", failuresPerMinute),
+      database: inDatabase("authfail", failuresPerMinute),
+    },
+    webhook: {
+      redis: inRedis("webhookauthfail", failuresPerMinute),
+      database: inDatabase("webhookauthfail", failuresPerMinute),
+    },
   };
 
   return {
     async start() {
-      // A Redis that is down at start-up is not fatal: ioredis keeps reconnecting, and until then a
-      // spend fails with 503 rather than going uncounted.
-      await redis
-        ?.connect()
-        .catch((error: Error) => deps.logger.warn({ err: error.message }, "redis unavailable"));
+      await redis?.start();
     },
     async stop() {
-      redis?.disconnect();
+      redis?.stop();
     },
     async spend(userId) {
-      if (!spends)
-        return {
-          allowed: true,
-          counter: { key: `spend:${userId}`, points: spendsPerMinute, windowMs: WINDOW_SECONDS * 1000 },
-        };
-      return consume(spends, userId);
+      const counted = await count("spend", spends, userId);
+      if (counted) return counted;
+      const windowMs = WINDOW_SECONDS * 1000;
+      return { allowed: true, counter: { key: `spend:${userId}`, points: spendsPerMinute, windowMs } };
     },
     authBlocked(door, clientAddress) {
       const until = blocked.get(`${door}:${clientAddress}`);
@@ -111,28 +145,20 @@ export function createRateLimits(deps: {
     },
     async authFailed(door, clientAddress) {
       // The count is shared by every instance; the block it leads to is remembered locally.
-      const check = await consume(authFailures[door], clientAddress);
+      const check = (await count("auth", authFailures[door], clientAddress)) ?? { allowed: true };
       if (!check.allowed)
         blocked.set(`${door}:${clientAddress}`, Date.now() + check.retryAfterSeconds * 1000);
       return check;
     },
+    degraded: () =>
+      redis && !redis.available() ? "redis unreachable: rate limits are counted in the database" : undefined,
   };
 }
 
-/**
- * A Redis client for the counters, created unconnected (building the app opens nothing); ioredis is
- * loaded only when REDIS_URL is set.
- */
-function redisClient(url: string | undefined, logger: Logger): Redis | undefined {
-  if (!url) return undefined;
-  const { Redis: RedisClient } = createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
-  const redis = new RedisClient(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    lazyConnect: true,
-  });
-  redis.on("error", (error: Error) => logger.warn({ err: error.message }, "redis unavailable"));
-  return redis;
+/** One limit's counters: in Redis when it is configured, and in the database. */
+interface Counters {
+  readonly redis?: RateLimiterStoreAbstract | undefined;
+  readonly database?: RateLimiterStoreAbstract;
 }
 
 async function consume(limiter: RateLimiterStoreAbstract, key: string): Promise<LimitCheck> {

@@ -28,6 +28,13 @@ builder.mutationFields((t) => ({
     type: ReprocessPayloadRef,
     description:
       "Applies kept unmapped and failed RevenueCat events again with the server's PRODUCT_TOKEN_MAP; each credits at most once. Needs tokens:admin.",
-    resolve: (_root, _args, context) => context.purchases.reprocessAll(),
+    async resolve(_root, _args, context) {
+      // Who asked, on the request's logger (so with its request id), before anything is applied.
+      const log = context.logger.child({ callerId: context.viewer.userId });
+      log.info("reprocessWebhooks requested");
+      const summary = await context.purchases.reprocessAll(log);
+      log.info({ reprocessed: summary.reprocessed, outcomes: summary.outcomes }, "reprocessWebhooks done");
+      return summary;
+    },
   }),
 }));

@@ -4,6 +4,7 @@ import { withRetry } from "../../db/retry.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
 import { hasLegacyImport } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
+import { logOutcome } from "./outcome-log.js";
 import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
 import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
 import { createDeliveryWriter } from "./webhook-deliveries.js";
@@ -28,11 +29,11 @@ export interface PurchasesService {
   /** Records and applies one delivery; resolves only after everything it wrote has committed. */
   handleDelivery(rawBody: string, event: RevenuecatEvent, log?: Logger): Promise<DeliveryResult>;
   /** Applies a recorded unmapped or failed event again, with today's product map. */
-  reprocess(eventId: string): Promise<DeliveryResult | null>;
+  reprocess(eventId: string, log?: Logger): Promise<DeliveryResult | null>;
   /** Event ids that `reprocess` would pick up. */
   reprocessable(): Promise<string[]>;
   /** Reprocesses every reprocessable event, one at a time; counts what became of them. */
-  reprocessAll(): Promise<ReprocessSummary>;
+  reprocessAll(log?: Logger): Promise<ReprocessSummary>;
 }
 
 export interface ReprocessSummary {
@@ -116,17 +117,17 @@ class Purchases implements PurchasesService {
     }
   }
 
-  async reprocess(eventId: string): Promise<DeliveryResult | null> {
+  async reprocess(eventId: string, log = this.logger): Promise<DeliveryResult | null> {
     const claimed: { event: RevenuecatEvent | null } = { event: null };
     const outcome = await this.inTransaction(async (tx) => {
       claimed.event = await claimForReprocess(tx, eventId);
       if (!claimed.event) return result("duplicate", "not reprocessable");
-      const applied = await this.apply(tx, claimed.event, decide(claimed.event, this.config), this.logger);
+      const applied = await this.apply(tx, claimed.event, decide(claimed.event, this.config), log);
       await finish(tx, eventId, applied);
       return applied;
     });
     if (!claimed.event) return null;
-    logOutcome(claimed.event, outcome, this.logger);
+    logOutcome(claimed.event, outcome, log);
     return outcome;
   }
 
@@ -134,11 +135,11 @@ class Purchases implements PurchasesService {
     return reprocessable(this.db);
   }
 
-  async reprocessAll(): Promise<ReprocessSummary> {
+  async reprocessAll(log = this.logger): Promise<ReprocessSummary> {
     const ids = await reprocessable(this.db);
     const outcomes: Record<string, number> = {};
     for (const eventId of ids) {
-      const outcome = (await this.reprocess(eventId))?.outcome ?? "skipped";
+      const outcome = (await this.reprocess(eventId, log))?.outcome ?? "skipped";
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     }
     return { reprocessed: ids.length, outcomes };
@@ -282,18 +283,5 @@ class Purchases implements PurchasesService {
       credited.userId,
       credited.ledgerEntryId,
     );
-  }
-}
-
-function logOutcome(event: RevenuecatEvent, outcome: DeliveryResult, log: Logger): void {
-  const fields = { eventId: event.id, type: event.type, outcome: outcome.outcome, userId: outcome.userId };
-  if (outcome.outcome === "credited") {
-    const { tokens } = outcome;
-    log.info(
-      { ...fields, tokens },
-      `Successfully processed token purchase: ${tokens} tokens for user ${outcome.userId}`,
-    );
-  } else {
-    log.info({ ...fields, detail: outcome.detail }, "RevenueCat event recorded");
   }
 }

@@ -1,11 +1,12 @@
 import { createHmac } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { constantTimeEqual, equalsAnySecret } from "../../auth/constant-time.js";
-import type { AuthGuard } from "../../auth/guard.js";
+import { type AuthGuard, TooManyAuthFailuresError } from "../../auth/guard.js";
+import { isDatabaseUnavailable } from "../../db/errors.js";
 import { readJson } from "../../http/body.js";
 import { HttpError, sendJson } from "../../http/errors.js";
 import type { Route } from "../../http/router.js";
-import type { Metrics } from "../../metrics.js";
+import type { Metrics, WebhookRejection } from "../../metrics.js";
 import { describeIssues } from "../../validation.js";
 import type { PurchasesService } from "./purchases.service.js";
 import { revenuecatDeliverySchema } from "./revenuecat.event.js";
@@ -47,6 +48,25 @@ export function hasValidSignature(header: string | undefined, rawBody: string, h
   return constantTimeEqual(given, expected);
 }
 
+/** Why a delivery was refused, for `token_webhook_rejected_total` and the access log. */
+class WebhookRefusal extends HttpError {
+  constructor(
+    readonly reason: WebhookRejection,
+    message: string,
+  ) {
+    super(401, message, "UNAUTHORIZED");
+  }
+}
+
+/** The reason label of a delivery answered other than 200. */
+function rejectionOf(error: unknown): WebhookRejection {
+  if (error instanceof WebhookRefusal) return error.reason;
+  if (error instanceof TooManyAuthFailuresError) return "locked_out";
+  if (error instanceof HttpError && error.status === 413) return "too_large";
+  if (error instanceof HttpError && error.status < 500) return "bad_body";
+  return isDatabaseUnavailable(error) ? "unavailable" : "error";
+}
+
 /** POST /api/v1/tokens/webhook/revenuecat: authenticate, bound and parse the body, hand it on. */
 export function revenuecatRoute(deps: {
   purchases: PurchasesService;
@@ -54,20 +74,24 @@ export function revenuecatRoute(deps: {
   metrics: Metrics;
   guard: AuthGuard;
 }): Route {
-  const refuse = async (address: string, message: string): Promise<never> => {
+  const refuse = async (address: string, reason: WebhookRejection, message: string): Promise<never> => {
     await deps.guard.webhookRefused(address);
-    throw new HttpError(401, message, "UNAUTHORIZED");
+    throw new WebhookRefusal(reason, message);
   };
 
   async function deliver(req: IncomingMessage, address: string) {
     if (!isAuthorizedDelivery(req.headers.authorization, deps.auth)) {
-      await refuse(address, "Authorization header does not match the configured webhook secret");
+      await refuse(
+        address,
+        "unauthorized",
+        "Authorization header does not match the configured webhook secret",
+      );
     }
     const { raw, value } = await readJson(req);
     const signature = req.headers[SIGNATURE_HEADER];
     const signed = typeof signature === "string" ? signature : undefined;
     if (deps.auth.hmacSecret && !hasValidSignature(signed, raw, deps.auth.hmacSecret)) {
-      await refuse(address, "Body signature is missing or does not match");
+      await refuse(address, "bad_signature", "Body signature is missing or does not match");
     }
     const parsed = revenuecatDeliverySchema.safeParse(value);
     if (!parsed.success) throw new HttpError(400, describeIssues(parsed.error.issues), "BAD_REQUEST");
@@ -78,14 +102,20 @@ export function revenuecatRoute(deps: {
     method: "POST",
     path: WEBHOOK_PATH,
     auth: "none",
-    async handle(req, res, { address, context }) {
+    async handle(req, res, { address, context, access }) {
       const stopTimer = deps.metrics.webhookDuration.startTimer();
       try {
         const { raw, event } = await deliver(req, address);
         const outcome = await deps.purchases.handleDelivery(raw, event, context.logger);
         deps.metrics.webhookEvents.inc({ type: event.type, outcome: outcome.outcome });
+        deps.metrics.webhookOutcomes.inc({ outcome: outcome.outcome });
         // RevenueCat counts only 200 as delivered; anything else is retried.
         sendJson(res, 200, { outcome: outcome.outcome, detail: outcome.detail });
+      } catch (error) {
+        const reason = rejectionOf(error);
+        deps.metrics.webhookRejections.inc({ reason });
+        access.webhookRejected = reason;
+        throw error;
       } finally {
         stopTimer();
       }
