@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { createAuthGuard } from "./auth/guard.js";
@@ -20,12 +20,19 @@ import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService } from "./modules/purchases/purchases.service.js";
 import { revenuecatRoute } from "./modules/purchases/revenuecat.route.js";
+import { createPurgeSchedule, createRetentionService } from "./modules/retention/retention.service.js";
 
 export interface App {
   readonly server: Server;
   readonly services: AppServices;
   /** Starts the balance listener and the shared limit store, then listens; resolves with the port. */
   start(port?: number, host?: string): Promise<number>;
+  /**
+   * The first step of a stop: /ready answers 503 at once while everything is still served for
+   * `drainMs`, so a load balancer takes the instance out before its listener closes; responses ask
+   * clients to open a new connection (elsewhere) for their next request.
+   */
+  drain(drainMs: number): Promise<void>;
   /** Stops accepting, closes WebSockets with 1001, waits for in-flight requests (bounded). */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -48,6 +55,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       metrics,
       metricsToken: config.metricsToken,
       isReady: () => isMigrated(database),
+      isDraining: () => draining,
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
   ];
@@ -60,6 +68,17 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     trustedProxies: config.trustedProxies,
   });
   const addressOf = (request: IncomingMessage) => clientAddress(request, config.trustedProxies);
+  const retention = createRetentionService({ db, config: config.retention });
+  const purge = createPurgeSchedule({
+    retention,
+    intervalMinutes: config.retention.purgeIntervalMinutes,
+    logger,
+  });
+  let draining = false;
+  // Registered before the request handler, so it applies to answers that are written at once too.
+  server.prependListener("request", (_req, res: ServerResponse) => {
+    if (draining) res.setHeader("connection", "close");
+  });
   let ws: GraphqlWs | undefined;
   return {
     server,
@@ -68,11 +87,17 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       await Promise.all([hub.start(), limits.start()]);
       ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf });
       await listen(server, port, host);
+      purge.start();
       return (server.address() as AddressInfo).port;
     },
+    async drain(drainMs) {
+      draining = true;
+      if (drainMs > 0) await new Promise((resolve) => setTimeout(resolve, drainMs));
+    },
     async stop(timeoutMs = config.shutdownTimeoutMs) {
+      draining = true;
       await stopServer(server, timeoutMs, () => ws?.close(1001, "Server shutting down"));
-      await Promise.all([hub.stop(), limits.stop()]);
+      await Promise.all([hub.stop(), limits.stop(), purge.stop()]);
     },
   };
 }

@@ -7,6 +7,8 @@ export interface OperationsDeps {
   readonly metrics: Metrics;
   /** True when the database answers and every migration is applied. */
   readonly isReady: () => Promise<boolean>;
+  /** True once a stop has begun: the load balancer should send traffic elsewhere. */
+  readonly isDraining?: () => boolean;
   /** Gauges read at scrape time rather than kept up to date. */
   readonly beforeScrape: () => void;
   /** When set, /metrics needs `Authorization: Bearer <token>`. */
@@ -27,6 +29,7 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       path: "/ready",
       auth: "none",
       async handle(_req, res) {
+        if (deps.isDraining?.()) return sendJson(res, 503, { status: "draining", reason: "shutting down" });
         if (await deps.isReady().catch(() => false)) return sendJson(res, 200, { status: "ready" });
         sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
       },

@@ -75,7 +75,8 @@ export function createRateLimits(deps: {
     };
     return redis
       ? new RateLimiterRedis(options)
-      : new RateLimiterDrizzle({ ...options, schema: rateLimitsTable });
+      : // The library's own hourly clean-up is off: the purge job applies RATE_LIMIT_RETENTION_HOURS.
+        new RateLimiterDrizzle({ ...options, schema: rateLimitsTable, clearExpiredByTimeout: false });
   };
   const spendsPerMinute = deps.config.spendsPerMinute;
   const spends = redis ? make("spend", spendsPerMinute) : undefined;
