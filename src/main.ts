@@ -107,6 +107,9 @@ async function migrateOnStart(
       );
     return `skipped (MIGRATE_ON_START=false; ${pending ?? "unknown"} pending)`;
   }
+  // Nothing pending: the migrator is not run at all, so a role that may only read and write data
+  // starts on an up-to-date schema (drizzle's migrator always tries CREATE SCHEMA first).
+  if (pending === 0) return "none pending";
   try {
     await migrate(database);
   } catch (error) {
@@ -115,7 +118,7 @@ async function migrateOnStart(
     await database.close().catch(() => undefined);
     process.exit(1);
   }
-  return pending ? `${pending} applied` : "none pending";
+  return pending === undefined ? "applied" : `${pending} applied`;
 }
 
 /** An address a process on this machine can reach the server at. */
