@@ -113,5 +113,5 @@ describe(`npm run webhooks:reprocess on ${driverName}`, () => {
       if (testDb) await testDb.close();
       else await check.close();
     }
-  });
+  }, 180_000);
 });
