@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { createAuthGuard } from "./auth/guard.js";
@@ -22,12 +22,19 @@ import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService } from "./modules/purchases/purchases.service.js";
 import { revenuecatRoute, WEBHOOK_PATH } from "./modules/purchases/revenuecat.route.js";
+import { createPurgeSchedule, createRetentionService } from "./modules/retention/retention.service.js";
 
 export interface App {
   readonly server: Server;
   readonly services: AppServices;
   /** Starts the balance listener and the shared limit store, then listens; resolves with the port. */
   start(port?: number, host?: string): Promise<number>;
+  /**
+   * The first step of a stop: /ready answers 503 at once while everything is still served for
+   * `drainMs`, so a load balancer takes the instance out before its listener closes; responses ask
+   * clients to open a new connection (elsewhere) for their next request.
+   */
+  drain(drainMs: number): Promise<void>;
   /** Stops accepting, closes WebSockets with 1001, waits for in-flight requests (bounded). */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -66,6 +73,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
         const rateLimits = limits.degraded();
         return rateLimits ? { rateLimits } : {};
       },
+      isDraining: () => draining,
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
   ];
@@ -82,6 +90,17 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     webhookPath: WEBHOOK_PATH,
   });
   const addressOf = (request: IncomingMessage) => clientAddress(request, config.trustedProxies);
+  const retention = createRetentionService({ db, config: config.retention });
+  const purge = createPurgeSchedule({
+    retention,
+    intervalMinutes: config.retention.purgeIntervalMinutes,
+    logger,
+  });
+  let draining = false;
+  // Registered before the request handler, so it applies to answers that are written at once too.
+  server.prependListener("request", (_req, res: ServerResponse) => {
+    if (draining) res.setHeader("connection", "close");
+  });
   let ws: GraphqlWs | undefined;
   return {
     server,
@@ -92,11 +111,17 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       void keySet?.refreshIfDue();
       ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf, logger });
       await listen(server, port, host);
+      purge.start();
       return (server.address() as AddressInfo).port;
     },
+    async drain(drainMs) {
+      draining = true;
+      if (drainMs > 0) await new Promise((resolve) => setTimeout(resolve, drainMs));
+    },
     async stop(timeoutMs = config.shutdownTimeoutMs) {
+      draining = true;
       await stopServer(server, timeoutMs, () => ws?.close(1001, "Server shutting down"));
-      await Promise.all([hub.stop(), limits.stop()]);
+      await Promise.all([hub.stop(), limits.stop(), purge.stop()]);
     },
   };
 }

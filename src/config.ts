@@ -48,6 +48,24 @@ export interface Config {
   readonly graphqlIntrospection: boolean;
   /** How long a graceful stop waits for in-flight requests. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * After SIGTERM, how long /ready answers 503 while everything is still served, so a load balancer
+   * takes the instance out before its listener closes.
+   */
+  readonly shutdownDrainMs: number;
+  /** Whether the server applies pending migrations at start (else `npm run migrate` does). */
+  readonly migrateOnStart: boolean;
+  /** Production on the embedded database (a folder a container loses) only when explicitly allowed. */
+  readonly allowEmbeddedInProduction: boolean;
+  /** How long personal data outside the ledger is kept; see docs/operations.md. */
+  readonly retention: {
+    /** Stored webhook bodies are reduced to the fields the service acts on after this many days. */
+    readonly webhookBodyDays: number;
+    /** Expired rate-limit counters (client addresses, user ids) are deleted after this many hours. */
+    readonly rateLimitHours: number;
+    /** How often a running server purges; 0: never (run `npm run purge` from a scheduler instead). */
+    readonly purgeIntervalMinutes: number;
+  };
   readonly rateLimits: {
     readonly spendsPerMinute: number;
     readonly authFailuresPerMinute: number;
@@ -152,6 +170,12 @@ const envSchema = z.object({
   PRODUCT_TOKEN_MAP: optionalString.pipe(productMapSchema.optional()),
   GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(600_000).optional(),
+  MIGRATE_ON_START: z.enum(["true", "false"], "must be true or false").default("true"),
+  ALLOW_EMBEDDED_IN_PRODUCTION: z.enum(["true", "false"], "must be true or false").default("false"),
+  WEBHOOK_BODY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(30),
+  RATE_LIMIT_RETENTION_HOURS: z.coerce.number().int().min(0).max(87_600).default(24),
+  PURGE_INTERVAL_MINUTES: z.coerce.number().int().min(0).max(10_080).default(60),
   RATE_LIMIT_SPEND_PER_MINUTE: z.coerce.number().int().min(1).default(120),
   RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(20),
   REDIS_URL: optionalString.pipe(
@@ -231,6 +255,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   problems.push(...identityProblems(e, production), ...rotationProblems(e));
+  if (production && !e.DATABASE_URL && e.ALLOW_EMBEDDED_IN_PRODUCTION !== "true") {
+    problems.push(
+      "DATABASE_URL: required when NODE_ENV=production; without it the data lives in an embedded " +
+        "database in DATA_DIR, which a container loses when it is replaced. Set " +
+        "ALLOW_EMBEDDED_IN_PRODUCTION=true to run on it anyway (one process, DATA_DIR on a kept volume)",
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -262,6 +293,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     graphqlIntrospection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : !production,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDrainMs: e.SHUTDOWN_DRAIN_MS ?? (production ? 5_000 : 0),
+    migrateOnStart: e.MIGRATE_ON_START === "true",
+    allowEmbeddedInProduction: e.ALLOW_EMBEDDED_IN_PRODUCTION === "true",
+    retention: Object.freeze({
+      webhookBodyDays: e.WEBHOOK_BODY_RETENTION_DAYS,
+      rateLimitHours: e.RATE_LIMIT_RETENTION_HOURS,
+      purgeIntervalMinutes: e.PURGE_INTERVAL_MINUTES,
+    }),
     rateLimits: Object.freeze({
       spendsPerMinute: e.RATE_LIMIT_SPEND_PER_MINUTE,
       authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,

@@ -5,9 +5,10 @@ import { signDevToken } from "./auth/jwt.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { type DatabaseHandle, openDatabase } from "./db/client.js";
 import { DataDirInUseError } from "./db/data-dir-lock.js";
-import { migrate } from "./db/migrate.js";
+import { MigrationError, migrate, pendingMigrations } from "./db/migrate.js";
 import { withDevSecrets } from "./dev-secrets.js";
 import { createLogger } from "./logger.js";
+import { startupSummary } from "./startup-summary.js";
 
 async function main(): Promise<void> {
   let loaded: ReturnType<typeof loadConfig>;
@@ -33,9 +34,16 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info({ reason }, "shutting down: finishing in-flight requests");
-    exitAfter(config.shutdownTimeoutMs + DATABASE_CLOSE_GRACE_MS, logger);
+    const drainMs = app ? config.shutdownDrainMs : 0;
+    logger.info(
+      { reason, drainMs },
+      drainMs > 0
+        ? `shutting down: /ready answers 503; serving ${drainMs} ms more, then finishing in-flight requests`
+        : "shutting down: finishing in-flight requests",
+    );
+    exitAfter(drainMs + config.shutdownTimeoutMs + DATABASE_CLOSE_GRACE_MS, logger);
     try {
+      await app?.drain(drainMs);
       await app?.stop(config.shutdownTimeoutMs);
       await database?.close();
       logger.info("stopped cleanly");
@@ -61,21 +69,56 @@ async function main(): Promise<void> {
     process.stderr.write(`${error.message}\n`);
     process.exit(1);
   }
-  await migrate(database);
+  const migrations = await migrateOnStart(database, config.migrateOnStart, logger);
   if (stopping) return;
   app = buildApp({ config, database, logger });
   const port = await app.start();
   await database.advertise(`http://${reachableHost(config.host)}:${port}`);
-  logger.info(
-    { port, database: database.driver, environment: config.nodeEnv },
-    `token-ledger listening on http://localhost:${port} (${database.driver === "pglite" ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL"})`,
-  );
+  const bound = app.server.address();
+  const address = typeof bound === "object" && bound ? bound.address : config.host;
+  const summary = startupSummary(config, { address, port, driver: database.driver, migrations });
+  logger.info(summary.fields, summary.message);
   if (config.nodeEnv === "production" && database.driver === "pglite") {
     logger.warn(
-      "NODE_ENV=production on the embedded PGlite database: one process only; set DATABASE_URL to scale out",
+      "NODE_ENV=production on the embedded PGlite database (ALLOW_EMBEDDED_IN_PRODUCTION=true): one process only, and DATA_DIR must be on a kept volume",
     );
   }
+  if (config.nodeEnv === "production" && !config.metricsToken) {
+    logger.warn("/metrics is open to anyone who can reach this port: set METRICS_TOKEN");
+  }
   if (config.nodeEnv !== "production") await printDevBanner(config, port, generated, file);
+}
+
+/**
+ * Applies pending migrations, or with MIGRATE_ON_START=false only says how many are pending (then
+ * /ready answers 503 until `npm run migrate` has applied them). Returns what the summary line says.
+ */
+async function migrateOnStart(
+  database: DatabaseHandle,
+  enabled: boolean,
+  logger: ReturnType<typeof createLogger>,
+): Promise<string> {
+  const pending = await pendingMigrations(database).catch(() => undefined);
+  if (!enabled) {
+    if (pending)
+      logger.warn(
+        { pending },
+        `${pending} migrations pending: run npm run migrate; /ready answers 503 until then`,
+      );
+    return `skipped (MIGRATE_ON_START=false; ${pending ?? "unknown"} pending)`;
+  }
+  // Nothing pending: the migrator is not run at all, so a role that may only read and write data
+  // starts on an up-to-date schema (drizzle's migrator always tries CREATE SCHEMA first).
+  if (pending === 0) return "none pending";
+  try {
+    await migrate(database);
+  } catch (error) {
+    if (!(error instanceof MigrationError)) throw error;
+    process.stderr.write(`token-ledger failed to start: ${error.message}\n`);
+    await database.close().catch(() => undefined);
+    process.exit(1);
+  }
+  return pending === undefined ? "applied" : `${pending} applied`;
 }
 
 /** An address a process on this machine can reach the server at. */

@@ -38,6 +38,7 @@ describe("configuration", () => {
   it("production refuses to start without PRODUCT_TOKEN_MAP instead of crediting the demo map", () => {
     const secrets = {
       NODE_ENV: "production",
+      DATABASE_URL: "postgres://db/ledger",
       JWT_SECRET: "s".repeat(32),
       REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
     };
@@ -57,12 +58,28 @@ describe("configuration", () => {
   it("production starts with its secrets and accepts only PRODUCTION purchases by default", () => {
     const config = loadConfig({
       NODE_ENV: "production",
+      DATABASE_URL: "postgres://db/ledger",
       JWT_SECRET: "s".repeat(32),
       REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
       PRODUCT_TOKEN_MAP: '{"coins_100":100}',
     });
     expect(config.revenuecat.environments).toEqual(["PRODUCTION"]);
     expect(config.graphqlIntrospection).toBe(false);
+    expect(config.shutdownDrainMs).toBe(5000);
+    expect(loadConfig({}).shutdownDrainMs).toBe(0);
+  });
+
+  it("production refuses the embedded database unless explicitly allowed", () => {
+    const secrets = {
+      NODE_ENV: "production",
+      JWT_SECRET: "s".repeat(32),
+      REVENUECAT_WEBHOOK_SECRET: "w".repeat(24),
+      PRODUCT_TOKEN_MAP: '{"coins_100":100}',
+    };
+    expect(problemsOf(secrets).join()).toMatch(/DATABASE_URL: required .*ALLOW_EMBEDDED_IN_PRODUCTION=true/);
+    expect(loadConfig({ ...secrets, ALLOW_EMBEDDED_IN_PRODUCTION: "true" }).allowEmbeddedInProduction).toBe(
+      true,
+    );
   });
 
   it("lists every problem at once and never echoes a value", () => {

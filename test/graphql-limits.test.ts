@@ -92,7 +92,11 @@ describe(`GraphQL abuse limits on ${driverName}`, () => {
   });
 
   it("turns introspection off in production unless GRAPHQL_INTROSPECTION=true", async () => {
-    const production = { NODE_ENV: "production", PRODUCT_TOKEN_MAP: '{"token_pack_small":100}' };
+    const production = {
+      NODE_ENV: "production",
+      PRODUCT_TOKEN_MAP: '{"token_pack_small":100}',
+      ALLOW_EMBEDDED_IN_PRODUCTION: "true",
+    };
     const closed = await startTestApp(production, db.current());
     const open = await startTestApp({ ...production, GRAPHQL_INTROSPECTION: "true" }, db.current());
     try {

@@ -41,7 +41,37 @@ describe("npm run token", () => {
   });
 });
 
+const jsonLines = (text: string) =>
+  text
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as unknown);
+
 describe(`npm run webhooks:reprocess on ${driverName}`, () => {
+  it("names the products that are still unmapped, and changes nothing for them", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "tl-reprocess-"));
+    const userId = newUserId();
+    const testDb = serverUrl ? await openTestDatabase() : undefined;
+    const handle = testDb?.handle ?? (await openDatabase({ dataDir }));
+    if (!testDb) await migrate(handle);
+    const app = await startTestApp({}, { handle, url: testDb?.url, close: async () => {} });
+    const body = fixture("NON_RENEWING_PURCHASE__rc-docs", { app_user_id: userId, product_id: "gems_999" });
+    expect((await deliver(app.url, body)).body.outcome).toBe("unmapped");
+    await app.close();
+    if (!testDb) await handle.close();
+    try {
+      const env = { DATABASE_URL: testDb?.url, DATA_DIR: dataDir, PRODUCT_TOKEN_MAP: '{"gems_250": 250}' };
+      const result = await tsx("src/scripts/reprocess-webhooks.ts", [], env);
+      expect(jsonLines(result.stdout).at(-1)).toMatchObject({
+        outcomes: { unmapped: 1 },
+        unmappedProducts: { gems_999: 1 },
+      });
+      expect(result.stderr).toContain("Still unmapped: gems_999 (1 events). Add them to PRODUCT_TOKEN_MAP");
+    } finally {
+      await testDb?.close();
+    }
+  });
+
   it("credits a kept unmapped purchase once the map knows its product, and a second run changes nothing", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "tl-reprocess-"));
     const userId = newUserId();
@@ -55,10 +85,26 @@ describe(`npm run webhooks:reprocess on ${driverName}`, () => {
     if (!testDb) await handle.close();
 
     const env = { DATABASE_URL: testDb?.url, DATA_DIR: dataDir, PRODUCT_TOKEN_MAP: '{"gems_250": 250}' };
+    // --help only helps (it used to run the reprocess); --dry-run says what would happen, per event.
+    const help = await tsx("src/scripts/reprocess-webhooks.ts", ["--help"], env);
+    expect(help.stdout).toContain("usage: npm run webhooks:reprocess");
+    const dryRun = await tsx("src/scripts/reprocess-webhooks.ts", ["--dry-run"], env);
+    expect(jsonLines(dryRun.stdout)).toEqual([
+      expect.objectContaining({
+        eventId: body.event.id,
+        was: "unmapped",
+        wouldDo: "credit",
+        detail: `250 tokens to ${userId}`,
+      }),
+      { reprocessed: 0, outcomes: { credit: 1 }, unmappedProducts: {}, dryRun: true },
+    ]);
     const first = await tsx("src/scripts/reprocess-webhooks.ts", [], env);
-    expect(JSON.parse(first.stdout)).toEqual({ reprocessed: 1, outcomes: { credited: 1 } });
+    expect(jsonLines(first.stdout)).toEqual([
+      expect.objectContaining({ eventId: body.event.id, productId: "gems_250", outcome: "credited" }),
+      { reprocessed: 1, outcomes: { credited: 1 }, unmappedProducts: {} },
+    ]);
     const second = await tsx("src/scripts/reprocess-webhooks.ts", [], env);
-    expect(JSON.parse(second.stdout)).toEqual({ reprocessed: 0, outcomes: {} });
+    expect(jsonLines(second.stdout)).toEqual([{ reprocessed: 0, outcomes: {}, unmappedProducts: {} }]);
 
     const check = testDb?.handle ?? (await openDatabase({ dataDir }));
     try {
@@ -67,5 +113,5 @@ describe(`npm run webhooks:reprocess on ${driverName}`, () => {
       if (testDb) await testDb.close();
       else await check.close();
     }
-  });
+  }, 180_000);
 });

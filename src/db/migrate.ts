@@ -2,13 +2,58 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { type DatabaseHandle, queryRows } from "./client.js";
+import { pgErrorOf } from "./errors.js";
 import { migrationsFolder } from "./project.js";
 
 /** An arbitrary constant: instances starting together take turns applying migrations. */
 const MIGRATION_LOCK_ID = 72_201_801;
 
-/** Applies every pending migration in drizzle/; the same folder serves both drivers. */
+/** Migrations could not be applied; the message carries the database's own reason. */
+export class MigrationError extends Error {
+  constructor(cause: unknown) {
+    super(migrationFailure(cause), { cause });
+    this.name = "MigrationError";
+  }
+}
+
+/**
+ * Applies every pending migration in drizzle/; the same folder serves both drivers. A failure is a
+ * MigrationError saying why (drizzle's own error names only the statement; the reason is its cause).
+ */
 export async function migrate(handle: DatabaseHandle): Promise<void> {
+  try {
+    await applyMigrations(handle);
+  } catch (error) {
+    throw new MigrationError(error);
+  }
+}
+
+/** Privilege errors: insufficient_privilege (42501) and must-be-owner failures. */
+const PRIVILEGE_CODES = new Set(["42501"]);
+
+function migrationFailure(error: unknown): string {
+  const reasons: string[] = [];
+  for (let current = error, depth = 0; current instanceof Error && depth < 6; depth += 1) {
+    // drizzle's "Failed query: <statement>" adds the statement, which the reason makes plain.
+    const first = current.message.split("\n")[0] ?? "";
+    if (first && !reasons.includes(first)) reasons.push(first);
+    current = current.cause;
+  }
+  const code = pgErrorOf(error)?.code;
+  // The deepest reason first (the database's own words), then what it happened in.
+  const [reason, ...context] = reasons.reverse();
+  const text = `migrations could not be applied: ${reason ?? String(error)}${context.length > 0 ? ` (${context.join("; ")})` : ""}`;
+  if (code && PRIVILEGE_CODES.has(code)) {
+    return (
+      `${text}. The role in DATABASE_URL may not change the schema: apply migrations with a role that ` +
+      "owns it (DATABASE_URL=<owner URL> npm run migrate), and start the server with " +
+      "MIGRATE_ON_START=false (docs/operations.md, database privileges)"
+    );
+  }
+  return code ? `${text} [SQLSTATE ${code}]` : text;
+}
+
+async function applyMigrations(handle: DatabaseHandle): Promise<void> {
   const migrationsFolderPath = migrationsFolder();
   // Each driver's migrator is loaded only when it is used (see openDatabase).
   if (handle.driver === "pglite") {
@@ -34,7 +79,6 @@ export async function migrate(handle: DatabaseHandle): Promise<void> {
   }
 }
 
-/** True when the database answers and has every migration in drizzle/ applied. */
 let migrationCount: number | undefined;
 
 /** How many migrations drizzle/ holds; read once, since /ready asks on every probe. */
@@ -47,6 +91,23 @@ function expectedMigrations(): number {
   return migrationCount;
 }
 
+/** How many migrations in drizzle/ are not applied yet (all of them on a new database). */
+export async function pendingMigrations(handle: DatabaseHandle): Promise<number> {
+  try {
+    const [row] = await queryRows<{ applied: number | string }>(
+      handle.db,
+      sql`SELECT count(*) AS applied FROM drizzle.__drizzle_migrations`,
+    );
+    return Math.max(0, expectedMigrations() - Number(row?.applied ?? 0));
+  } catch (error) {
+    // No migrations table yet (undefined_table, invalid_schema_name): nothing is applied.
+    const code = pgErrorOf(error)?.code;
+    if (code === "42P01" || code === "3F000") return expectedMigrations();
+    throw error;
+  }
+}
+
+/** True when the database answers and has every migration in drizzle/ applied. */
 export async function isMigrated(handle: DatabaseHandle): Promise<boolean> {
   const [row] = await queryRows<{ applied: number | string }>(
     handle.db,

@@ -15,6 +15,8 @@ export interface OperationsDeps {
    * a shared dependency the service can do without would turn a degradation into an outage.
    */
   readonly degraded: () => Readonly<Record<string, string>>;
+  /** True once a stop has begun: the load balancer should send traffic elsewhere. */
+  readonly isDraining?: () => boolean;
   /** Gauges read at scrape time rather than kept up to date. */
   readonly beforeScrape: () => void;
   /**
@@ -40,6 +42,7 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       path: "/ready",
       auth: "none",
       async handle(_req, res) {
+        if (deps.isDraining?.()) return sendJson(res, 503, { status: "draining", reason: "shutting down" });
         if (await deps.isReady().catch(() => false)) return sendJson(res, 200, readyBody(deps));
         sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
       },

@@ -8,6 +8,10 @@ import { withDevSecrets } from "../dev-secrets.js";
  */
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write("usage: npm run token -- <userId> [--admin] [--expires 24h]\n");
+    return;
+  }
   const userId = args.find((arg) => !arg.startsWith("--"));
   const expiresIndex = args.indexOf("--expires");
   const expiresIn = expiresIndex >= 0 ? args[expiresIndex + 1] : "24h";

@@ -214,3 +214,24 @@ export async function importedCustomers(
   const prefix = legacyRef("").length;
   return new Map(rows.map((row) => [(row.ref as string).slice(prefix), row.at]));
 }
+
+/** What the ledger keeps of a user, for an erasure's report: it is never rewritten (docs/operations.md). */
+export interface LedgerFootprint {
+  readonly entries: number;
+  /** Spends and grants whose description or metadata the app or an admin wrote. */
+  readonly entriesWithWrittenText: number;
+  readonly balance: number;
+}
+
+export async function ledgerFootprint(db: Executor, userId: string): Promise<LedgerFootprint> {
+  const [row] = await db
+    .select({
+      entries: sql<number>`count(*)`,
+      written: sql<number>`count(*) FILTER (WHERE ${ledgerEntriesTable.kind} IN ('SPEND', 'GRANT')
+        AND (${ledgerEntriesTable.description} IS NOT NULL OR ${ledgerEntriesTable.metadata} IS NOT NULL))`,
+    })
+    .from(ledgerEntriesTable)
+    .where(eq(ledgerEntriesTable.userId, userId));
+  const { balance } = await getBalance(db, userId);
+  return { entries: Number(row?.entries ?? 0), entriesWithWrittenText: Number(row?.written ?? 0), balance };
+}

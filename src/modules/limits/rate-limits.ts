@@ -92,7 +92,13 @@ export function createRateLimits(deps: {
     duration: WINDOW_SECONDS,
   });
   const inDatabase = (prefix: string, points: number) =>
-    new RateLimiterDrizzle({ ...options(prefix, points), storeClient: deps.db, schema: rateLimitsTable });
+    new RateLimiterDrizzle({
+      ...options(prefix, points),
+      storeClient: deps.db,
+      schema: rateLimitsTable,
+      // The library's own hourly clean-up is off: the purge job applies RATE_LIMIT_RETENTION_HOURS.
+      clearExpiredByTimeout: false,
+    });
   const inRedis = (prefix: string, points: number) =>
     redis && new RateLimiterRedis({ ...options(`${keyPrefix}${prefix}`, points), storeClient: redis.client });
 

@@ -31,7 +31,7 @@ export function deliveryResult(
 /** A later delivery of an event with this outcome processes it again (RevenueCat retries on non-200). */
 const RETRYABLE: readonly WebhookOutcome[] = ["failed"];
 /** `webhooks:reprocess` picks these up (an unmapped product may be mapped now). */
-const REPROCESSABLE: readonly WebhookOutcome[] = ["failed", "unmapped"];
+export const REPROCESSABLE: readonly WebhookOutcome[] = ["failed", "unmapped"];
 
 /** Marks the detail of a purchase that its early refund held back, so a reversal can find it. */
 export const HELD_BY_REFUND = "held back by its refund";
