@@ -4,6 +4,7 @@ import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import pino from "pino";
 import { beforeAll, describe, expect, it } from "vitest";
 import { getBalance, listEntries } from "../../src/modules/ledger/ledger.queries.js";
@@ -246,7 +247,7 @@ describe("npm run legacy:import", () => {
       (failed: { code: number; stdout: string; stderr: string }) => failed,
     );
 
-  it("a file without an app_user_id column, or with ',' between fields, is a clear error and exit 2", async () => {
+  it("a file without an app_user_id column, with ',' between fields, or empty, is a clear error and exit 2", async () => {
     const noId = join(folder, "no-id.csv");
     await writeFile(noId, 'user_id;custom_attributes\nu1;"{""tokens"":""5""}"\n');
     const comma = join(folder, "comma.csv");
@@ -257,7 +258,12 @@ describe("npm run legacy:import", () => {
     const commas = await importing(["--csv", comma, "--attribute", "tokens"]);
     expect(commas.code).toBe(2);
     expect(commas.stderr).toContain("a Customer Lists export has ';' between fields");
-    expect(`${missing.stderr}${commas.stderr}`).not.toMatch(/^\s+at /m);
+    const empty = join(folder, "empty.csv.gz");
+    await writeFile(empty, gzipSync(""));
+    const nothing = await importing(["--csv", empty, "--attribute", "tokens"]);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toContain("the file is empty");
+    expect(`${missing.stderr}${commas.stderr}${nothing.stderr}`).not.toMatch(/^\s+at /m);
   });
 
   it("malformed lines are in --report with their line number and reason, and the run goes on", async () => {

@@ -76,10 +76,14 @@ async function* readLines(
   // Lines that did not parse, told by the parser as it meets them (ahead of the records it still
   // holds), and put back in their place by line number.
   const skipped: { kind: "malformed"; line: number; reason: string }[] = [];
+  let header = false;
   const parser = (await openMaybeGzipped(path)).pipe(
     parse({
       delimiter: ";",
-      columns: checkHeader,
+      columns: (names: string[]) => {
+        header = true;
+        return checkHeader(names);
+      },
       bom: true,
       skip_empty_lines: true,
       relax_column_count: true,
@@ -108,6 +112,8 @@ async function* readLines(
     yield { item, recency };
   }
   for (const item of skipped.splice(0)) yield { item, recency: null };
+  if (!header)
+    throw new ExportFormatError("the file is empty: no header line, so not a Customer Lists export");
 }
 
 /** The header line as column names, or an ExportFormatError saying what is wrong with it. */
