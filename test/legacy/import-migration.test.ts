@@ -231,6 +231,34 @@ describe(`a customer listed twice, on ${driverName}`, () => {
   });
 });
 
+describe(`the legacyImportFacts query a dry run uses beside a running server, on ${driverName}`, () => {
+  const FACTS = `query ($customerIds: [String!]!, $userIds: [String!]!, $until: DateTime!) {
+    legacyImportFacts(customerIds: $customerIds, userIds: $userIds, purchasesUntil: $until) {
+      imported { customerId }
+      purchases { userId allTokens windowTokens }
+    }
+  }`;
+
+  it("answers admins only, with what the import reads itself, and refuses more than 1,000 ids", async () => {
+    const userId = newUserId("facts");
+    await buy(userId);
+    const variables = { customerIds: [userId], userIds: [userId], until: new Date(Date.now() + 60_000) };
+    const user = await t.gql(FACTS, variables, await t.token(userId));
+    expect(user.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    const admin = await t.gql(FACTS, variables, await t.token("ops", { admin: true }));
+    expect(admin.data).toEqual({
+      legacyImportFacts: { imported: [], purchases: [{ userId, allTokens: 20_000, windowTokens: 20_000 }] },
+    });
+    const tooMany = Array.from({ length: 1001 }, (_, i) => `u${i}`);
+    const refused = await t.gql(
+      FACTS,
+      { ...variables, userIds: tooMany },
+      await t.token("ops", { admin: true }),
+    );
+    expect(refused.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+});
+
 describe("npm run legacy:import", () => {
   const script = ["--import", "tsx", "src/scripts/legacy-import.ts"];
   const env = (extra: Record<string, string> = {}) => ({
