@@ -348,23 +348,27 @@ describe("npm run legacy:import", () => {
     }
   });
 
-  it.skipIf(Boolean(serverUrl))("refuses clearly while a server holds the embedded database", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "tl-legacy-held-"));
-    const server = await startServerProcess({ DATA_DIR: dataDir });
-    try {
-      const { path } = await exportFile();
-      const args = [...script, "--csv", path, "--attribute", "tokens", "--apply"];
-      const failed = await run(process.execPath, args, {
-        cwd: projectRoot,
-        env: env({ DATA_DIR: dataDir }),
-      }).catch((e) => e);
-      expect(failed.code).toBe(2);
-      expect(failed.stderr).toContain(`held by the server at ${server.url}`);
-      expect((await fetch(`${server.url}/health`)).status).toBe(200);
-    } finally {
-      await server.stop();
-    }
-  });
+  it.skipIf(Boolean(serverUrl))(
+    "refuses clearly while a server holds the embedded database",
+    async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "tl-legacy-held-"));
+      const server = await startServerProcess({ DATA_DIR: dataDir });
+      try {
+        const { path } = await exportFile();
+        const args = [...script, "--csv", path, "--attribute", "tokens", "--apply"];
+        const failed = await run(process.execPath, args, {
+          cwd: projectRoot,
+          env: env({ DATA_DIR: dataDir }),
+        }).catch((e) => e);
+        expect(failed.code).toBe(2);
+        expect(failed.stderr).toContain(`held by the server at ${server.url}`);
+        expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      } finally {
+        await server.stop();
+      }
+    },
+    120_000,
+  );
 
   it.skipIf(!serverUrl)(
     "a run killed in the middle resumes where it stopped (PostgreSQL)",
