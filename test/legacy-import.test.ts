@@ -42,7 +42,6 @@ const options = (overrides: Partial<LegacyImportOptions> = {}): LegacyImportOpti
   attribute: "tokens",
   source: "csv:customer-list.csv",
   rules: RULES,
-  skipFlagged: false,
   clearAttribute: false,
   ...overrides,
 });
@@ -86,10 +85,13 @@ describe(`legacy import from a Customer Lists export on ${driverName}`, () => {
     const report = await importCsv(path);
     expect(report.totals).toMatchObject({
       customers: 13,
-      credited: 5,
-      creditedTokens: 500 + 1200 + 75 + 99999 + 40,
+      credited: 3,
+      creditedTokens: 500 + 1200 + 75,
       refused: 4,
       flagged: 1,
+      heldFlagged: 1,
+      anonymous: 1,
+      heldAnonymous: 1,
       zero: 1,
       noAttribute: 3,
       alreadyImported: 0,
@@ -111,7 +113,7 @@ describe(`legacy import from a Customer Lists export on ${driverName}`, () => {
     const subscription = new BalanceSubscription(wsClient(t.url, `Bearer ${await t.token(id("alice"))}`));
     try {
       expect(await subscription.next()).toMatchObject({ balance: 0 });
-      const report = await importCsv(path, { apply: true });
+      const report = await importCsv(path, { apply: true, includeFlagged: true, includeAnonymous: true });
       expect(report.totals).toMatchObject({ credited: 5, creditedTokens: 101_814, refused: 4 });
       expect(await subscription.next()).toMatchObject({
         balance: 500,
@@ -135,23 +137,24 @@ describe(`legacy import from a Customer Lists export on ${driverName}`, () => {
       customerId: id("bob"),
     });
 
-    const again = await importCsv(path, { apply: true });
+    const again = await importCsv(path, { apply: true, includeFlagged: true, includeAnonymous: true });
     expect(again.totals).toMatchObject({ credited: 0, alreadyImported: 5, refused: 4 });
     expect(await balanceOf(id("alice"))).toBe(500);
     expect(await legacyEntries([id("alice"), id("bob"), id("carol"), id("ivan")])).toHaveLength(4);
   });
 
-  it("reads a plain (not gzipped) export the same way, and --skip-flagged holds flagged values back", async () => {
+  it("reads a plain (not gzipped) export the same way, and holds flagged and anonymous values back by default", async () => {
     const { path, id } = await exportFile(false);
-    const report = await importCsv(path, { apply: true, skipFlagged: true });
-    expect(report.totals).toMatchObject({ credited: 4, heldFlagged: 1 });
+    const report = await importCsv(path, { apply: true });
+    expect(report.totals).toMatchObject({ credited: 3, heldFlagged: 1, heldAnonymous: 1 });
     expect(await balanceOf(id("ivan"))).toBe(0);
     expect(await balanceOf(id("carol"))).toBe(75);
   });
 
   it("two runs at the same moment credit each customer once", async () => {
     const { path, id } = await exportFile();
-    const [a, b] = await Promise.all([importCsv(path, { apply: true }), importCsv(path, { apply: true })]);
+    const all = { apply: true, includeFlagged: true, includeAnonymous: true };
+    const [a, b] = await Promise.all([importCsv(path, all), importCsv(path, all)]);
     expect(a.totals.credited + b.totals.credited).toBe(5);
     expect(a.totals.alreadyImported + b.totals.alreadyImported).toBe(5);
     expect(await balanceOf(id("bob"))).toBe(1200);
@@ -345,23 +348,27 @@ describe("npm run legacy:import", () => {
     }
   });
 
-  it.skipIf(Boolean(serverUrl))("refuses clearly while a server holds the embedded database", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "tl-legacy-held-"));
-    const server = await startServerProcess({ DATA_DIR: dataDir });
-    try {
-      const { path } = await exportFile();
-      const args = [...script, "--csv", path, "--attribute", "tokens", "--apply"];
-      const failed = await run(process.execPath, args, {
-        cwd: projectRoot,
-        env: env({ DATA_DIR: dataDir }),
-      }).catch((e) => e);
-      expect(failed.code).toBe(2);
-      expect(failed.stderr).toContain(`held by the server at ${server.url}`);
-      expect((await fetch(`${server.url}/health`)).status).toBe(200);
-    } finally {
-      await server.stop();
-    }
-  });
+  it.skipIf(Boolean(serverUrl))(
+    "refuses clearly while a server holds the embedded database",
+    async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "tl-legacy-held-"));
+      const server = await startServerProcess({ DATA_DIR: dataDir });
+      try {
+        const { path } = await exportFile();
+        const args = [...script, "--csv", path, "--attribute", "tokens", "--apply"];
+        const failed = await run(process.execPath, args, {
+          cwd: projectRoot,
+          env: env({ DATA_DIR: dataDir }),
+        }).catch((e) => e);
+        expect(failed.code).toBe(2);
+        expect(failed.stderr).toContain(`held by the server at ${server.url}`);
+        expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      } finally {
+        await server.stop();
+      }
+    },
+    120_000,
+  );
 
   it.skipIf(!serverUrl)(
     "a run killed in the middle resumes where it stopped (PostgreSQL)",

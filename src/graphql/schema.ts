@@ -1,6 +1,7 @@
 import { builder } from "./builder.js";
 import "../modules/ledger/ledger.graphql.js";
 import "../modules/ledger/ledger.admin.graphql.js";
+import "../modules/legacy/legacy.graphql.js";
 import "../modules/live/live.graphql.js";
 import "../modules/purchases/purchases.graphql.js";
 

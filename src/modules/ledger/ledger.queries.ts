@@ -177,18 +177,44 @@ export async function hasLegacyImport(db: Executor, userId: string): Promise<boo
   return row !== undefined;
 }
 
-/** Tokens each user's recorded purchases credited (the ledger knows purchases since the webhook). */
-export async function purchasedTokensOf(
+/** What the ledger's purchase credits came to for one user (see purchaseCreditsOf). */
+export interface PurchaseCredits {
+  /** Every PURCHASE entry's tokens, whenever credited. */
+  readonly allTokens: number;
+  /** The PURCHASE entries' tokens credited within the window asked for. */
+  readonly windowTokens: number;
+}
+
+/**
+ * The tokens each user's purchases credited here (the ledger knows purchases since the webhook went
+ * live): in all, and within [since, until). Gross PURCHASE amounts: a refund is its own REFUND entry,
+ * which takes the tokens back from the balance by itself.
+ */
+export async function purchaseCreditsOf(
   db: Executor,
   userIds: readonly string[],
-): Promise<Map<string, number>> {
+  window: { readonly since?: Date | undefined; readonly until: Date },
+): Promise<Map<string, PurchaseCredits>> {
   if (userIds.length === 0) return new Map();
+  const createdAt = ledgerEntriesTable.createdAt;
+  const inWindow = window.since
+    ? sql`${createdAt} >= ${window.since.toISOString()}::timestamptz AND ${createdAt} < ${window.until.toISOString()}::timestamptz`
+    : sql`${createdAt} < ${window.until.toISOString()}::timestamptz`;
   const rows = await db
-    .select({ userId: ledgerEntriesTable.userId, total: sum(ledgerEntriesTable.amount) })
+    .select({
+      userId: ledgerEntriesTable.userId,
+      all: sum(ledgerEntriesTable.amount),
+      window: sql<string | null>`sum(${ledgerEntriesTable.amount}) FILTER (WHERE ${inWindow})`,
+    })
     .from(ledgerEntriesTable)
     .where(and(inArray(ledgerEntriesTable.userId, [...userIds]), eq(ledgerEntriesTable.kind, "PURCHASE")))
     .groupBy(ledgerEntriesTable.userId);
-  return new Map(rows.map((row) => [row.userId, Number(row.total ?? 0)]));
+  return new Map(
+    rows.map((row) => [
+      row.userId,
+      { allTokens: Number(row.all ?? 0), windowTokens: Number(row.window ?? 0) },
+    ]),
+  );
 }
 
 /** The external reference that makes a legacy import once per customer. */

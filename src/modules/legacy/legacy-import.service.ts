@@ -1,11 +1,12 @@
 import type { Database } from "../../db/client.js";
 import { BalanceLimitError } from "../ledger/ledger.errors.js";
-import { importedCustomers, purchasedTokensOf } from "../ledger/ledger.queries.js";
+import type { PurchaseCredits } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
-import { emptyReport, type ImportReport } from "./import-report.js";
+import { emptyReport, type ImportReport, recordNonCustomer } from "./import-report.js";
 import { clearedCustomers, recordCleared } from "./legacy-clears.js";
-import type { LegacyCustomer, SourceItem } from "./legacy-source.js";
-import { judge, type ValueRules } from "./legacy-value.js";
+import { databaseReads, type LegacyLedgerReads, type PurchaseWindow } from "./legacy-ledger-reads.js";
+import { isAnonymousId, type LegacyCustomer, type SourceItem } from "./legacy-source.js";
+import { judge, limitAndFlags, type ValueRules } from "./legacy-value.js";
 import type { RevenuecatApi } from "./revenuecat-api.js";
 
 export interface LegacyImportOptions {
@@ -15,24 +16,49 @@ export interface LegacyImportOptions {
   /** Where the customers come from, for the report and each entry's metadata. */
   readonly source: string;
   readonly rules: ValueRules;
-  /** Do not import flagged values (they are listed). */
-  readonly skipFlagged: boolean;
+  /** Import flagged values too; by default they are held back and listed. */
+  readonly includeFlagged?: boolean | undefined;
+  /** Credit `$RCAnonymousID:` customers too; by default they are held back and listed. */
+  readonly includeAnonymous?: boolean | undefined;
+  /**
+   * Subtract from each value the tokens this ledger's purchases already credited the user (default
+   * true): an old app build adds a purchase to the attribute, and the webhook credits it here too.
+   */
+  readonly subtractPurchases?: boolean | undefined;
+  /** Count only purchases credited from then on (when the webhook went live). */
+  readonly purchasesSince?: Date | undefined;
+  /** Count only purchases credited before then; the run's start by default. */
+  readonly purchasesUntil?: Date | undefined;
   /** After a customer's import has committed, delete the attribute in RevenueCat (needs `api`). */
   readonly clearAttribute: boolean;
   /** Customers read and decided together (one lookup each for what the database already knows). */
   readonly chunkSize?: number;
   /** Given the report as soon as the run starts; it fills in as customers are decided (for progress). */
   readonly onStart?: (report: ImportReport) => void;
-  /** Told every customer's decision, for a full report file. */
+  /** Told every customer's decision, and every line or id that gave none, for a full report file. */
   readonly onDecision?: (decision: Record<string, unknown>) => void;
 }
 
 export interface LegacyImportDeps {
-  readonly db: Database;
-  readonly ledger: LedgerService;
+  /** Needed to apply (with `ledger`) and to clear; a dry run through `reads` needs neither. */
+  readonly db?: Database | undefined;
+  /** The writer, needed to apply. */
+  readonly ledger?: LedgerService | undefined;
   /** Needed to clear the attribute. */
   readonly api?: RevenuecatApi | undefined;
+  /** How to read what the ledger knows; the database `db` by default. */
+  readonly reads?: LegacyLedgerReads | undefined;
 }
+
+interface Run {
+  readonly deps: LegacyImportDeps;
+  readonly reads: LegacyLedgerReads;
+  readonly options: LegacyImportOptions;
+  readonly window: PurchaseWindow;
+  readonly report: ImportReport;
+}
+
+type Decide = (decision: string, extra?: Record<string, unknown>) => void;
 
 /**
  * Carries legacy balances into the ledger, exactly once per customer: each credit is one
@@ -46,74 +72,76 @@ export async function importLegacyBalances(
   options: LegacyImportOptions,
 ): Promise<ImportReport> {
   const report = emptyReport(options.apply ? "apply" : "dry run", options.source, options.attribute);
+  const reads = deps.reads ?? (deps.db ? databaseReads(deps.db) : undefined);
+  if (!reads) throw new Error("the legacy import needs the database or another way to read the ledger");
+  if (options.apply && !(deps.db && deps.ledger))
+    throw new Error("applying needs the database and the ledger");
+  const window = { since: options.purchasesSince, until: options.purchasesUntil ?? new Date() };
+  report.purchaseRule =
+    options.subtractPurchases === false
+      ? "off: --no-subtract-purchases"
+      : `purchases credited here ${window.since ? `from ${window.since.toISOString()} ` : ""}before ${window.until.toISOString()}`;
+  const run: Run = { deps, reads, options, window, report };
   options.onStart?.(report);
   const chunkSize = options.chunkSize ?? 500;
   let chunk: SourceItem[] = [];
   for await (const item of source) {
     chunk.push(item);
     if (chunk.length >= chunkSize) {
-      await importChunk(deps, chunk, options, report);
+      await importChunk(run, chunk);
       chunk = [];
     }
   }
-  await importChunk(deps, chunk, options, report);
+  await importChunk(run, chunk);
   return report;
 }
 
-async function importChunk(
-  deps: LegacyImportDeps,
-  items: readonly SourceItem[],
-  options: LegacyImportOptions,
-  report: ImportReport,
-): Promise<void> {
+async function importChunk(run: Run, items: readonly SourceItem[]): Promise<void> {
+  const { deps, options } = run;
   const customers: LegacyCustomer[] = [];
   for (const item of items) {
     if (item.kind === "customer") customers.push(item.customer);
-    else recordNonCustomer(item, report);
+    else recordNonCustomer(run.report, item, options.onDecision);
   }
   if (customers.length === 0) return;
   const ids = customers.map((customer) => customer.customerId);
-  const [imported, purchased, cleared] = await Promise.all([
-    importedCustomers(deps.db, ids),
-    purchasedTokensOf(
-      deps.db,
+  const [facts, cleared] = await Promise.all([
+    run.reads.facts(
+      ids,
       customers.map((customer) => customer.userId),
+      run.window,
     ),
-    options.clearAttribute ? clearedCustomers(deps.db, ids) : Promise.resolve(new Set<string>()),
+    options.clearAttribute && deps.db ? clearedCustomers(deps.db, ids) : Promise.resolve(new Set<string>()),
   ]);
   const committed = await Promise.all(
     customers.map((customer) =>
       importCustomer(
-        deps,
+        run,
         customer,
-        imported.get(customer.customerId),
-        purchased.get(customer.userId) ?? 0,
-        options,
-        report,
+        facts.imported.get(customer.customerId),
+        facts.purchases.get(customer.userId),
       ),
     ),
   );
   if (!options.apply || !options.clearAttribute) return;
   for (const [i, customer] of customers.entries()) {
-    if (committed[i] && customer.attribute && !cleared.has(customer.customerId))
-      await clear(deps, customer, options, report);
+    if (committed[i] && customer.attribute && !cleared.has(customer.customerId)) await clear(run, customer);
   }
 }
 
 /** Decides one customer and, when applying, credits it; true when its import is committed (now or before). */
 async function importCustomer(
-  deps: LegacyImportDeps,
+  run: Run,
   customer: LegacyCustomer,
   importedAt: Date | undefined,
-  purchased: number,
-  options: LegacyImportOptions,
-  report: ImportReport,
+  purchases: PurchaseCredits | undefined,
 ): Promise<boolean> {
+  const { report, options } = run;
   const t = report.totals;
   t.customers += 1;
   const { customerId, userId, attribute } = customer;
   if (customer.nearMatches.length > 0) report.nearMatches.push({ customerId, names: customer.nearMatches });
-  const decide = (decision: string, extra: Record<string, unknown> = {}) =>
+  const decide: Decide = (decision, extra = {}) =>
     options.onDecision?.({ customerId, userId, decision, value: attribute?.raw ?? null, ...extra });
   if (importedAt) {
     t.alreadyImported += 1;
@@ -123,56 +151,107 @@ async function importCustomer(
     decide("already imported");
     return true;
   }
-  const judgement = judge(attribute, options.rules, purchased);
+  const judgement = judge(attribute);
   if (judgement.verdict === "skip") {
     t[judgement.reason === "no attribute" ? "noAttribute" : judgement.reason] += 1;
     decide(judgement.reason);
     return false;
   }
   if (judgement.verdict === "refuse") return refuse(report, customer, judgement.reason, decide);
-  const { tokens, flags } = judgement;
-  const held = flags.length > 0 && options.skipFlagged;
+  const amounts = subtractPurchases(run, customer, judgement.tokens, purchases);
+  const { tokens } = amounts;
+  if (tokens === 0) {
+    t.coveredByPurchases += 1;
+    decide("nothing left: already credited by purchases", amounts);
+    return false;
+  }
+  const { refused, flags } = limitAndFlags(tokens, options.rules, purchases?.allTokens ?? 0);
+  if (refused) return refuse(report, customer, refused, decide);
+  if (isAnonymousId(userId)) {
+    t.anonymous += 1;
+    report.anonymous.push({
+      customerId,
+      tokens,
+      imported: Boolean(options.includeAnonymous) && options.apply,
+    });
+    if (!options.includeAnonymous) {
+      t.heldAnonymous += 1;
+      decide("held: anonymous id", amounts);
+      return false;
+    }
+  }
   if (flags.length > 0) {
     t.flagged += 1;
-    report.flagged.push({ customerId, userId, tokens, flags, imported: !held && options.apply });
-  }
-  if (held) {
-    t.heldFlagged += 1;
-    decide("held: flagged", { flags });
-    return false;
+    report.flagged.push({
+      customerId,
+      userId,
+      tokens,
+      flags,
+      imported: Boolean(options.includeFlagged) && options.apply,
+    });
+    if (!options.includeFlagged) {
+      t.heldFlagged += 1;
+      decide("held: flagged", { ...amounts, flags });
+      return false;
+    }
   }
   if (!options.apply) {
     credit(report, tokens);
-    decide("would credit", { tokens, flags });
+    decide("would credit", { ...amounts, flags });
     return false;
   }
-  return write(deps, customer, tokens, options, report, decide);
+  return write(run, customer, amounts, decide);
 }
 
-async function write(
-  deps: LegacyImportDeps,
+/** What a value comes to once the purchases this ledger already credited the user are taken off. */
+type Amounts = {
+  /** The attribute's value. */
+  readonly attributeTokens: number;
+  /** Tokens of purchases this ledger credited the user, taken off the value (0 with the subtraction off). */
+  readonly alreadyCredited: number;
+  /** What is imported: the value less what was already credited, never below 0. */
+  readonly tokens: number;
+};
+
+function subtractPurchases(
+  run: Run,
   customer: LegacyCustomer,
-  tokens: number,
-  options: LegacyImportOptions,
-  report: ImportReport,
-  decide: (decision: string, extra?: Record<string, unknown>) => void,
-): Promise<boolean> {
+  attributeTokens: number,
+  purchases: PurchaseCredits | undefined,
+): Amounts {
+  const subtract = run.options.subtractPurchases ?? true;
+  const alreadyCredited = subtract ? (purchases?.windowTokens ?? 0) : 0;
+  const tokens = Math.max(0, attributeTokens - alreadyCredited);
+  if (alreadyCredited > 0) {
+    const t = run.report.totals;
+    t.reduced += 1;
+    t.subtractedTokens += attributeTokens - tokens;
+    run.report.reduced.push({ customerId: customer.customerId, attributeTokens, alreadyCredited, tokens });
+  }
+  return { attributeTokens, alreadyCredited, tokens };
+}
+
+async function write(run: Run, customer: LegacyCustomer, amounts: Amounts, decide: Decide): Promise<boolean> {
+  const { options, report } = run;
+  const ledger = run.deps.ledger as LedgerService;
   const attribute = customer.attribute;
+  const { tokens, attributeTokens, alreadyCredited } = amounts;
   const metadata = {
     source: options.source,
     attribute: options.attribute,
     rawValue: attribute?.raw ?? null,
     updatedAt: attribute?.updatedAtMs ? new Date(attribute.updatedAtMs).toISOString() : null,
     customerId: customer.customerId,
+    ...(alreadyCredited > 0 ? { attributeTokens, alreadyCredited } : {}),
   };
   try {
-    const result = await deps.ledger.importLegacy({ ...customer, tokens, metadata });
+    const result = await ledger.importLegacy({ ...customer, tokens, metadata });
     if (result.status === "already-imported") {
       report.totals.alreadyImported += 1;
       decide("already imported");
     } else {
       credit(report, tokens);
-      decide("credited", { tokens, entryId: result.entry.id });
+      decide("credited", { ...amounts, entryId: result.entry.id });
     }
     return true;
   } catch (error) {
@@ -186,12 +265,7 @@ function credit(report: ImportReport, tokens: number): void {
   report.totals.creditedTokens += tokens;
 }
 
-function refuse(
-  report: ImportReport,
-  customer: LegacyCustomer,
-  reason: string,
-  decide: (decision: string, extra?: Record<string, unknown>) => void,
-): false {
+function refuse(report: ImportReport, customer: LegacyCustomer, reason: string, decide: Decide): false {
   report.totals.refused += 1;
   const { customerId, userId } = customer;
   report.refused.push({ customerId, userId, value: customer.attribute?.raw ?? null, reason });
@@ -200,13 +274,10 @@ function refuse(
 }
 
 /** Deletes the attribute once its import has committed; a failure is reported and retried next run. */
-async function clear(
-  deps: LegacyImportDeps,
-  customer: LegacyCustomer,
-  options: LegacyImportOptions,
-  report: ImportReport,
-): Promise<void> {
-  if (!deps.api) throw new Error("clearing the attribute needs the RevenueCat API");
+async function clear(run: Run, customer: LegacyCustomer): Promise<void> {
+  const { deps, options, report } = run;
+  if (!deps.api || !deps.db)
+    throw new Error("clearing the attribute needs the RevenueCat API and the database");
   try {
     await deps.api.deleteAttribute(customer.userId, options.attribute);
     await recordCleared(deps.db, customer.customerId, options.attribute);
@@ -217,26 +288,5 @@ async function clear(
       customerId: customer.customerId,
       reason: error instanceof Error ? error.message : String(error),
     });
-  }
-}
-
-function recordNonCustomer(item: Exclude<SourceItem, { kind: "customer" }>, report: ImportReport): void {
-  const t = report.totals;
-  switch (item.kind) {
-    case "not-found":
-      t.notFound += 1;
-      report.notFound.push(item.id);
-      return;
-    case "unreadable":
-      t.unreadable += 1;
-      report.unreadable.push({ id: item.id, reason: item.reason });
-      return;
-    case "alias":
-      t.aliases += 1;
-      return;
-    case "malformed":
-      t.malformed += 1;
-      report.malformed.push({ line: item.line, reason: item.reason });
-      return;
   }
 }

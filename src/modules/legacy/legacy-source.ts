@@ -18,7 +18,14 @@ export type SourceItem =
   | { readonly kind: "not-found"; readonly id: string }
   | { readonly kind: "unreadable"; readonly id: string; readonly reason: string }
   | { readonly kind: "alias"; readonly id: string; readonly customerId: string }
-  | { readonly kind: "malformed"; readonly line: number; readonly reason: string };
+  | { readonly kind: "malformed"; readonly line: number; readonly reason: string }
+  /** A line that lists a customer again and lost to a newer one (`keptLine`). */
+  | { readonly kind: "duplicate"; readonly id: string; readonly line: number; readonly keptLine: number };
+
+/** Ids RevenueCat gives a customer before the app logs in: no signed-in user (JWT `sub`) reaches them. */
+export function isAnonymousId(userId: string): boolean {
+  return userId.startsWith("$RCAnonymousID:");
+}
 
 /** Picks the attribute out of a customer's attributes, noting names that differ only in case. */
 export function pickAttribute(

@@ -16,7 +16,7 @@ export interface ValueRules {
 }
 
 export type Judgement =
-  | { readonly verdict: "credit"; readonly tokens: number; readonly flags: readonly string[] }
+  | { readonly verdict: "credit"; readonly tokens: number }
   | { readonly verdict: "refuse"; readonly reason: string }
   | { readonly verdict: "skip"; readonly reason: "no attribute" | "empty" | "zero" };
 
@@ -34,10 +34,11 @@ export function fromExportCell(cell: unknown): LegacyAttribute {
 
 /**
  * Judges a legacy value. The old values were written by the app itself, so nothing is guessed: only
- * a whole number of tokens from 0 up to the limits is credited ("12", 12); "12.5", "-3", "1,000",
- * "1e3" and anything else are refused and listed. Values that are legal but suspicious are flagged.
+ * a whole number of tokens up to the balance cap is credited ("12", 12); "12.5", "-3", "1,000",
+ * "1e3" and anything else are refused and listed. The per-user limit and the flags apply to what
+ * would be credited (see `limitAndFlags`), once purchases already credited are taken off.
  */
-export function judge(attribute: LegacyAttribute | null, rules: ValueRules, purchased: number): Judgement {
+export function judge(attribute: LegacyAttribute | null): Judgement {
   if (!attribute) return { verdict: "skip", reason: "no attribute" };
   const { raw } = attribute;
   if (raw === null || raw === undefined || (typeof raw === "string" && raw.trim() === "")) {
@@ -47,14 +48,22 @@ export function judge(attribute: LegacyAttribute | null, rules: ValueRules, purc
   if (tokens === null) return { verdict: "refuse", reason: "not a whole number of tokens" };
   if (tokens === 0) return { verdict: "skip", reason: "zero" };
   if (tokens > MAX_BALANCE) return { verdict: "refuse", reason: `above the balance cap of ${MAX_BALANCE}` };
-  if (tokens > rules.maxPerUser)
-    return { verdict: "refuse", reason: `above --max-per-user ${rules.maxPerUser}` };
+  return { verdict: "credit", tokens };
+}
+
+/** The amount to credit against --max-per-user (a refusal reason) and the flags (suspicious but legal). */
+export function limitAndFlags(
+  tokens: number,
+  rules: ValueRules,
+  purchased: number,
+): { refused: string | null; flags: string[] } {
+  if (tokens > rules.maxPerUser) return { refused: `above --max-per-user ${rules.maxPerUser}`, flags: [] };
   const flags: string[] = [];
   if (tokens > rules.flagAbove) flags.push(`above --flag-above ${rules.flagAbove}`);
   if (purchased > 0 && tokens > rules.flagRatio * purchased) {
     flags.push(`over ${rules.flagRatio} times the ${purchased} tokens of recorded purchases`);
   }
-  return { verdict: "credit", tokens, flags };
+  return { refused: null, flags };
 }
 
 /** A non-negative whole number, as a number or as decimal digits; null for anything else. */
