@@ -11,7 +11,7 @@ import { MAX_BALANCE } from "../db/schema.js";
 import { withDevSecrets } from "../dev-secrets.js";
 import { createLedgerService } from "../modules/ledger/ledger.service.js";
 import { readCustomersFromApi } from "../modules/legacy/api-customers.js";
-import { ExportFormatError, readCustomerExport } from "../modules/legacy/csv-export.js";
+import { checkCustomerExport, ExportFormatError, readCustomerExport } from "../modules/legacy/csv-export.js";
 import { formatReport, type ImportReport } from "../modules/legacy/import-report.js";
 import { importLegacyBalances } from "../modules/legacy/legacy-import.service.js";
 import type { LegacyLedgerReads } from "../modules/legacy/legacy-ledger-reads.js";
@@ -214,6 +214,7 @@ async function main(): Promise<void> {
   }
   const config = loadConfig();
   const api = revenuecatApi(config, args);
+  if (args.csv) await checkCustomerExport(args.csv, args.attribute);
   const { database, reads } = await openForImport(config, args);
   const reportFile = args.report ? createWriteStream(args.report) : undefined;
   let report: ImportReport | undefined;

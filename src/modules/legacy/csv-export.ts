@@ -44,6 +44,14 @@ export async function* readCustomerExport(path: string, attributeName: string): 
   }
 }
 
+/**
+ * Throws ExportFormatError when the file is not a Customer Lists export, reading no further than its
+ * first line: a wrong file is refused before the command opens (and locks) any database.
+ */
+export async function checkCustomerExport(path: string, attributeName: string): Promise<void> {
+  for await (const _line of readLines(path, attributeName)) return;
+}
+
 /** How recent a customer's line is, to pick the newest of a customer listed twice. */
 interface Recency {
   readonly line: number;
