@@ -59,7 +59,8 @@ describe(`start-up on ${driverName}`, () => {
         products: 2,
         rateLimitStore: "database",
         metricsProtected: false,
-        migrations: database ? expect.stringMatching(/^\d+ applied$/) : "none pending",
+        // A new embedded folder starts from the install's template, which may predate newer migrations.
+        migrations: expect.stringMatching(database ? /^\d+ applied$/ : /^(none pending|\d+ applied)$/),
       });
       expect(summary.database).toBe(
         database
