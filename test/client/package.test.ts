@@ -3,6 +3,7 @@ import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { projectRoot } from "../helpers/process.js";
 import { clientDir, installBuiltClient } from "./helpers/installed-package.js";
 import { bundledSize, CORE_BUDGET_BYTES } from "./scripts/size.js";
 
@@ -56,6 +57,17 @@ describe("the @token-ledger/client package", () => {
       core: ["TokenLedgerError", "createTokenClient"],
       react: ["TokenLedgerProvider", "useSpendTokens", "useTokenBalance", "useTokenClient"],
     });
+  });
+
+  it("names every TransactionKind of schema.graphql in its own TransactionKind", async () => {
+    const schema = await readFile(join(projectRoot, "schema.graphql"), "utf8");
+    const kinds = [
+      ...(/^enum TransactionKind \{([^}]*)\}/m.exec(schema)?.[1] ?? "").matchAll(/^\s*([A-Z_]+)\s*$/gm),
+    ];
+    const types = await readFile(join(clientDir, "types.ts"), "utf8");
+    const union = /export type TransactionKind =([^;]*);/.exec(types)?.[1] ?? "";
+    expect(kinds.length).toBeGreaterThan(4);
+    for (const [, kind] of kinds) expect(union, `TransactionKind lacks ${kind}`).toContain(`"${kind}"`);
   });
 
   it(`keeps the core within ${CORE_BUDGET_BYTES / 1024} kB gzipped (graphql-ws not counted)`, async () => {
