@@ -13,7 +13,8 @@ export interface GraphqlHttp {
 }
 
 interface HttpDeps {
-  readonly url: string;
+  /** The endpoint, worked out per request (a relative one needs the page's location). */
+  url(): string;
   readonly fetch: FetchLike;
   readonly tokens: TokenSource;
   readonly timeoutMs: number;
@@ -30,12 +31,13 @@ type Outcome = { data: unknown } | { error: TokenLedgerError };
 export function createGraphqlHttp(deps: HttpDeps): GraphqlHttp {
   return {
     async request<T>(query: string, variables?: Record<string, unknown>): Promise<T> {
+      const url = deps.url();
       let refreshed = false;
       let fresh: string | null = null;
       for (let attempt = 1; ; attempt += 1) {
         const generation = deps.tokens.generation;
         const token = fresh ?? (await deps.tokens.get());
-        const outcome = await send(deps, token, JSON.stringify({ query, variables }));
+        const outcome = await send(deps, url, token, JSON.stringify({ query, variables }));
         if ("data" in outcome) return outcome.data as T;
         const { error } = outcome;
         if (error.code === "UNAUTHENTICATED" && !refreshed) {
@@ -50,7 +52,7 @@ export function createGraphqlHttp(deps: HttpDeps): GraphqlHttp {
   };
 }
 
-async function send(deps: HttpDeps, token: string | null, body: string): Promise<Outcome> {
+async function send(deps: HttpDeps, url: string, token: string | null, body: string): Promise<Outcome> {
   const headers: Record<string, string> = {
     "content-type": "application/json",
     accept: "application/graphql-response+json, application/json",
@@ -58,8 +60,11 @@ async function send(deps: HttpDeps, token: string | null, body: string): Promise
   if (token) headers.authorization = `Bearer ${token}`;
   const controller = typeof AbortController === "function" ? new AbortController() : undefined;
   const timer = setTimeout(() => controller?.abort(), deps.timeoutMs);
+  // Called as a plain function, never as a method of `deps`: a browser's own fetch passed in as
+  // `window.fetch` throws "Illegal invocation" when called on any object but the global one.
+  const fetch = deps.fetch;
   try {
-    const response = await deps.fetch(deps.url, {
+    const response = await fetch(url, {
       method: "POST",
       headers,
       body,

@@ -1,8 +1,8 @@
-import type { Client } from "graphql-ws/client";
 import { delay } from "./delay.js";
 import { errorFromResponse, TokenLedgerError } from "./errors.js";
-import { openLiveSocket } from "./live-socket.js";
+import { type LiveSocket, openLiveSocket } from "./live-socket.js";
 import { BALANCE_CHANGED_SUBSCRIPTION } from "./operations.js";
+import { listenForPageReturn } from "./page-return.js";
 import type { TokenSource } from "./token-source.js";
 import type { LedgerEntry } from "./types.js";
 
@@ -18,34 +18,45 @@ export interface BalanceChange {
 export interface LiveBalance {
   /** Keeps the subscription open until the returned function is called. */
   retain(): () => void;
-  /** Subscribes again after a fatal failure, when someone still retains it. */
+  /**
+   * Subscribes again after a fatal failure, when someone still retains it; a connection waiting to
+   * reconnect does so at once.
+   */
   restart(): void;
   dispose(): Promise<void>;
 }
 
 interface LiveDeps {
-  readonly url: string;
+  /** The WebSocket URL, worked out when the socket is first opened (a relative one needs the page). */
+  url(): string;
   readonly WebSocket: unknown;
   readonly tokens: TokenSource;
   onChange(change: BalanceChange): void;
   onStatus(live: boolean, error?: TokenLedgerError): void;
+  log(line: string): void;
 }
 
 /**
  * The balanceChanged subscription, shared by everyone who retains it: the first holder subscribes,
  * the last one unsubscribes (the socket lingers a moment for a remount). After a reconnect the
- * server sends the current balance first.
+ * server sends the current balance first. While it is held, a browser page coming back online or
+ * into view reconnects a dropped socket at once rather than after its backoff.
  */
 export function createLiveBalance(deps: LiveDeps): LiveBalance {
-  let client: Client | undefined;
+  let client: LiveSocket | undefined;
   let holders = 0;
   let active: (() => void) | undefined;
+  let unlistenPage: (() => void) | undefined;
 
   function subscribe(): void {
     try {
-      client ??= openLiveSocket(deps);
+      client ??= openLiveSocket({ ...deps, url: deps.url() });
     } catch (error) {
-      deps.onStatus(false, new TokenLedgerError("UNEXPECTED", `${String(error)}: pass the WebSocket option`));
+      const problem =
+        error instanceof TokenLedgerError
+          ? error
+          : new TokenLedgerError("UNEXPECTED", `${String(error)}: pass the WebSocket option`);
+      deps.onStatus(false, problem);
       return;
     }
     const stop = client.subscribe<{ balanceChanged: BalanceChange }>(
@@ -71,6 +82,7 @@ export function createLiveBalance(deps: LiveDeps): LiveBalance {
   return {
     retain() {
       holders += 1;
+      unlistenPage ??= listenForPageReturn((why) => client?.reconnectNow(why));
       if (!active) subscribe();
       let held = true;
       return () => {
@@ -78,6 +90,8 @@ export function createLiveBalance(deps: LiveDeps): LiveBalance {
         held = false;
         holders -= 1;
         if (holders > 0) return;
+        unlistenPage?.();
+        unlistenPage = undefined;
         const stop = active;
         active = undefined;
         stop?.();
@@ -85,9 +99,12 @@ export function createLiveBalance(deps: LiveDeps): LiveBalance {
     },
     restart() {
       if (holders > 0 && !active) subscribe();
+      else client?.reconnectNow("refresh");
     },
     async dispose() {
       holders = 0;
+      unlistenPage?.();
+      unlistenPage = undefined;
       active?.();
       active = undefined;
       const closing = client?.dispose();

@@ -11,26 +11,14 @@ export const BALANCE_QUERY = `query TokenBalance { balance { ${BALANCE} } }`;
  * The balance with the newest entries beside it, for a re-read while spends or a purchase are
  * awaited: the entries tell which of them the balance already includes.
  */
-export const BALANCE_WITH_ENTRIES_QUERY = `query TokenBalanceWithEntries {
-  balance { ${BALANCE} }
-  transactions(first: 20) { edges { node { ${ENTRY} } } }
-}`;
+export const BALANCE_WITH_ENTRIES_QUERY = `query TokenBalanceWithEntries { balance { ${BALANCE} }
+transactions(first: 20) { edges { node { ${ENTRY} } } } }`;
 
 export const TRANSACTIONS_QUERY = `query TokenTransactions($first: Int, $after: String) {
-  transactions(first: $first, after: $after) {
-    edges { node { ${ENTRY} } }
-    pageInfo { hasNextPage endCursor }
-  }
-}`;
+transactions(first: $first, after: $after) { edges { node { ${ENTRY} } } pageInfo { hasNextPage endCursor } } }`;
 
-export const SPEND_MUTATION = `mutation SpendTokens($input: SpendTokensInput!) {
-  spendTokens(input: $input) {
-    success newBalance message errorCode retryAfterSeconds
-    transaction { ${ENTRY} }
-    balance { ${BALANCE} }
-  }
-}`;
+export const SPEND_MUTATION = `mutation SpendTokens($input: SpendTokensInput!) { spendTokens(input: $input) {
+success newBalance message errorCode retryAfterSeconds transaction { ${ENTRY} } balance { ${BALANCE} } } }`;
 
 export const BALANCE_CHANGED_SUBSCRIPTION = `subscription TokenBalanceChanged {
-  balanceChanged { balance delta version lastUpdated transaction { ${ENTRY} } }
-}`;
+balanceChanged { balance delta version lastUpdated transaction { ${ENTRY} } } }`;

@@ -24,8 +24,8 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   const log = options.onLog ?? (() => undefined);
   const tokens = createTokenSource(options.getToken, options.refreshToken);
   const http = createGraphqlHttp({
-    url: options.url,
-    fetch: options.fetch ?? (globalThis as unknown as { fetch: FetchLike }).fetch,
+    url: () => absoluteUrl(options.url),
+    fetch: options.fetch ?? globalFetch,
     tokens,
     timeoutMs: options.requestTimeoutMs ?? 15_000,
   });
@@ -40,11 +40,13 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   const purchases = createPurchaseWatch();
   const reread = createBalanceReader({ request, store, purchases, log });
   const live = createLiveBalance({
-    url: options.wsUrl ?? webSocketUrl(options.url),
-    WebSocket: options.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket,
+    url: () => absoluteUrl(options.wsUrl ?? options.url).replace(/^http/i, "ws"),
+    // Without one, graphql-ws takes the global WebSocket when the socket is first opened.
+    WebSocket: options.WebSocket,
     tokens,
     onChange: (change) => applyLiveChange(change, { store, purchases, reread }),
     onStatus: (isLive, error) => store.setFlags(error ? { live: isLive, error } : { live: isLive }),
+    log,
   });
   let starting: Promise<void> | undefined;
   // The first listener shows the stored balance (if any) and reads the fresh one; a failed start
@@ -94,9 +96,23 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   };
 }
 
-/** The HTTP URL with its scheme turned into ws(s); a relative URL is resolved against the page. */
-function webSocketUrl(url: string): string {
-  const page = (globalThis as { location?: { href: string } }).location?.href;
-  const absolute = /^https?:\/\//.test(url) || !page ? url : new URL(url, page).href;
-  return absolute.replace(/^http/, "ws");
+/**
+ * The platform's fetch, looked up when called and called on the global object: a browser's fetch
+ * detached from `window` (or called on another object) throws "Illegal invocation", and a fetch
+ * polyfilled after the client was made is still found.
+ */
+const globalFetch: FetchLike = (url, init) =>
+  (globalThis as unknown as { fetch: FetchLike }).fetch(url, init);
+
+/**
+ * The URL as given, or a relative one resolved against the page's location, looked up when used.
+ * Without a page (React Native, Node) it must be absolute: a relative one is a clear error.
+ */
+function absoluteUrl(url: string): string {
+  if (/^\w+:/.test(url)) return url;
+  const page = (globalThis as { location?: { href?: string } }).location?.href;
+  if (!page) {
+    throw new TokenLedgerError("UNEXPECTED", `The url "${url}" is relative and there is no page`);
+  }
+  return new URL(url, page).href;
 }

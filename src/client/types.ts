@@ -49,7 +49,18 @@ export interface BalanceReading {
   lastUpdated: string | null;
 }
 
-export type TransactionKind = "PURCHASE" | "SPEND" | "GRANT" | "REFUND" | "REFUND_REVERSAL";
+/**
+ * The server's EntryKind: LEGACY_IMPORT is a balance carried over from the app's old store, and
+ * ADJUSTMENT an admin's signed correction (a debit or a credit).
+ */
+export type TransactionKind =
+  | "PURCHASE"
+  | "SPEND"
+  | "GRANT"
+  | "REFUND"
+  | "REFUND_REVERSAL"
+  | "LEGACY_IMPORT"
+  | "ADJUSTMENT";
 
 /** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
 export interface LedgerEntry {

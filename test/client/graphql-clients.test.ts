@@ -27,7 +27,11 @@ const TRANSACTIONS = `query Transactions($first: Int, $after: String) {
   }
 }`;
 const BALANCE_CHANGED = `subscription BalanceChanged {
-  balanceChanged { balance delta version transaction { id amount kind idempotencyKey } }
+  balanceChanged {
+    balance delta version
+    current { id balance version lastUpdated }
+    transaction { id amount kind idempotencyKey }
+  }
 }`;
 
 interface Spent {
@@ -140,14 +144,20 @@ describe(`the README's flow from three clients on ${driverName}`, () => {
   });
 
   it.each([
-    ["its default document cache (refetched: Balance is invalidated by typename)", () => cacheExchange, 1],
     [
-      "Graphcache with default settings (updated in place: Balance is normalised by id)",
+      "its default document cache (refetched: Balance is invalidated by typename)",
+      () => cacheExchange,
+      1,
+      false,
+    ],
+    [
+      "Graphcache with default settings (updated in place, also by live events: Balance is normalised by id)",
       () => graphcache(),
       0,
+      true,
     ],
-  ])("urql with %s", async (_name, cache, refetches) => {
-    const { token } = await server.fundUser(100);
+  ])("urql with %s", async (_name, cache, refetches, updatedLive) => {
+    const { userId, token } = await server.fundUser(100);
     const authorization = `Bearer ${token}`;
     const spy = vi.spyOn(globalThis, "fetch");
     const urql = urqlClient(authorization, cache());
@@ -177,16 +187,25 @@ describe(`the README's flow from three clients on ${driverName}`, () => {
     expect(replay.data?.spendTokens.transaction.id).toBe(spent.data?.spendTokens.transaction.id);
     const change = await seen(changes, (item) => item.balanceChanged.delta === -10);
     expect(change.balanceChanged).toMatchObject({ balance: 90, transaction: { idempotencyKey: "order-42" } });
+    if (updatedLive) {
+      // A purchase credited by the webhook reaches the app only as a live event: its `current`
+      // Balance (same id as Query.balance) updates the cached balance without a request.
+      const requests = balanceRequests(spy);
+      await server.purchase(userId);
+      await seen(balances, (balance) => balance === 190);
+      expect(balanceRequests(spy)).toBe(requests);
+    }
     const page = (after: string | null) =>
       urql.query<Page>(TRANSACTIONS, { first: 1, after }, { requestPolicy: "network-only" }).toPromise();
     expect(await allEntries(async (after) => (await page(after)).data as Page)).toEqual([
+      ...(updatedLive ? [["PURCHASE", 100]] : []),
       ["SPEND", -10],
       ["GRANT", 100],
     ]);
   });
 
-  it("Apollo Client with its default InMemoryCache (updated in place: Balance is normalised by id)", async () => {
-    const { token } = await server.fundUser(100);
+  it("Apollo Client with its default InMemoryCache (updated in place, also by live events: Balance is normalised by id)", async () => {
+    const { userId, token } = await server.fundUser(100);
     const authorization = `Bearer ${token}`;
     const spy = vi.spyOn(globalThis, "fetch");
     const link = ApolloLink.split(
@@ -231,6 +250,14 @@ describe(`the README's flow from three clients on ${driverName}`, () => {
     expect(cached?.balance).toMatchObject({ balance: 90, version: 2 });
     const change = await seen(changes, (item) => item.balanceChanged.delta === -10);
     expect(change.balanceChanged).toMatchObject({ balance: 90, transaction: { idempotencyKey: "order-42" } });
+    // A purchase credited by the webhook reaches the app only as a live event: its `current`
+    // Balance (same id as Query.balance) updates the cached balance without a request.
+    await server.purchase(userId);
+    await seen(balances, (balance) => balance === 190);
+    expect(balanceRequests(spy)).toBe(before);
+    expect(apollo.readQuery<{ balance: { version: number } }>({ query: gql(BALANCE) })?.balance.version).toBe(
+      3,
+    );
     const page = (after: string | null) =>
       apollo.query<Page>({
         query: gql(TRANSACTIONS),
@@ -238,6 +265,7 @@ describe(`the README's flow from three clients on ${driverName}`, () => {
         fetchPolicy: "network-only",
       });
     expect(await allEntries(async (after) => (await page(after)).data as Page)).toEqual([
+      ["PURCHASE", 100],
       ["SPEND", -10],
       ["GRANT", 100],
     ]);

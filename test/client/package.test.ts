@@ -1,14 +1,13 @@
 import { execFile } from "node:child_process";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../helpers/process.js";
+import { clientDir, installBuiltClient } from "./helpers/installed-package.js";
 import { bundledSize, CORE_BUDGET_BYTES } from "./scripts/size.js";
 
 const run = promisify(execFile);
-const clientDir = join(projectRoot, "src/client");
 const temporary: string[] = [];
 afterAll(async () => {
   await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
@@ -45,25 +44,8 @@ describe("the @token-ledger/client package", () => {
   });
 
   it("builds with tsc (DOM types, no Node types) and loads through its exports map as installed", async () => {
-    const root = await mkdtemp(join(tmpdir(), "tl-client-package-"));
+    const root = await installBuiltClient(["graphql-ws", "react"]);
     temporary.push(root);
-    const installed = join(root, "node_modules/@token-ledger/client");
-    await run(process.execPath, [
-      join(projectRoot, "node_modules/typescript/bin/tsc"),
-      "-p",
-      clientDir,
-      "--outDir",
-      join(installed, "dist"),
-    ]);
-    await cp(join(clientDir, "package.json"), join(installed, "package.json"));
-    for (const dependency of ["graphql-ws", "react"]) {
-      await symlink(
-        join(projectRoot, "node_modules", dependency),
-        join(root, "node_modules", dependency),
-        "dir",
-      );
-    }
-    await mkdir(join(root, "app"));
     await writeFile(
       join(root, "app/check.mjs"),
       `import * as core from "@token-ledger/client";
@@ -75,6 +57,17 @@ describe("the @token-ledger/client package", () => {
       core: ["TokenLedgerError", "createTokenClient"],
       react: ["TokenLedgerProvider", "useSpendTokens", "useTokenBalance", "useTokenClient"],
     });
+  });
+
+  it("names every TransactionKind of schema.graphql in its own TransactionKind", async () => {
+    const schema = await readFile(join(projectRoot, "schema.graphql"), "utf8");
+    const kinds = [
+      ...(/^enum TransactionKind \{([^}]*)\}/m.exec(schema)?.[1] ?? "").matchAll(/^\s*([A-Z_]+)\s*$/gm),
+    ];
+    const types = await readFile(join(clientDir, "types.ts"), "utf8");
+    const union = /export type TransactionKind =([^;]*);/.exec(types)?.[1] ?? "";
+    expect(kinds.length).toBeGreaterThan(4);
+    for (const [, kind] of kinds) expect(union, `TransactionKind lacks ${kind}`).toContain(`"${kind}"`);
   });
 
   it(`keeps the core within ${CORE_BUDGET_BYTES / 1024} kB gzipped (graphql-ws not counted)`, async () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { LedgerEntry } from "../../src/client/index.js";
 import { driverName } from "../helpers/database.js";
 import {
@@ -11,10 +11,16 @@ import {
   until,
 } from "./helpers/clients.js";
 import { useLedgerServer } from "./helpers/ledger-server.js";
+import { servePage } from "./helpers/page-server.js";
 import { tapWebSocket, versionOf } from "./helpers/sockets.js";
 
 const server = useLedgerServer();
 disposeClientsAfterEach();
+const opened: { close(): Promise<void> }[] = [];
+const closeAfter = (thing: { close(): Promise<void> }) => opened.push(thing);
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((thing) => thing.close()));
+});
 
 /** Seconds since the epoch, for a token that expires at a chosen moment. */
 const inSeconds = (seconds: number) => Math.floor(Date.now() / 1000) + seconds;
@@ -168,7 +174,8 @@ describe(`@token-ledger/client when things go wrong, on ${driverName}`, () => {
   it("a server restart: the socket reconnects by itself and shows the current balance", async () => {
     const { userId, token } = await server.fundUser(100);
     const tap = tapWebSocket();
-    const client = makeClient(server, token, { WebSocket: tap.WebSocket });
+    const lines: string[] = [];
+    const client = makeClient(server, token, { WebSocket: tap.WebSocket, onLog: (line) => lines.push(line) });
     const { states } = record(client);
     await until(client, (state) => state.balance === 100 && state.live);
     await server.restart();
@@ -179,7 +186,40 @@ describe(`@token-ledger/client when things go wrong, on ${driverName}`, () => {
     expect(tap.closeCodes[0]).toBe(1001);
     expect(tap.opened()).toBeGreaterThan(1);
     expect(states.some((snapshot) => !snapshot.live && snapshot.balance === 100)).toBe(true);
+    // The log says when the socket dropped, with its close code and reason, and when it was back.
+    const socketLines = lines.filter((line) => line.startsWith("Live updates"));
+    expect(socketLines[0]).toBe("Live updates connected");
+    expect(socketLines[1]).toMatch(/^Live updates dropped \(close 1001: \S.*\)$/);
+    expect(socketLines.at(-1)).toMatch(/^Live updates connected again after \d+\.\d s$/);
     await server.purchase(userId);
     await until(client, (snapshot) => snapshot.balance === 300);
+  });
+
+  it("refresh() reconnects a dropped socket at once instead of after its backoff (React Native's AppState)", async () => {
+    const { token } = await server.fundUser(100);
+    const path = await servePage({}, server.url);
+    closeAfter(path);
+    const lines: { at: number; line: string }[] = [];
+    const client = makeClient(server, token, {
+      url: `${path.url}graphql`,
+      onLog: (line) => lines.push({ at: Date.now(), line }),
+    });
+    record(client);
+    await until(client, (state) => state.balance === 100 && state.live);
+    path.cutSockets();
+    await until(client, (state) => !state.live);
+    await expect.poll(() => path.refused(), { timeout: 20_000, interval: 20 }).toBeGreaterThanOrEqual(3);
+    await sleep(300); // the third refusal's close reaches the client, which starts its next wait
+    path.restoreSockets();
+    const calledAt = Date.now();
+    await client.refresh();
+    await until(client, (state) => state.live);
+    const liveAfterMs = Date.now() - calledAt;
+    const pending = lines.filter((log) => /reconnect in [\d.]+ s/.test(log.line)).at(-1);
+    const waitEndsAt = (pending?.at ?? 0) + Number(/in ([\d.]+) s/.exec(pending?.line ?? "")?.[1]) * 1000;
+    console.log(`refresh(): live ${liveAfterMs} ms after the call; the pending wait: ${pending?.line}`);
+    expect(waitEndsAt - calledAt).toBeGreaterThan(2000);
+    expect(liveAfterMs).toBeLessThan((waitEndsAt - calledAt) / 2);
+    expect(lines.map((log) => log.line)).toContain("Live updates reconnect now (refresh)");
   });
 });

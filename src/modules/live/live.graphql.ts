@@ -1,5 +1,5 @@
 import { builder } from "../../graphql/builder.js";
-import { TokenTransactionRef } from "../ledger/ledger.graphql-types.js";
+import { BalanceRef, TokenTransactionRef } from "../ledger/ledger.graphql-types.js";
 import { getEntry } from "../ledger/ledger.queries.js";
 import type { BalanceChange } from "./balance-hub.js";
 
@@ -13,6 +13,12 @@ const BalanceChangeRef = builder.objectRef<BalanceChange>("BalanceChange").imple
         "The balance version; a jump of more than one means events were missed: re-read the balance.",
     }),
     lastUpdated: t.expose("lastUpdated", { type: "DateTime", description: "When the balance last changed." }),
+    current: t.field({
+      type: BalanceRef,
+      description:
+        "The balance after the change as the Balance object, with the same id as Query.balance, so normalized caches update it.",
+      resolve: ({ userId, balance, version, lastUpdated }) => ({ userId, balance, version, lastUpdated }),
+    }),
     transaction: t.field({
       type: TokenTransactionRef,
       nullable: true,

@@ -6,8 +6,12 @@ import { projectRoot } from "../../helpers/process.js";
  * `npm run client:size`: what @token-ledger/client adds to an app bundle. Each entry is bundled the
  * way an app's bundler would (ESM, minified, for browsers and React Native), once with graphql-ws
  * inside and once with it left to the app, and the gzipped size printed.
+ *
+ * The budget was 5 kB until the core learned what only a browser shows (fetch called on the global
+ * object, relative URLs resolved against the page), to reconnect at once when the page comes back
+ * and to log its socket's drops: 4,946 bytes became about 5,360.
  */
-export const CORE_BUDGET_BYTES = 5 * 1024;
+export const CORE_BUDGET_BYTES = 5.5 * 1024;
 
 export async function bundledSize(entry: string, external: string[]): Promise<{ raw: number; gzip: number }> {
   const result = await build({
