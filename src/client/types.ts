@@ -50,8 +50,9 @@ export interface BalanceReading {
 }
 
 /**
- * The server's EntryKind: LEGACY_IMPORT is a balance carried over from the app's old store, and
- * ADJUSTMENT an admin's signed correction (a debit or a credit).
+ * The server's EntryKind: LEGACY_IMPORT is a balance carried over from the app's old store,
+ * ADJUSTMENT an admin's signed correction (a debit or a credit), TRANSFER one side of tokens an admin
+ * moved between two users.
  */
 export type TransactionKind =
   | "PURCHASE"
@@ -60,7 +61,8 @@ export type TransactionKind =
   | "REFUND"
   | "REFUND_REVERSAL"
   | "LEGACY_IMPORT"
-  | "ADJUSTMENT";
+  | "ADJUSTMENT"
+  | "TRANSFER";
 
 /** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
 export interface LedgerEntry {
