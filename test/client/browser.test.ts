@@ -1,9 +1,8 @@
 import { existsSync } from "node:fs";
-import { copyFile, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { copyFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { build } from "esbuild";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type {
   BalanceReading,
@@ -11,6 +10,7 @@ import type {
   SpendResult,
   TransactionsPage,
 } from "../../src/client/index.js";
+import { CHROMIUM, chromiumRunnable, launchChromium } from "../helpers/chromium.js";
 import { driverName } from "../helpers/database.js";
 import { projectRoot } from "../helpers/process.js";
 import { sleep } from "./helpers/clients.js";
@@ -34,19 +34,8 @@ declare global {
   }
 }
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 // CI installs chromium (.ci/run), so there a missing browser is a failure, not a skip.
-const runnable = existsSync(CHROMIUM) || process.env.CI === "true";
+const runnable = chromiumRunnable;
 const title = runnable
   ? `a page on the built package spends, pages its history and sees a purchase credited live, on ${driverName}`
   : `SKIPPED: ${CHROMIUM} not found (apt-get install -y chromium); the SDK in a real browser`;
@@ -56,8 +45,7 @@ if (!runnable) console.warn(title);
 const server = useLedgerServer();
 let site: PageServer | undefined;
 let app: string | undefined;
-let browser: BrowserContext | undefined;
-let profile: string | undefined;
+let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
 
 /**
  * The page (test/client/browser/page.ts) is bundled by esbuild as an app's bundler would: from an app
@@ -89,19 +77,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
+  await chromium?.close();
   await site?.close();
-  for (const dir of [profile, app]) if (dir) await rm(dir, { recursive: true, force: true });
+  if (app) await rm(app, { recursive: true, force: true });
 });
 
 async function openPage(token: string): Promise<{ tab: Page; errors: string[] }> {
-  profile = await mkdtemp(join(tmpdir(), "tl-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
-  const tab = await browser.newPage();
+  chromium = await launchChromium();
+  const tab = await chromium.browser.newPage();
   const errors: string[] = [];
   tab.on("pageerror", (error) => errors.push(error.message));
   await tab.goto(`${site?.url}?${new URLSearchParams({ token })}`);

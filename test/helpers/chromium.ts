@@ -19,8 +19,8 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-/** Runs `use` with a headless Chromium on a profile of its own, closed and removed afterwards. */
-export async function withChromium<T>(use: (browser: BrowserContext) => Promise<T>): Promise<T> {
+/** A headless Chromium on a profile of its own; `close` ends it and removes the profile. */
+export async function launchChromium(): Promise<{ browser: BrowserContext; close(): Promise<void> }> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: CI must install chromium`);
   const profile = await mkdtemp(join(tmpdir(), "tl-chromium-"));
   const browser = await chromium.launchPersistentContext(profile, {
@@ -28,10 +28,21 @@ export async function withChromium<T>(use: (browser: BrowserContext) => Promise<
     headless: true,
     args: CHROMIUM_ARGS,
   });
+  return {
+    browser,
+    async close() {
+      await browser.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `use` with a headless Chromium, closed and removed afterwards. */
+export async function withChromium<T>(use: (browser: BrowserContext) => Promise<T>): Promise<T> {
+  const launched = await launchChromium();
   try {
-    return await use(browser);
+    return await use(launched.browser);
   } finally {
-    await browser.close();
-    await rm(profile, { recursive: true, force: true });
+    await launched.close();
   }
 }
