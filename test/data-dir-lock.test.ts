@@ -59,10 +59,20 @@ describe.skipIf(Boolean(serverUrl))("the embedded database belongs to one proces
     expect((await deliver(before.url, body)).body.outcome).toBe("unmapped");
     await before.stop();
 
-    // The operator fixes the map and restarts the server; the kept event is then reprocessed.
-    const server = await startServerProcess({ DATA_DIR: dataDir, PRODUCT_TOKEN_MAP: '{"gems_250": 250}' });
+    // The operator fixes the map and restarts the server; the kept event is then reprocessed. Admins
+    // are named by a claim of the operator's choosing, which the command's own token must carry too.
+    const admins = { JWT_ADMIN_CLAIM: "permissions", JWT_ADMIN_VALUE: "ledger:admin" };
+    const map = { PRODUCT_TOKEN_MAP: '{"gems_250": 250}' };
+    const server = await startServerProcess({ DATA_DIR: dataDir, ...map, ...admins });
     try {
-      const env = { ...process.env, NODE_ENV: "test", LOG_LEVEL: "silent", DATA_DIR: dataDir, JWT_SECRET };
+      const env = {
+        ...process.env,
+        NODE_ENV: "test",
+        LOG_LEVEL: "silent",
+        DATA_DIR: dataDir,
+        JWT_SECRET,
+        ...admins,
+      };
       const script = ["--import", "tsx", "src/scripts/reprocess-webhooks.ts"];
       const first = await run(process.execPath, script, { cwd: projectRoot, env, timeout: 30_000 });
       expect(JSON.parse(first.stdout)).toEqual({ reprocessed: 1, outcomes: { credited: 1 } });

@@ -201,6 +201,8 @@ async function throughServer(config: Config, url: string): Promise<LegacyLedgerR
     expiresIn: "1h",
     issuer: config.jwt.issuer,
     audience: config.jwt.audience,
+    adminClaim: config.jwt.adminClaim,
+    adminValue: config.jwt.adminValue,
   });
   return serverReads(url, token);
 }

@@ -111,6 +111,8 @@ async function throughServer(config: Config, url: string): Promise<Summary> {
     expiresIn: "5m",
     issuer: config.jwt.issuer,
     audience: config.jwt.audience,
+    adminClaim: config.jwt.adminClaim,
+    adminValue: config.jwt.adminValue,
   });
   const response = await fetch(`${url}/graphql`, {
     method: "POST",
