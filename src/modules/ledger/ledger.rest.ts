@@ -62,11 +62,7 @@ function spendRoute(deps: RouteDeps): Route {
     auth: "user",
     async handle(req, res, { context }) {
       const { value } = await readJson(req);
-      const key = req.headers["idempotency-key"];
-      const input = {
-        ...(isObject(value) ? value : {}),
-        idempotencyKey: typeof key === "string" ? key : undefined,
-      };
+      const input = { ...(isObject(value) ? value : {}), idempotencyKey: keyOf(req) };
       const payload = await spendPayload({ ...deps, logger: context.logger }, userOf(context), input);
       const retry = payload.retryAfterSeconds;
       const body = {
