@@ -10,6 +10,8 @@ export interface ServerProcess {
   readonly url: string;
   /** Everything the process printed so far. */
   output(): string;
+  /** Resolves once the output holds `text` (a log line may arrive after the port's), or throws after 10 s. */
+  waitForOutput(text: string): Promise<void>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -57,10 +59,19 @@ export async function startServerProcess(
     child,
     url: `http://127.0.0.1:${port}`,
     output,
+    async waitForOutput(text) {
+      const until = Date.now() + 10_000;
+      while (!output().includes(text)) {
+        if (child.exitCode !== null || Date.now() > until)
+          throw new Error(`no ${JSON.stringify(text)} in:\n${output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
     async stop(signal = "SIGTERM") {
       // A process already gone (exited, or killed by a signal) has nothing left to stop.
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      const exited = once(child, "exit");
+      // "close", not "exit": it comes after the last of the output has been read.
+      const exited = once(child, "close");
       child.kill(signal);
       const [code] = (await exited) as [number | null];
       return code;
