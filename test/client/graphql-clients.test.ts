@@ -11,7 +11,7 @@ import { driverName } from "../helpers/database.js";
 import { disposeClientsAfterEach, makeClient, record, until } from "./helpers/clients.js";
 import { useLedgerServer } from "./helpers/ledger-server.js";
 
-/** The README's operations, as an app using a general GraphQL client would write them. */
+/** docs/app-integration.md's operations, as an app using a general GraphQL client would write them. */
 const BALANCE = "query Balance { balance { id balance version lastUpdated } }";
 const SPEND = `mutation Spend($input: SpendTokensInput!) {
   spendTokens(input: $input) {
@@ -110,7 +110,7 @@ function urqlClient(authorization: string, cache: Exchange): Client {
   });
 }
 
-describe(`the README's flow from three clients on ${driverName}`, () => {
+describe(`the documented flow from three clients on ${driverName}`, () => {
   it("@token-ledger/client", async () => {
     const { token } = await server.fundUser(100);
     const client = makeClient(server, token);

@@ -4,15 +4,15 @@ import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signDevToken } from "../src/auth/jwt.js";
-import { openDatabase, queryRows } from "../src/db/client.js";
-import { InsufficientTokensError } from "../src/modules/ledger/ledger.errors.js";
-import { createLedgerService, type LedgerService } from "../src/modules/ledger/ledger.service.js";
-import { createLedgerWriter } from "../src/modules/ledger/ledger.writer.js";
-import { JWT_SECRET, newUserId, useTestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
-import { BalanceSubscription, wsClient } from "./helpers/live.js";
-import { startServerProcess } from "./helpers/process.js";
+import { signDevToken } from "../../src/auth/jwt.js";
+import { openDatabase, queryRows } from "../../src/db/client.js";
+import { InsufficientTokensError } from "../../src/modules/ledger/ledger.errors.js";
+import { createLedgerService, type LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { createLedgerWriter } from "../../src/modules/ledger/ledger.writer.js";
+import { JWT_SECRET, newUserId, useTestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "../helpers/database.js";
+import { BalanceSubscription, wsClient } from "../helpers/live.js";
+import { startServerProcess } from "../helpers/process.js";
 
 /**
  * Group commit: spends, grants and credits that arrive while a batch is being written are applied

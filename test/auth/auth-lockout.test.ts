@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.js";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
-import { BALANCE_CHANGED, wsClient } from "./helpers/live.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { ConfigError, loadConfig } from "../../src/config.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, type TestDatabase } from "../helpers/database.js";
+import { BALANCE_CHANGED, wsClient } from "../helpers/live.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 /**
  * The failed-authentication limit slows down someone guessing credentials from one address. It must

@@ -6,13 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { and, eq, isNotNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signDevToken } from "../src/auth/jwt.js";
-import { type DatabaseHandle, openDatabase } from "../src/db/client.js";
-import { ledgerEntriesTable } from "../src/db/schema.js";
-import { getBalance } from "../src/modules/ledger/ledger.queries.js";
-import { JWT_SECRET, newUserId, startTestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
-import { projectRoot, runUntilExit, serverEnv, startServerProcess } from "./helpers/process.js";
+import { signDevToken } from "../../src/auth/jwt.js";
+import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
+import { ledgerEntriesTable } from "../../src/db/schema.js";
+import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { JWT_SECRET, newUserId, startTestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "../helpers/database.js";
+import { projectRoot, runUntilExit, serverEnv, startServerProcess } from "../helpers/process.js";
 
 const token = (userId: string, admin = false) =>
   signDevToken({ secret: JWT_SECRET, userId, admin, expiresIn: "1h" });

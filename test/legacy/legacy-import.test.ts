@@ -10,22 +10,22 @@ import { gzipSync } from "node:zlib";
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { queryRows } from "../src/db/client.js";
-import { getBalance } from "../src/modules/ledger/ledger.queries.js";
-import { createLedgerService, type LedgerService } from "../src/modules/ledger/ledger.service.js";
-import { readCustomersFromApi } from "../src/modules/legacy/api-customers.js";
-import { readCustomerExport } from "../src/modules/legacy/csv-export.js";
+import { queryRows } from "../../src/db/client.js";
+import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { createLedgerService, type LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { readCustomersFromApi } from "../../src/modules/legacy/api-customers.js";
+import { readCustomerExport } from "../../src/modules/legacy/csv-export.js";
 import {
   importLegacyBalances,
   type LegacyImportOptions,
-} from "../src/modules/legacy/legacy-import.service.js";
-import { createRevenuecatApi } from "../src/modules/legacy/revenuecat-api.js";
-import { useTestApp } from "./helpers/app.js";
-import { driverName, serverUrl } from "./helpers/database.js";
-import { type FakeCustomer, FakeRevenuecatApi } from "./helpers/fake-revenuecat-api.js";
-import { BalanceSubscription, wsClient } from "./helpers/live.js";
-import { projectRoot, startServerProcess } from "./helpers/process.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+} from "../../src/modules/legacy/legacy-import.service.js";
+import { createRevenuecatApi } from "../../src/modules/legacy/revenuecat-api.js";
+import { useTestApp } from "../helpers/app.js";
+import { driverName, serverUrl } from "../helpers/database.js";
+import { type FakeCustomer, FakeRevenuecatApi } from "../helpers/fake-revenuecat-api.js";
+import { BalanceSubscription, wsClient } from "../helpers/live.js";
+import { projectRoot, startServerProcess } from "../helpers/process.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 const run = promisify(execFile);
 const t = useTestApp({ LEGACY_TOKEN_ATTRIBUTE: "tokens" });
@@ -50,7 +50,7 @@ const options = (overrides: Partial<LegacyImportOptions> = {}): LegacyImportOpti
 async function exportFile(gzipped = true): Promise<{ path: string; id: (name: string) => string }> {
   const run = `-${randomUUID().slice(0, 8)}`;
   const text = readFileSync(
-    new URL("./fixtures/legacy/customer-list.csv", import.meta.url),
+    new URL("../fixtures/legacy/customer-list.csv", import.meta.url),
     "utf8",
   ).replaceAll("{run}", run);
   const path = join(folder, `export${run}.csv${gzipped ? ".gz" : ""}`);

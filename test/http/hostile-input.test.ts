@@ -4,10 +4,10 @@ import { sql } from "drizzle-orm";
 import fc from "fast-check";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { queryRows } from "../src/db/client.js";
-import { JWT_SECRET, newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName } from "./helpers/database.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { queryRows } from "../../src/db/client.js";
+import { JWT_SECRET, newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName } from "../helpers/database.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 /**
  * Input that passes the obvious checks but can never be stored (NUL characters, lone surrogates,

@@ -4,13 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../src/db/client.js";
-import { DataDirInUseError } from "../src/db/data-dir-lock.js";
-import { getBalance } from "../src/modules/ledger/ledger.queries.js";
-import { JWT_SECRET, newUserId, WEBHOOK_SECRET } from "./helpers/app.js";
-import { serverUrl } from "./helpers/database.js";
-import { projectRoot, runUntilExit, startServerProcess } from "./helpers/process.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { openDatabase } from "../../src/db/client.js";
+import { DataDirInUseError } from "../../src/db/data-dir-lock.js";
+import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { JWT_SECRET, newUserId, WEBHOOK_SECRET } from "../helpers/app.js";
+import { serverUrl } from "../helpers/database.js";
+import { projectRoot, runUntilExit, startServerProcess } from "../helpers/process.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 const run = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { useTestApp } from "./helpers/app.js";
-import { driverName } from "./helpers/database.js";
-import { fundUser } from "./helpers/ledger.js";
+import { useTestApp } from "../helpers/app.js";
+import { driverName } from "../helpers/database.js";
+import { fundUser } from "../helpers/ledger.js";
 
 const t = useTestApp();
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName, useTestDatabase } from "./helpers/database.js";
-import { fundUser, SPEND } from "./helpers/ledger.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName, useTestDatabase } from "../helpers/database.js";
+import { fundUser, SPEND } from "../helpers/ledger.js";
 
 const db = useTestDatabase();
 const grant = (t: TestApp, userId: string, amount: number) => fundUser(t, amount, userId);

@@ -1,9 +1,9 @@
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId } from "./helpers/app.js";
-import { openTestDatabase, serverUrl, type TestDatabase } from "./helpers/database.js";
-import { type ServerProcess, startServerProcess } from "./helpers/process.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { newUserId } from "../helpers/app.js";
+import { openTestDatabase, serverUrl, type TestDatabase } from "../helpers/database.js";
+import { type ServerProcess, startServerProcess } from "../helpers/process.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 /**
  * PostgreSQL drops connections: a failover, a restart, an operator's pg_terminate_backend. The

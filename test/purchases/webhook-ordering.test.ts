@@ -1,11 +1,11 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { revenuecatEventsTable } from "../src/db/schema.js";
-import { getBalance } from "../src/modules/ledger/ledger.queries.js";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
-import { balanceOf as balanceOfUser } from "./helpers/ledger.js";
-import { type Delivery, deliver, fixture } from "./helpers/revenuecat.js";
+import { revenuecatEventsTable } from "../../src/db/schema.js";
+import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, type TestDatabase } from "../helpers/database.js";
+import { balanceOf as balanceOfUser } from "../helpers/ledger.js";
+import { type Delivery, deliver, fixture } from "../helpers/revenuecat.js";
 
 /**
  * RevenueCat does not promise order, and retries make late deliveries common: a purchase, its refund

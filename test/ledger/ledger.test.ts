@@ -1,12 +1,12 @@
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { queryRows } from "../src/db/client.js";
-import { IdempotencyConflictError, InsufficientTokensError } from "../src/modules/ledger/ledger.errors.js";
-import { entriesPage, getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
-import { createLedgerService, type LedgerService } from "../src/modules/ledger/ledger.service.js";
-import { newUserId } from "./helpers/app.js";
-import { driverName, openTestDatabase, type TestDatabase } from "./helpers/database.js";
+import { queryRows } from "../../src/db/client.js";
+import { IdempotencyConflictError, InsufficientTokensError } from "../../src/modules/ledger/ledger.errors.js";
+import { entriesPage, getBalance, listEntries } from "../../src/modules/ledger/ledger.queries.js";
+import { createLedgerService, type LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { newUserId } from "../helpers/app.js";
+import { driverName, openTestDatabase, type TestDatabase } from "../helpers/database.js";
 
 let database: TestDatabase;
 let ledger: LedgerService;

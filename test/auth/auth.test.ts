@@ -2,9 +2,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTokenVerifier } from "../src/auth/jwt.js";
-import { JWT_SECRET, newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName } from "./helpers/database.js";
+import { createTokenVerifier } from "../../src/auth/jwt.js";
+import { JWT_SECRET, newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName } from "../helpers/database.js";
 
 const secretKey = new TextEncoder().encode(JWT_SECRET);
 const BALANCE = "{ balance { balance } }";

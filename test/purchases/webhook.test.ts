@@ -2,14 +2,14 @@ import { createHmac } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { revenuecatEventsTable } from "../src/db/schema.js";
-import { getBalance, listEntries } from "../src/modules/ledger/ledger.queries.js";
-import { createLedgerService } from "../src/modules/ledger/ledger.service.js";
-import { createPurchasesService } from "../src/modules/purchases/purchases.service.js";
-import { newUserId, startTestApp, type TestApp, WEBHOOK_SECRET } from "./helpers/app.js";
-import { driverName, openTestDatabase } from "./helpers/database.js";
-import { balanceOf as balanceOfUser } from "./helpers/ledger.js";
-import { type Delivery, deliver, FIXTURE_NAMES, fixture } from "./helpers/revenuecat.js";
+import { revenuecatEventsTable } from "../../src/db/schema.js";
+import { getBalance, listEntries } from "../../src/modules/ledger/ledger.queries.js";
+import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { createPurchasesService } from "../../src/modules/purchases/purchases.service.js";
+import { newUserId, startTestApp, type TestApp, WEBHOOK_SECRET } from "../helpers/app.js";
+import { driverName, openTestDatabase } from "../helpers/database.js";
+import { balanceOf as balanceOfUser } from "../helpers/ledger.js";
+import { type Delivery, deliver, FIXTURE_NAMES, fixture } from "../helpers/revenuecat.js";
 
 const PRODUCT_TOKEN_MAP = {
   pro_monthly: 500,

@@ -1,12 +1,12 @@
 import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLedgerService } from "../src/modules/ledger/ledger.service.js";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName, serverUrl } from "./helpers/database.js";
-import { BalanceSubscription, wsClient } from "./helpers/live.js";
-import { type ServerProcess, startServerProcess } from "./helpers/process.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName, serverUrl } from "../helpers/database.js";
+import { BalanceSubscription, wsClient } from "../helpers/live.js";
+import { type ServerProcess, startServerProcess } from "../helpers/process.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 let t: TestApp;
 const open: BalanceSubscription[] = [];

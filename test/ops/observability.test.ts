@@ -1,9 +1,9 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, useTestDatabase } from "./helpers/database.js";
-import { fundUser, SPEND } from "./helpers/ledger.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, useTestDatabase } from "../helpers/database.js";
+import { fundUser, SPEND } from "../helpers/ledger.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 const db = useTestDatabase();
 const grant = (t: TestApp, userId: string, amount: number) => fundUser(t, amount, userId);

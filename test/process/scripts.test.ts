@@ -4,14 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { createTokenVerifier } from "../src/auth/jwt.js";
-import { openDatabase } from "../src/db/client.js";
-import { migrate } from "../src/db/migrate.js";
-import { getBalance } from "../src/modules/ledger/ledger.queries.js";
-import { JWT_SECRET, newUserId, startTestApp } from "./helpers/app.js";
-import { driverName, openTestDatabase, serverUrl } from "./helpers/database.js";
-import { projectRoot } from "./helpers/process.js";
-import { deliver, fixture } from "./helpers/revenuecat.js";
+import { createTokenVerifier } from "../../src/auth/jwt.js";
+import { openDatabase } from "../../src/db/client.js";
+import { migrate } from "../../src/db/migrate.js";
+import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { JWT_SECRET, newUserId, startTestApp } from "../helpers/app.js";
+import { driverName, openTestDatabase, serverUrl } from "../helpers/database.js";
+import { projectRoot } from "../helpers/process.js";
+import { deliver, fixture } from "../helpers/revenuecat.js";
 
 const run = promisify(execFile);
 const tsx = (script: string, args: string[], env: Record<string, string | undefined>) =>

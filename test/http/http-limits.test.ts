@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newUserId, startTestApp, type TestApp } from "./helpers/app.js";
-import { driverName } from "./helpers/database.js";
+import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { driverName } from "../helpers/database.js";
 
 let t: TestApp;
 beforeAll(async () => {
