@@ -36,6 +36,10 @@ export interface Helper {
 function run(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Helper {
   const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const output = collectOutput(child);
+  // A test process that ends without its afterAll (a crash, a timeout) takes these along.
+  const orphan = () => child.kill("SIGKILL");
+  process.once("exit", orphan);
+  child.once("exit", () => process.off("exit", orphan));
   return {
     child,
     output,
