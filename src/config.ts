@@ -1,3 +1,4 @@
+import { poolerProblems } from "./config-database.js";
 import { type Env, envSchema } from "./config-schema.js";
 
 /**
@@ -20,6 +21,13 @@ export interface Config {
   readonly host: string;
   /** Unset means the embedded PGlite database in `dataDir`. */
   readonly databaseUrl: string | undefined;
+  /**
+   * A connection straight to PostgreSQL (or a session-mode pool) for LISTEN and migrations, when
+   * DATABASE_URL goes through a transaction-mode pooler; unset means DATABASE_URL serves for all.
+   */
+  readonly databaseDirectUrl: string | undefined;
+  /** Named prepared statements; off for poolers that cannot carry them (PgBouncer before 1.21). */
+  readonly databasePrepare: boolean;
   readonly databasePoolSize: number;
   readonly dataDir: string;
   readonly logLevel: string;
@@ -128,7 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       "PRODUCT_TOKEN_MAP: required when NODE_ENV=production (without it, real purchases would be credited the demo map's amounts)",
     );
   }
-  problems.push(...identityProblems(e, production), ...rotationProblems(e));
+  problems.push(...identityProblems(e, production), ...rotationProblems(e), ...poolerProblems(e));
   if (production && !e.DATABASE_URL && e.ALLOW_EMBEDDED_IN_PRODUCTION !== "true") {
     problems.push(
       "DATABASE_URL: required when NODE_ENV=production; without it the data lives in an embedded " +
@@ -143,6 +151,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    databaseDirectUrl: e.DATABASE_DIRECT_URL,
+    databasePrepare: e.DATABASE_PREPARE !== "false",
     databasePoolSize: e.DATABASE_POOL_SIZE,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,

@@ -63,6 +63,8 @@ async function main(): Promise<void> {
       url: config.databaseUrl,
       dataDir: config.dataDir,
       poolSize: config.databasePoolSize,
+      directUrl: config.databaseDirectUrl,
+      prepare: config.databasePrepare,
     });
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error;
@@ -110,15 +112,17 @@ async function migrateOnStart(
   // Nothing pending: the migrator is not run at all, so a role that may only read and write data
   // starts on an up-to-date schema (drizzle's migrator always tries CREATE SCHEMA first).
   if (pending === 0) return "none pending";
+  let applied: number;
   try {
-    await migrate(database);
+    applied = await migrate(database);
   } catch (error) {
     if (!(error instanceof MigrationError)) throw error;
     process.stderr.write(`token-ledger failed to start: ${error.message}\n`);
     await database.close().catch(() => undefined);
     process.exit(1);
   }
-  return pending === undefined ? "applied" : `${pending} applied`;
+  // Instances starting together all see migrations pending; one applies them, the others wait and find none.
+  return applied > 0 ? `${applied} applied` : "none pending (applied by another process)";
 }
 
 /** An address a process on this machine can reach the server at. */

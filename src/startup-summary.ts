@@ -44,13 +44,21 @@ export function startupSummary(config: Config, facts: StartupFacts): StartupSumm
   return { fields, message };
 }
 
-/** Host, port and database name only: never the user or password. */
+/** Where requests, LISTEN and migrations go: host, port and database name only, never the user or password. */
 function postgresTarget(config: Config): string {
+  const requests = `PostgreSQL ${place(config.databaseUrl)}`;
+  const direct = config.databaseDirectUrl
+    ? ` (LISTEN and migrations via ${place(config.databaseDirectUrl)})`
+    : "";
+  return `${requests}${direct}${config.databasePrepare ? "" : " without prepared statements"}`;
+}
+
+function place(text: string | undefined): string {
   try {
-    const url = new URL(config.databaseUrl ?? "");
-    return `PostgreSQL ${url.hostname}${url.port ? `:${url.port}` : ""}${url.pathname}`;
+    const url = new URL(text ?? "");
+    return `${url.hostname}${url.port ? `:${url.port}` : ""}${url.pathname}`;
   } catch {
-    return "PostgreSQL";
+    return "(unparsable URL)";
   }
 }
 

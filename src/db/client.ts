@@ -14,8 +14,13 @@ export type Unlisten = () => Promise<void>;
 export interface DatabaseHandle {
   readonly driver: "pglite" | "postgres";
   readonly db: Database;
-  /** The server URL for the postgres driver (migrations take a connection of their own). */
+  /** The server URL requests go through (postgres driver), perhaps a transaction-mode pooler. */
   readonly url?: string;
+  /**
+   * The URL that reaches PostgreSQL itself (DATABASE_DIRECT_URL, else `url`): LISTEN and migrations
+   * need a session of their own, which a transaction-mode pooler does not keep.
+   */
+  readonly directUrl?: string;
   /**
    * Subscribes to a NOTIFY channel. `onConnected` runs each time the listening connection is
    * (re)established, so callers can re-sync whatever they may have missed while it was down.
@@ -40,6 +45,10 @@ export interface OpenDatabaseOptions {
   /** An already open PGlite instance (tests clone a migrated one). */
   readonly pglite?: PGlite | undefined;
   readonly poolSize?: number | undefined;
+  /** Where LISTEN and migrations connect when `url` is a transaction-mode pooler. */
+  readonly directUrl?: string | undefined;
+  /** Named prepared statements (default on); off for poolers that cannot carry them. */
+  readonly prepare?: boolean | undefined;
 }
 
 /**
@@ -51,7 +60,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   // Each driver is loaded only when it is used: a server on PostgreSQL never loads PGlite's
   // WebAssembly, and an embedded one never loads postgres.js.
   if (options.url)
-    return (await import("./postgres-handle.js")).openPostgres(options.url, options.poolSize ?? 20);
+    return (await import("./postgres-handle.js")).openPostgres(options.url, options.poolSize ?? 20, {
+      directUrl: options.directUrl,
+      prepare: options.prepare,
+    });
   const { openPglite } = await import("./pglite-handle.js");
   if (options.pglite) return openPglite(options.pglite);
   if (!options.dataDir) return openPglite(await (await import("@electric-sql/pglite")).PGlite.create());

@@ -5,9 +5,6 @@ import { type DatabaseHandle, queryRows } from "./client.js";
 import { pgErrorOf } from "./errors.js";
 import { migrationsFolder } from "./project.js";
 
-/** An arbitrary constant: instances starting together take turns applying migrations. */
-const MIGRATION_LOCK_ID = 72_201_801;
-
 /** Migrations could not be applied; the message carries the database's own reason. */
 export class MigrationError extends Error {
   constructor(cause: unknown) {
@@ -17,12 +14,13 @@ export class MigrationError extends Error {
 }
 
 /**
- * Applies every pending migration in drizzle/; the same folder serves both drivers. A failure is a
- * MigrationError saying why (drizzle's own error names only the statement; the reason is its cause).
+ * Applies every pending migration in drizzle/ and returns how many it applied (none when another
+ * instance applied them first); the same folder serves both drivers. A failure is a MigrationError
+ * saying why (drizzle's own error names only the statement; the reason is its cause).
  */
-export async function migrate(handle: DatabaseHandle): Promise<void> {
+export async function migrate(handle: DatabaseHandle): Promise<number> {
   try {
-    await applyMigrations(handle);
+    return await applyMigrations(handle);
   } catch (error) {
     throw new MigrationError(error);
   }
@@ -53,30 +51,21 @@ function migrationFailure(error: unknown): string {
   return code ? `${text} [SQLSTATE ${code}]` : text;
 }
 
-async function applyMigrations(handle: DatabaseHandle): Promise<void> {
+async function applyMigrations(handle: DatabaseHandle): Promise<number> {
   const migrationsFolderPath = migrationsFolder();
   // Each driver's migrator is loaded only when it is used (see openDatabase).
   if (handle.driver === "pglite") {
+    // One process owns an embedded database, so nothing can apply migrations beside this one.
+    const pending = await pendingMigrations(handle);
     const { migrate: migratePglite } = await import("drizzle-orm/pglite/migrator");
     // biome-ignore lint/suspicious/noExplicitAny: each migrator wants its own driver's database type.
     await migratePglite(handle.db as any, { migrationsFolder: migrationsFolderPath });
-    return;
+    return pending;
   }
-  const [{ default: postgres }, { drizzle }, { migrate: migratePostgres }] = await Promise.all([
-    import("postgres"),
-    import("drizzle-orm/postgres-js"),
-    import("drizzle-orm/postgres-js/migrator"),
-  ]);
-  // One dedicated connection holds a session advisory lock, so instances starting together take
-  // turns; drizzle's migrator then sees what the first one applied and does nothing.
-  const client = postgres(handle.url as string, { max: 1, onnotice: () => {} });
-  try {
-    await client`SELECT pg_advisory_lock(${MIGRATION_LOCK_ID})`;
-    await migratePostgres(drizzle({ client }), { migrationsFolder: migrationsFolderPath });
-    await client`SELECT pg_advisory_unlock(${MIGRATION_LOCK_ID})`;
-  } finally {
-    await client.end({ timeout: 5 });
-  }
+  // The direct URL: DDL through a transaction-mode pooler would also leave its pooled connections
+  // with prepared plans of the old schema.
+  const { migratePostgres } = await import("./migrate-postgres.js");
+  return migratePostgres(handle.directUrl ?? (handle.url as string), migrationsFolderPath);
 }
 
 let migrationCount: number | undefined;

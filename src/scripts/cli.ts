@@ -67,7 +67,13 @@ export function commandConfig(name: string): Config {
  * would apply them (MIGRATE_ON_START); otherwise the command refuses, since it may need them.
  */
 export async function openCommandDatabase(config: Config): Promise<DatabaseHandle> {
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    directUrl: config.databaseDirectUrl,
+    prepare: config.databasePrepare,
+    dataDir: config.dataDir,
+    poolSize: 2,
+  });
   try {
     const pending = await pendingMigrations(database);
     if (pending > 0 && config.migrateOnStart) await migrate(database);

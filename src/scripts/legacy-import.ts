@@ -176,7 +176,13 @@ async function openForImport(config: Config, args: Arguments): Promise<LedgerAcc
       );
     }
   }
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 8 });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    directUrl: config.databaseDirectUrl,
+    prepare: config.databasePrepare,
+    dataDir: config.dataDir,
+    poolSize: 8,
+  });
   await migrate(database);
   return { database };
 }
