@@ -5,15 +5,15 @@ import { createLogger } from "../logger.js";
 import { createLedgerService } from "../modules/ledger/ledger.service.js";
 import { createRevenuecatApi } from "../modules/legacy/revenuecat-api.js";
 import { createPurchasesService } from "../modules/purchases/purchases.service.js";
+import { parseDuration } from "../modules/reconcile/duration.js";
 import {
   checkTransactionExport,
   ExportFileError,
   readTransactionExport,
 } from "../modules/reconcile/export-transactions.js";
-import { activeUsersSince, formatSummary, isIncomplete } from "../modules/reconcile/reconcile-report.js";
 import { type ReconcileInput, reconcile } from "../modules/reconcile/reconcile.service.js";
+import { activeUsersSince, formatSummary, isIncomplete } from "../modules/reconcile/reconcile-report.js";
 import { readCustomers, readProductMap } from "../modules/reconcile/v2-customers.js";
-import { parseDuration } from "../modules/reconcile/duration.js";
 import { commandConfig, openCommandDatabase, parseCommand, runCommand } from "./cli.js";
 
 const USAGE = `
@@ -60,7 +60,9 @@ runCommand("reconcile", async () => {
   const logger = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
   const database = await openCommandDatabase(config);
   const skip = args.resume && args.report ? await customersIn(args.report) : new Set<string>();
-  const reportFile = args.report ? createWriteStream(args.report, { flags: args.resume ? "a" : "w" }) : undefined;
+  const reportFile = args.report
+    ? createWriteStream(args.report, { flags: args.resume ? "a" : "w" })
+    : undefined;
   const started = Date.now();
   let judged = 0;
   const progress = setInterval(() => {
@@ -73,15 +75,19 @@ runCommand("reconcile", async () => {
     const input = args.exportFile
       ? fromExport(args.exportFile)
       : await fromApi(config, args, database.db, skip);
-    const summary = await reconcile({ db: database.db, purchases, policy: config.revenuecat, logger }, input, {
-      apply: args.apply,
-      refunds: args.refunds,
-      marginMs: args.marginMs,
-      onItem: (item) => reportFile?.write(`${JSON.stringify(item)}\n`),
-      onProgress: (count) => {
-        judged = count;
+    const summary = await reconcile(
+      { db: database.db, purchases, policy: config.revenuecat, logger },
+      input,
+      {
+        apply: args.apply,
+        refunds: args.refunds,
+        marginMs: args.marginMs,
+        onItem: (item) => reportFile?.write(`${JSON.stringify(item)}\n`),
+        onProgress: (count) => {
+          judged = count;
+        },
       },
-    });
+    );
     process.stdout.write(`${formatSummary(summary, (Date.now() - started) / 1000)}\n`);
     if (isIncomplete(summary)) process.exitCode = 3;
   } finally {
@@ -108,7 +114,8 @@ function checkArguments(values: Readonly<Record<string, string | boolean | undef
   const sources = ["customers", "since", "export"].filter((name) => text(name) !== undefined);
   if (sources.length !== 1) usage("give exactly one of --customers, --since and --export");
   if (values.refunds && !values.apply) usage("--refunds needs --apply");
-  if (values.resume && (!text("report") || text("export"))) usage("--resume needs --report and an API source");
+  if (values.resume && (!text("report") || text("export")))
+    usage("--resume needs --report and an API source");
   const rate = Number(text("rate") ?? 300);
   if (!Number.isInteger(rate) || rate < 1 || rate > 480) usage("--rate must be a whole number from 1 to 480");
   const margin = parseDuration(text("margin") ?? "3h");
@@ -118,7 +125,8 @@ function checkArguments(values: Readonly<Record<string, string | boolean | undef
   if (sinceText !== undefined) {
     const age = parseDuration(sinceText);
     since = new Date(age !== null ? Date.now() - age : Date.parse(sinceText));
-    if (Number.isNaN(since.getTime())) usage("--since must be a time such as 2026-12-01T00:00:00Z, or an age such as 48h");
+    if (Number.isNaN(since.getTime()))
+      usage("--since must be a time such as 2026-12-01T00:00:00Z, or an age such as 48h");
   }
   return {
     customers: text("customers"),
@@ -160,7 +168,9 @@ async function fromApi(
   if (!key || !projectId) usage("--customers and --since need REVENUECAT_API_KEY and REVENUECAT_PROJECT_ID");
   const api = createRevenuecatApi({ baseUrl: url, projectId, apiKey: key, ratePerMinute: args.rate });
   const products = await readProductMap(api);
-  const ids = args.customers ? readIds(args.customers) : (await activeUsersSince(db, args.since as Date)).values();
+  const ids = args.customers
+    ? readIds(args.customers)
+    : (await activeUsersSince(db, args.since as Date)).values();
   return readCustomers(api, products, skipping(ids, skip));
 }
 

@@ -50,12 +50,14 @@ export interface FakeSubscription {
   readonly starts_at: number;
   readonly current_period_ends_at: number;
   /** `SubscriptionTransaction`s; null: the store has none to list (404). */
-  readonly transactions: {
-    id: string;
-    purchased_at: number;
-    product_store_identifier: string;
-    expiration_date: number;
-  }[] | null;
+  readonly transactions:
+    | {
+        id: string;
+        purchased_at: number;
+        product_store_identifier: string;
+        expiration_date: number;
+      }[]
+    | null;
 }
 
 export interface RecordedRequest {
@@ -131,12 +133,16 @@ export class FakeRevenuecatApi {
         .flatMap((customer) => customer.subscriptions ?? [])
         .find((candidate) => candidate.id === id);
       if (!subscription?.transactions) return this.error(req, res, 404, "resource_missing", false);
-      const items = subscription.transactions.map((item) => ({ object: "subscription_transaction", ...item }));
+      const items = subscription.transactions.map((item) => ({
+        object: "subscription_transaction",
+        ...item,
+      }));
       return this.page(req, res, url, items, (item) => item.id);
     }
-    const match = /^\/v2\/projects\/([^/]+)\/customers\/([^/]+)\/(attributes|aliases|purchases|subscriptions)$/.exec(
-      url.pathname,
-    );
+    const match =
+      /^\/v2\/projects\/([^/]+)\/customers\/([^/]+)\/(attributes|aliases|purchases|subscriptions)$/.exec(
+        url.pathname,
+      );
     if (!match || decodeURIComponent(match[1] as string) !== this.projectId) {
       return this.error(req, res, 404, "resource_missing", false);
     }

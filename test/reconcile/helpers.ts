@@ -116,7 +116,10 @@ export async function entriesFor(t: TestApp, storeRef: string, kind = "PURCHASE"
 }
 
 /** Inbox rows whose event id starts with `prefix`. */
-export async function inboxRows(t: TestApp, prefix: string): Promise<{ event_id: string; outcome: string }[]> {
+export async function inboxRows(
+  t: TestApp,
+  prefix: string,
+): Promise<{ event_id: string; outcome: string }[]> {
   return queryRows(
     t.db.handle.db,
     sql`SELECT event_id, outcome FROM revenuecat_events WHERE event_id LIKE ${`${prefix}%`} ORDER BY event_id`,

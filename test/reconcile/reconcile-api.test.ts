@@ -70,7 +70,9 @@ describe("reconcile through API v2", () => {
 
   it("two runs at once credit the purchase once", async () => {
     const userId = newUserId("rc-race");
-    const [purchase] = customer(userId, [v2Purchase(userId, { store: "play_store", product_id: "prod_large" })]);
+    const [purchase] = customer(userId, [
+      v2Purchase(userId, { store: "play_store", product_id: "prod_large" }),
+    ]);
     const storeRef = `PLAY_STORE:${purchase?.store_purchase_identifier}`;
     const runs = await Promise.all(
       [1, 2, 3].map(() => reconcileCustomers(t, fake, [userId], { apply: true })),
@@ -200,7 +202,7 @@ describe("reconcile through API v2", () => {
     expect(statuses.slice(0, 2)).toEqual([429, 423]);
   });
 
-  it("a customer RevenueCat does not know, and a credit RevenueCat does not list, are not_in_revenuecat", async () => {
+  it("a credit RevenueCat does not list is not_in_revenuecat; a customer it does not know, unknown_customer", async () => {
     const unknown = newUserId("rc-404");
     const userId = newUserId("rc-unlisted");
     const txn = transactionId();
@@ -217,7 +219,7 @@ describe("reconcile through API v2", () => {
     customer(userId, []);
     const found = await reconcileCustomers(t, fake, [unknown, userId], { apply: true });
     expect(found.items).toEqual([
-      expect.objectContaining({ outcome: "not_in_revenuecat", userId: unknown, storeRef: null }),
+      expect.objectContaining({ outcome: "unknown_customer", userId: unknown, storeRef: null }),
       expect.objectContaining({ outcome: "not_in_revenuecat", userId, storeRef: `APP_STORE:${txn}` }),
     ]);
     expect(await balanceOf(t, userId)).toBe(100);

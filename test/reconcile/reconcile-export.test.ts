@@ -89,7 +89,12 @@ describe("reconcile from a Scheduled Data Export", () => {
       // An anonymous original id: the non-anonymous alias is our user.
       csvLine({ user: missing, original: "$RCAnonymousID:0a1b2c", txn: txnMissing }),
       csvLine({ user: credited, txn: txnCredited }),
-      csvLine({ user: refunded, txn: txnRefunded, refundedAt: "2026-12-01 08:00:00", updatedAt: "2026-12-01 08:00:01" }),
+      csvLine({
+        user: refunded,
+        txn: txnRefunded,
+        refundedAt: "2026-12-01 08:00:00",
+        updatedAt: "2026-12-01 08:00:01",
+      }),
       // An older version of the refunded transaction, later in the file: the newest wins.
       csvLine({ user: refunded, txn: txnRefunded }),
       csvLine({ user: newUserId("ex-new"), txn: transactionId(), product: "token_pack_brand_new" }),
@@ -185,18 +190,34 @@ describe("npm run reconcile", () => {
     expect(done.code, done.stderr).toBe(3);
     expect(done.stdout).toMatch(/credited \(missing, now credited\):\s+1/);
     expect(done.stdout).toMatch(/could not be read:\s+1/);
-    const lines = (await readFile(report, "utf8")).trim().split("\n").map((line) => JSON.parse(line));
+    const lines = (await readFile(report, "utf8"))
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(lines).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ outcome: "credited", userId, storeRef: `APP_STORE:${purchase.store_purchase_identifier}` }),
+        expect.objectContaining({
+          outcome: "credited",
+          userId,
+          storeRef: `APP_STORE:${purchase.store_purchase_identifier}`,
+        }),
         expect.objectContaining({ outcome: "could_not_be_read", userId: "cli-broken" }),
       ]),
     );
     // Resumed: the credited customer is skipped, the unreadable one read again (it reads now).
     fake.failingCustomers.delete("cli-broken");
-    const resumed = await command(["--customers", ids, "--apply", "--report", report, "--resume", "--rate", "480"]);
+    const resumed = await command([
+      "--customers",
+      ids,
+      "--apply",
+      "--report",
+      report,
+      "--resume",
+      "--rate",
+      "480",
+    ]);
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stdout).toMatch(/not in RevenueCat:\s+1/);
+    expect(resumed.stdout).toMatch(/no such customer in RevenueCat:\s+1/);
     expect(resumed.stdout).not.toMatch(/already credited/);
     if (t.db.url) expect(await balanceOf(t, userId)).toBe(100);
   }, 120_000);

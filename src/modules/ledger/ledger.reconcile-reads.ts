@@ -45,11 +45,13 @@ export async function storeRefStates(
     for (const row of rows) {
       const ref = row.ref as string;
       const state = found.get(ref) ?? { purchase: null, refunds: 0 };
-      if (row.kind === "PURCHASE") state.purchase = { userId: row.userId, entryId: row.id, tokens: row.amount };
+      if (row.kind === "PURCHASE")
+        state.purchase = { userId: row.userId, entryId: row.id, tokens: row.amount };
       else state.refunds += row.kind === "REFUND" ? 1 : -1;
       found.set(ref, state);
     }
-    for (const [ref, state] of found) states.set(ref, { purchase: state.purchase, refunded: state.refunds > 0 });
+    for (const [ref, state] of found)
+      states.set(ref, { purchase: state.purchase, refunded: state.refunds > 0 });
   }
   return states;
 }
@@ -65,10 +67,7 @@ export async function purchaseRefsOf(
     .select({ userId: ledgerEntriesTable.userId, ref: ledgerEntriesTable.externalRef })
     .from(ledgerEntriesTable)
     .where(
-      and(
-        inArray(ledgerEntriesTable.userId, [...userIds]),
-        inArray(ledgerEntriesTable.kind, ["PURCHASE"]),
-      ),
+      and(inArray(ledgerEntriesTable.userId, [...userIds]), inArray(ledgerEntriesTable.kind, ["PURCHASE"])),
     );
   for (const row of rows) {
     if (row.ref === null) continue;

@@ -57,7 +57,8 @@ export async function* readTransactionExport(path: string): AsyncGenerator<Expor
     const key = `${read.store}:${read.transactionId ?? `line ${info.lines}`}:${record.renewal_number ?? ""}`;
     const updatedAtMs = timeMs(record.updated_at) ?? 0;
     const kept = newest.get(key);
-    if (!kept || updatedAtMs >= kept.updatedAtMs) newest.set(key, { purchase: read, updatedAtMs, line: info.lines });
+    if (!kept || updatedAtMs >= kept.updatedAtMs)
+      newest.set(key, { purchase: read, updatedAtMs, line: info.lines });
   }
   if (!header) throw new ExportFileError("the file is empty: no header line, so not a transactions export");
   for (const { purchase } of newest.values()) yield { kind: "purchase", purchase };

@@ -25,8 +25,10 @@ export const RECONCILE_OUTCOMES = [
   "sandbox",
   /** Never credited automatically: promotional grants, no store transaction id, family sharing. */
   "not_creditable",
-  /** We credited it, or hold the user, but RevenueCat does not know it. */
+  /** We credited it, but RevenueCat does not list it for the customer (forged or test data?). */
   "not_in_revenuecat",
+  /** RevenueCat has no such customer (404), and we credited none of theirs: nothing to do. */
+  "unknown_customer",
   "could_not_be_read",
   /** Applying failed (the balance limit, for one): recorded in the inbox for an operator. */
   "failed",
@@ -69,11 +71,14 @@ export function judge(
   if (credited) {
     const whose = credited.userId === purchase.userId ? "" : ` (credited to ${credited.userId})`;
     const tokens = credited.tokens;
-    if (!purchase.refunded) return { outcome: "already_credited", detail: `entry ${credited.entryId}${whose}`, tokens };
-    if (state.refunded) return { outcome: "already_refunded", detail: `entry ${credited.entryId}${whose}`, tokens };
+    if (!purchase.refunded)
+      return { outcome: "already_credited", detail: `entry ${credited.entryId}${whose}`, tokens };
+    if (state.refunded)
+      return { outcome: "already_refunded", detail: `entry ${credited.entryId}${whose}`, tokens };
     return { action: "refund", storeRef, tokens };
   }
-  if (purchase.refunded) return { outcome: "refunded_before_credit", detail: "refunded upstream, never credited here" };
+  if (purchase.refunded)
+    return { outcome: "refunded_before_credit", detail: "refunded upstream, never credited here" };
   const tokens = tokensForProduct(policy.productTokenMap, purchase.productId);
   if (tokens === null) {
     const product = purchase.productId ?? "(not in RevenueCat's products list)";

@@ -2,8 +2,8 @@ import { gte, or } from "drizzle-orm";
 import type { Executor } from "../../db/client.js";
 import { revenuecatEventsTable } from "../../db/schema.js";
 import { usersWithEntriesSince } from "../ledger/ledger.reconcile-reads.js";
-import { INCOMPLETE_OUTCOMES, type ReconcileOutcome } from "./reconcile-outcomes.js";
 import type { ReconcileSummary } from "./reconcile.service.js";
+import { INCOMPLETE_OUTCOMES, type ReconcileOutcome } from "./reconcile-outcomes.js";
 
 /** How each outcome reads in the summary, in the order it is listed. */
 const LABELS: Record<ReconcileOutcome, string> = {
@@ -19,6 +19,7 @@ const LABELS: Record<ReconcileOutcome, string> = {
   sandbox: "sandbox (environment not accepted)",
   not_creditable: "not creditable (promotional, no id)",
   not_in_revenuecat: "not in RevenueCat",
+  unknown_customer: "no such customer in RevenueCat",
   could_not_be_read: "could not be read",
   failed: "failed to apply",
 };
@@ -59,7 +60,6 @@ export async function activeUsersSince(db: Executor, since: Date): Promise<strin
   const users = new Set<string>();
   for (const row of events) {
     const id = row.userId ?? row.appUserId;
-    // A synthetic delivery of reconcile's own names a user already swept.
     if (id) users.add(id);
   }
   for (const id of await usersWithEntriesSince(db, since)) users.add(id);

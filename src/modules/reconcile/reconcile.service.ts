@@ -3,7 +3,7 @@ import type { Executor } from "../../db/client.js";
 import { purchaseRefsOf, storeRefStates } from "../ledger/ledger.reconcile-reads.js";
 import type { PurchasePolicyConfig } from "../purchases/purchase.policy.js";
 import type { PurchasesService } from "../purchases/purchases.service.js";
-import { judge, type ReconcileOutcome, RECONCILE_OUTCOMES, type Verdict } from "./reconcile-outcomes.js";
+import { judge, RECONCILE_OUTCOMES, type ReconcileOutcome, type Verdict } from "./reconcile-outcomes.js";
 import {
   creditDelivery,
   creditOutcome,
@@ -80,7 +80,10 @@ export async function reconcile(
   input: AsyncIterable<ReconcileInput>,
   options: ReconcileOptions,
 ): Promise<ReconcileSummary> {
-  const counts = Object.fromEntries(RECONCILE_OUTCOMES.map((o) => [o, 0])) as Record<ReconcileOutcome, number>;
+  const counts = Object.fromEntries(RECONCILE_OUTCOMES.map((o) => [o, 0])) as Record<
+    ReconcileOutcome,
+    number
+  >;
   const tally = { credited: 0, clawedBack: 0, transactions: 0 };
   const report = (item: ReconcileItem) => {
     counts[item.outcome] += 1;
@@ -149,10 +152,15 @@ async function judgeBatch(
   for (const { userId, refs: listed, found } of customers) {
     const missing = (ours.get(userId) ?? []).filter((ref) => !ref.startsWith("event:") && !listed.has(ref));
     for (const ref of missing) {
-      report(line("not_in_revenuecat", ref, { userId, detail: "credited here; RevenueCat lists no such purchase" }));
+      report(
+        line("not_in_revenuecat", ref, {
+          userId,
+          detail: "credited here; RevenueCat lists no such purchase",
+        }),
+      );
     }
     if (!found && missing.length === 0) {
-      report(line("not_in_revenuecat", null, { userId, detail: "RevenueCat has no such customer" }));
+      report(line("unknown_customer", null, { userId, detail: "RevenueCat has no such customer" }));
     }
   }
 }
@@ -166,12 +174,18 @@ async function carryOut(
 ): Promise<ReconcileItem> {
   const base = { userId: purchase.userId, productId: purchase.productId, source: purchase.source };
   const ref = storeRefOf(purchase);
-  if ("outcome" in verdict) return line(verdict.outcome, ref, { ...base, detail: verdict.detail, tokens: verdict.tokens });
+  if ("outcome" in verdict)
+    return line(verdict.outcome, ref, { ...base, detail: verdict.detail, tokens: verdict.tokens });
   const { storeRef, tokens } = verdict;
   if (verdict.action === "credit") {
-    if (!options.apply) return line("missing_credit", storeRef, { ...base, tokens, detail: "dry run: not credited" });
+    if (!options.apply)
+      return line("missing_credit", storeRef, { ...base, tokens, detail: "dry run: not credited" });
     const result = await deliver(deps, creditDelivery(purchase, storeRef, now));
-    return line(creditOutcome(result), storeRef, { ...base, tokens: result.tokens ?? tokens, detail: result.detail });
+    return line(creditOutcome(result), storeRef, {
+      ...base,
+      tokens: result.tokens ?? tokens,
+      detail: result.detail,
+    });
   }
   if (!options.apply || !options.refunds) {
     const detail = "refunded in RevenueCat; taken back only with --apply --refunds";
@@ -189,7 +203,13 @@ function deliver(deps: ReconcileDeps, delivery: SyntheticDelivery) {
 function line(
   outcome: ReconcileOutcome,
   storeRef: string | null,
-  fields: { userId: string | null; detail: string; productId?: string | null; tokens?: number | undefined; source?: string },
+  fields: {
+    userId: string | null;
+    detail: string;
+    productId?: string | null;
+    tokens?: number | undefined;
+    source?: string;
+  },
 ): ReconcileItem {
   return {
     outcome,

@@ -1,6 +1,6 @@
-import { HELD_BY_REFUND } from "../purchases/webhook-inbox.js";
 import type { DeliveryResult } from "../purchases/purchases.service.js";
 import type { RevenuecatEvent } from "../purchases/revenuecat.event.js";
+import { HELD_BY_REFUND } from "../purchases/webhook-inbox.js";
 import type { ReconcileOutcome } from "./reconcile-outcomes.js";
 import type { UpstreamPurchase } from "./upstream-purchase.js";
 

@@ -54,6 +54,8 @@ export function timeMs(value: unknown): number | null {
   if (typeof value !== "string" || value.trim() === "") return null;
   const number = Number(value);
   if (Number.isFinite(number)) return number < 1e11 ? number * 1000 : number;
-  const parsed = Date.parse(value.includes("T") || value.endsWith("Z") ? value : `${value.replace(" ", "T")}Z`);
+  const parsed = Date.parse(
+    value.includes("T") || value.endsWith("Z") ? value : `${value.replace(" ", "T")}Z`,
+  );
   return Number.isNaN(parsed) ? null : parsed;
 }

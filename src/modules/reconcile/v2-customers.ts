@@ -1,6 +1,6 @@
 import { isStorableText } from "../../db/text.js";
 import { type RevenuecatApi, RevenuecatApiError } from "../legacy/revenuecat-api.js";
-import { type UpstreamPurchase, timeMs, upper } from "./upstream-purchase.js";
+import { timeMs, type UpstreamPurchase, upper } from "./upstream-purchase.js";
 
 /**
  * Reads what RevenueCat's API v2 knows of our users, customer by customer: one-time purchases
@@ -53,9 +53,7 @@ interface V2SubscriptionTransaction {
 /** The project's products, read once per run (their own budget: 60 requests a minute). */
 export async function readProductMap(api: RevenuecatApi): Promise<ProductMap> {
   const products = (await api.list<V2Product>("/products?limit=100")) ?? [];
-  return new Map(
-    products.filter((p) => p.store_identifier).map((p) => [p.id, p.store_identifier as string]),
-  );
+  return new Map(products.filter((p) => p.store_identifier).map((p) => [p.id, p.store_identifier as string]));
 }
 
 /** Everything one customer bought, or why it could not be read. */
