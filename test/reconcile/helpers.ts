@@ -60,13 +60,13 @@ export async function reconcileCustomers(
   t: TestApp,
   fake: FakeRevenuecatApi,
   userIds: string[],
-  options: Partial<ReconcileOptions> & { environments?: string[] } = {},
+  options: Partial<ReconcileOptions> & { environments?: string[]; ratePerMinute?: number } = {},
 ): Promise<Run> {
   const api = createRevenuecatApi({
     baseUrl: fake.url,
     projectId: fake.projectId,
     apiKey: fake.apiKey,
-    ratePerMinute: 60_000,
+    ratePerMinute: options.ratePerMinute ?? 60_000,
   });
   const products = await readProductMap(api);
   return run(t, readCustomers(api, products, userIds), options);

@@ -187,6 +187,22 @@ describe("reconcile through API v2", () => {
     ]);
   });
 
+  it("keeps under the configured rate while reading customers in parallel", async () => {
+    const ids = [1, 2, 3, 4, 5].map(() => newUserId("rc-paced"));
+    for (const id of ids) customer(id, [v2Purchase(id), v2Purchase(id), v2Purchase(id)]);
+    const from = fake.requests.length;
+    await reconcileCustomers(t, fake, ids, { ratePerMinute: 600 });
+    const seen = fake.requests.slice(from);
+    // Two pages of products, then per customer two pages of purchases and one of subscriptions.
+    expect(seen.length).toBe(17);
+    expect((seen.at(-1)?.at ?? 0) - (seen[0]?.at ?? 0)).toBeGreaterThanOrEqual(1_500);
+    for (const request of seen) {
+      expect(
+        seen.filter((other) => other.at >= request.at && other.at < request.at + 1000).length,
+      ).toBeLessThanOrEqual(11);
+    }
+  }, 60_000);
+
   it("waits out a 429 for its backoff_ms and a 423, then reads on", async () => {
     const userId = newUserId("rc-429");
     customer(userId);
