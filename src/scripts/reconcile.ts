@@ -34,6 +34,8 @@ refunds it never took back. A dry run unless --apply; see docs/reconcile.md.
                       holds (a stopped run picks up where it stopped; running again is safe anyway)
   --rate <n>          API requests a minute (default 300; RevenueCat allows 480 per key)
   --margin <age>      purchases younger than this are pending delivery, not missing (default 3h)
+  --max-credits <n>   with --apply: credit at most n purchases in this run (a guard-rail; the rest
+                      are reported missing)
 
 Exit status: 0 done; 2 usage or a wrong file; 3 something could not be read or applied; 1 failure.
 `;
@@ -52,6 +54,7 @@ runCommand("reconcile", async () => {
       resume: { type: "boolean" },
       rate: { type: "string" },
       margin: { type: "string" },
+      "max-credits": { type: "string" },
     },
   });
   const args = checkArguments(values);
@@ -82,6 +85,7 @@ runCommand("reconcile", async () => {
         apply: args.apply,
         refunds: args.refunds,
         marginMs: args.marginMs,
+        maxCredits: args.maxCredits,
         onItem: (item) => reportFile?.write(`${JSON.stringify(item)}\n`),
         onProgress: (count) => {
           judged = count;
@@ -107,6 +111,7 @@ interface Arguments {
   resume: boolean;
   rate: number;
   marginMs: number;
+  maxCredits?: number;
 }
 
 function checkArguments(values: Readonly<Record<string, string | boolean | undefined>>): Arguments {
@@ -118,6 +123,10 @@ function checkArguments(values: Readonly<Record<string, string | boolean | undef
     usage("--resume needs --report and an API source");
   const rate = Number(text("rate") ?? 300);
   if (!Number.isInteger(rate) || rate < 1 || rate > 480) usage("--rate must be a whole number from 1 to 480");
+  const maxCredits = text("max-credits") === undefined ? undefined : Number(text("max-credits"));
+  if (maxCredits !== undefined && !(Number.isInteger(maxCredits) && maxCredits >= 0)) {
+    usage("--max-credits must be a whole number");
+  }
   const margin = parseDuration(text("margin") ?? "3h");
   if (margin === null) usage("--margin must be an age such as 3h or 90m");
   let since: Date | undefined;
@@ -138,6 +147,7 @@ function checkArguments(values: Readonly<Record<string, string | boolean | undef
     resume: values.resume === true,
     rate,
     marginMs: margin,
+    maxCredits,
   } as Arguments;
 }
 

@@ -187,6 +187,27 @@ describe("reconcile through API v2", () => {
     ]);
   });
 
+  it("--max-credits stops crediting at its limit; the rest stay missing for the next run", async () => {
+    const userId = newUserId("rc-guard");
+    customer(userId, [v2Purchase(userId), v2Purchase(userId), v2Purchase(userId)]);
+    const guarded = await reconcileCustomers(t, fake, [userId], { apply: true, maxCredits: 2 });
+    expect(guarded.counts).toEqual({ credited: 2, missing_credit: 1 });
+    expect(guarded.items.find((item) => item.outcome === "missing_credit")?.detail).toContain(
+      "--max-credits",
+    );
+    expect(await balanceOf(t, userId)).toBe(200);
+    const rest = await reconcileCustomers(t, fake, [userId], { apply: true });
+    expect(rest.counts).toEqual({ credited: 1, already_credited: 2 });
+  });
+
+  it("follows next_page for an anonymous customer id ($RCAnonymousID:…) as given", async () => {
+    const anonymous = `$RCAnonymousID:${transactionId()}abcdef`;
+    customer(anonymous, [v2Purchase(anonymous), v2Purchase(anonymous), v2Purchase(anonymous)]);
+    const found = await reconcileCustomers(t, fake, [anonymous], { apply: true });
+    expect(found.counts).toEqual({ credited: 3 });
+    expect(await balanceOf(t, anonymous)).toBe(300);
+  });
+
   it("keeps under the configured rate while reading customers in parallel", async () => {
     const ids = [1, 2, 3, 4, 5].map(() => newUserId("rc-paced"));
     for (const id of ids) customer(id, [v2Purchase(id), v2Purchase(id), v2Purchase(id)]);

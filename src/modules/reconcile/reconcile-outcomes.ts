@@ -71,8 +71,15 @@ export function judge(
   if (credited) {
     const whose = credited.userId === purchase.userId ? "" : ` (credited to ${credited.userId})`;
     const tokens = credited.tokens;
-    if (!purchase.refunded)
-      return { outcome: "already_credited", detail: `entry ${credited.entryId}${whose}`, tokens };
+    if (!purchase.refunded) {
+      // Refunded here but owned upstream: a REFUND_REVERSED may have been missed; an operator decides.
+      const refundedHere = state.refunded ? "; refunded here, not in RevenueCat" : "";
+      return {
+        outcome: "already_credited",
+        detail: `entry ${credited.entryId}${whose}${refundedHere}`,
+        tokens,
+      };
+    }
     if (state.refunded)
       return { outcome: "already_refunded", detail: `entry ${credited.entryId}${whose}`, tokens };
     return { action: "refund", storeRef, tokens };

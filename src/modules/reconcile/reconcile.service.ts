@@ -45,6 +45,11 @@ export interface ReconcileOptions {
   /** With `apply`: take back refunds the ledger missed. */
   readonly refunds: boolean;
   readonly marginMs: number;
+  /**
+   * With `apply`: credit at most this many purchases in the run; the rest stay `missing_credit`. A
+   * guard-rail, so a wrong product map or a wrong export cannot mint tokens in bulk.
+   */
+  readonly maxCredits?: number;
   readonly now?: number;
   /** Transactions judged per ledger read. */
   readonly batchSize?: number;
@@ -93,10 +98,11 @@ export async function reconcile(
     options.onItem?.(item);
   };
   const batchSize = options.batchSize ?? 1_000;
+  const budget = { credits: options.maxCredits ?? Number.POSITIVE_INFINITY };
   let work: Work[] = [];
   let customers: Customer[] = [];
   const flush = async () => {
-    await judgeBatch(deps, work, customers, options, report);
+    await judgeBatch(deps, work, customers, { ...options, budget }, report);
     tally.transactions += work.length;
     options.onProgress?.(tally.transactions);
     work = [];
@@ -126,11 +132,14 @@ export async function reconcile(
   };
 }
 
+/** The run's options, with what is left of --max-credits (shared by the batch's concurrent credits). */
+type RunOptions = ReconcileOptions & { readonly budget: { credits: number } };
+
 async function judgeBatch(
   deps: ReconcileDeps,
   work: readonly Work[],
   customers: readonly Customer[],
-  options: ReconcileOptions,
+  options: RunOptions,
   report: (item: ReconcileItem) => void,
 ): Promise<void> {
   const now = options.now ?? Date.now();
@@ -169,7 +178,7 @@ async function carryOut(
   deps: ReconcileDeps,
   purchase: UpstreamPurchase,
   verdict: Verdict,
-  options: ReconcileOptions,
+  options: RunOptions,
   now: number,
 ): Promise<ReconcileItem> {
   const base = { userId: purchase.userId, productId: purchase.productId, source: purchase.source };
@@ -180,6 +189,15 @@ async function carryOut(
   if (verdict.action === "credit") {
     if (!options.apply)
       return line("missing_credit", storeRef, { ...base, tokens, detail: "dry run: not credited" });
+    // Taken before the credit is awaited: the batch's credits run at once and share the budget.
+    if (options.budget.credits <= 0) {
+      return line("missing_credit", storeRef, {
+        ...base,
+        tokens,
+        detail: "not credited: --max-credits reached",
+      });
+    }
+    options.budget.credits -= 1;
     const result = await deliver(deps, creditDelivery(purchase, storeRef, now));
     return line(creditOutcome(result), storeRef, {
       ...base,
