@@ -68,15 +68,19 @@ runCommand("reconcile", async () => {
     : undefined;
   const started = Date.now();
   let judged = 0;
+  let lines = 0;
   const progress = setInterval(() => {
     const seconds = (Date.now() - started) / 1000;
-    process.stderr.write(`progress: ${judged} transactions judged in ${seconds.toFixed(0)} s\n`);
+    const read = args.exportFile ? `${lines} export lines read, ` : "";
+    process.stderr.write(`progress: ${read}${judged} transactions judged in ${seconds.toFixed(0)} s\n`);
   }, 2000);
   try {
     const ledger = createLedgerService({ database, logger });
     const purchases = createPurchasesService({ database, ledger, logger, config: config.revenuecat });
     const input = args.exportFile
-      ? fromExport(args.exportFile)
+      ? fromExport(args.exportFile, (count) => {
+          lines = count;
+        })
       : await fromApi(config, args, database.db, skip);
     const summary = await reconcile(
       { db: database.db, purchases, policy: config.revenuecat, logger },
@@ -164,8 +168,8 @@ function usageOnWrongFile(error: unknown): never {
   throw error;
 }
 
-async function* fromExport(path: string): AsyncGenerator<ReconcileInput> {
-  yield* readTransactionExport(path);
+async function* fromExport(path: string, onLines: (lines: number) => void): AsyncGenerator<ReconcileInput> {
+  yield* readTransactionExport(path, onLines);
 }
 
 async function fromApi(

@@ -26,7 +26,11 @@ const USER_COLUMNS = ["rc_last_seen_app_user_id_alias", "rc_original_app_user_id
 
 type Row = Record<string, string | undefined>;
 
-export async function* readTransactionExport(path: string): AsyncGenerator<ExportItem> {
+export async function* readTransactionExport(
+  path: string,
+  /** Told the number of lines read so far, every 10,000 lines (the file is read whole first). */
+  onLines?: (lines: number) => void,
+): AsyncGenerator<ExportItem> {
   const newest = new Map<string, { purchase: UpstreamPurchase; updatedAtMs: number; line: number }>();
   const problems: ExportItem[] = [];
   let header = false;
@@ -49,6 +53,7 @@ export async function* readTransactionExport(path: string): AsyncGenerator<Expor
     }),
   );
   for await (const { record, info } of parser as AsyncIterable<{ record: Row; info: { lines: number } }>) {
+    if (info.lines % 10_000 === 0) onLines?.(info.lines);
     const read = purchaseOf(record, info.lines);
     if (typeof read === "string") {
       problems.push({ kind: "unreadable", id: `line ${info.lines}`, reason: read });
