@@ -125,3 +125,14 @@ export async function inboxRows(
     sql`SELECT event_id, outcome FROM revenuecat_events WHERE event_id LIKE ${`${prefix}%`} ORDER BY event_id`,
   );
 }
+
+/** Every row of the ledger and the inbox, counted: a dry run must leave both as they were. */
+export async function rowCounts(t: TestApp): Promise<{ entries: number; events: number; balances: number }> {
+  const [row] = await queryRows<{ entries: number; events: number; balances: number }>(
+    t.db.handle.db,
+    sql`SELECT (SELECT count(*)::int FROM token_transactions) AS entries,
+               (SELECT count(*)::int FROM revenuecat_events) AS events,
+               (SELECT coalesce(sum(balance), 0)::int FROM token_balances) AS balances`,
+  );
+  return row as { entries: number; events: number; balances: number };
+}

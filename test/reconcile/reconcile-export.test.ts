@@ -10,7 +10,7 @@ import { newUserId, useTestApp } from "../helpers/app.js";
 import { FakeRevenuecatApi } from "../helpers/fake-revenuecat-api.js";
 import { projectRoot } from "../helpers/process.js";
 import { deliver, fixture } from "../helpers/revenuecat.js";
-import { balanceOf, entriesFor, PRODUCTS, run, transactionId, v2Purchase } from "./helpers.js";
+import { balanceOf, entriesFor, PRODUCTS, rowCounts, run, transactionId, v2Purchase } from "./helpers.js";
 
 /**
  * Reconciling from a Scheduled Data Export of transactions (a fake file in the documented columns),
@@ -102,6 +102,7 @@ describe("reconcile from a Scheduled Data Export", () => {
       csvLine({ user: newUserId("ex-promo"), txn: transactionId(), store: "promotional" }),
       ",,,,,,,,,,,,,,",
     ];
+    const before = await rowCounts(t);
     for (const gzipped of [true, false]) {
       const path = await exportFile(lines, gzipped);
       const found = await run(t, readTransactionExport(path), { environments: ["PRODUCTION"] });
@@ -121,6 +122,7 @@ describe("reconcile from a Scheduled Data Export", () => {
       });
     }
     expect(await balanceOf(t, missing)).toBe(0);
+    expect(await rowCounts(t)).toEqual(before);
 
     const path = await exportFile(lines, true);
     const applied = await run(t, readTransactionExport(path), {
