@@ -22,6 +22,7 @@ import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService } from "./modules/purchases/purchases.service.js";
 import { revenuecatRoute, WEBHOOK_PATH } from "./modules/purchases/revenuecat.route.js";
+import { reconcileScheduleFromConfig } from "./modules/reconcile/reconcile-schedule.js";
 import { createPurgeSchedule, createRetentionService } from "./modules/retention/retention.service.js";
 
 export interface App {
@@ -96,6 +97,14 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     intervalMinutes: config.retention.purgeIntervalMinutes,
     logger,
   });
+  // RECONCILE_INTERVAL (off by default): the reconcile sweep, one instance at a time.
+  const sweep = reconcileScheduleFromConfig({
+    config,
+    database,
+    purchases,
+    registry: metrics.registry,
+    logger,
+  });
   let draining = false;
   // Registered before the request handler, so it applies to answers that are written at once too.
   server.prependListener("request", (_req, res: ServerResponse) => {
@@ -112,6 +121,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf, logger });
       await listen(server, port, host);
       purge.start();
+      sweep?.start();
       return (server.address() as AddressInfo).port;
     },
     async drain(drainMs) {
@@ -121,7 +131,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     async stop(timeoutMs = config.shutdownTimeoutMs) {
       draining = true;
       await stopServer(server, timeoutMs, () => ws?.close(1001, "Server shutting down"));
-      await Promise.all([hub.stop(), limits.stop(), purge.stop()]);
+      await Promise.all([hub.stop(), limits.stop(), purge.stop(), sweep?.stop()]);
     },
   };
 }

@@ -137,6 +137,15 @@ export const envSchema = z.object({
   REVENUECAT_API_KEY: optionalString,
   REVENUECAT_PROJECT_ID: optionalString,
   REVENUECAT_API_URL: optionalString.pipe(z.url("must be an http(s) URL").optional()),
+  RECONCILE_INTERVAL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^(off|0|\d+[mh])$/, "must be off, or an interval such as 60m or 1h")
+      .transform((text) => (text === "off" ? 0 : Number.parseInt(text, 10) * (text.endsWith("h") ? 60 : 1)))
+      .pipe(z.number().refine((m) => m === 0 || m >= 5, "must be at least 5m"))
+      .optional(),
+  ),
+  RECONCILE_APPLY: z.enum(["true", "false"], "must be true or false").default("false"),
 });
 
 export type Env = z.infer<typeof envSchema>;

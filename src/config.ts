@@ -98,7 +98,14 @@ export interface Config {
   readonly previousMetricsToken: string | undefined;
   /** The legacy token attribute; webhooks still carrying it for imported users reveal old app builds. */
   readonly legacyTokenAttribute: string | undefined;
-  /** RevenueCat's REST API v2, for the legacy import (read customers, clear the attribute). */
+  /** The scheduled sweep of `npm run reconcile` inside the service (docs/reconcile.md). */
+  readonly reconcile: {
+    /** How often a sweep of the last day's active users runs; 0: never (the default). */
+    readonly intervalMinutes: number;
+    /** Whether the sweep credits what is missing, or only reports it (the default). */
+    readonly apply: boolean;
+  };
+  /** RevenueCat's REST API v2, for the legacy import (read customers, clear the attribute) and reconcile. */
   readonly revenuecatApi: {
     readonly url: string;
     readonly key: string | undefined;
@@ -142,6 +149,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       "DATABASE_URL: required when NODE_ENV=production; without it the data lives in an embedded " +
         "database in DATA_DIR, which a container loses when it is replaced. Set " +
         "ALLOW_EMBEDDED_IN_PRODUCTION=true to run on it anyway (one process, DATA_DIR on a kept volume)",
+    );
+  }
+  if ((e.RECONCILE_INTERVAL ?? 0) > 0 && (!e.REVENUECAT_API_KEY || !e.REVENUECAT_PROJECT_ID)) {
+    problems.push(
+      "RECONCILE_INTERVAL: the sweep reads RevenueCat's API v2: set REVENUECAT_API_KEY and REVENUECAT_PROJECT_ID",
     );
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -196,6 +208,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metricsToken: e.METRICS_TOKEN,
     previousMetricsToken: e.METRICS_TOKEN_PREVIOUS,
     legacyTokenAttribute: e.LEGACY_TOKEN_ATTRIBUTE,
+    reconcile: Object.freeze({
+      intervalMinutes: e.RECONCILE_INTERVAL ?? 0,
+      apply: e.RECONCILE_APPLY === "true",
+    }),
     revenuecatApi: Object.freeze({
       url: (e.REVENUECAT_API_URL ?? "https://api.revenuecat.com").replace(/\/+$/, ""),
       key: e.REVENUECAT_API_KEY,

@@ -11,6 +11,53 @@ import type { AddressInfo } from "node:net";
 export interface FakeCustomer {
   readonly aliases?: readonly string[];
   readonly attributes: Record<string, { value: string | null; updated_at: number }>;
+  /** One-time purchases, as `GET …/customers/{id}/purchases` lists them (API v2 `Purchase`). */
+  readonly purchases?: FakePurchase[];
+  /** Subscriptions, as `GET …/customers/{id}/subscriptions` lists them. */
+  readonly subscriptions?: FakeSubscription[];
+}
+
+/** API v2's `Purchase`: `product_id` is RevenueCat's own product id, stores and environments lower case. */
+export interface FakePurchase {
+  readonly object?: "purchase";
+  readonly id: string;
+  readonly customer_id: string;
+  readonly original_customer_id: string;
+  readonly product_id: string;
+  readonly purchased_at: number;
+  readonly revenue_in_usd?: Record<string, unknown>;
+  readonly quantity: number;
+  status: "owned" | "refunded";
+  readonly presented_offering_id: string | null;
+  readonly entitlements: { object: "list"; items: unknown[] };
+  readonly environment: "production" | "sandbox";
+  readonly store: string;
+  readonly store_purchase_identifier: string;
+  readonly ownership: "purchased" | "family_shared";
+  readonly country?: string;
+}
+
+export interface FakeSubscription {
+  readonly id: string;
+  readonly customer_id: string;
+  readonly product_id: string;
+  readonly store: string;
+  readonly environment: "production" | "sandbox";
+  readonly store_subscription_identifier: string;
+  readonly status: string;
+  readonly gives_access: boolean;
+  readonly ownership: "purchased" | "family_shared";
+  readonly starts_at: number;
+  readonly current_period_ends_at: number;
+  /** `SubscriptionTransaction`s; null: the store has none to list (404). */
+  readonly transactions:
+    | {
+        id: string;
+        purchased_at: number;
+        product_store_identifier: string;
+        expiration_date: number;
+      }[]
+    | null;
 }
 
 export interface RecordedRequest {
@@ -32,6 +79,10 @@ export class FakeRevenuecatApi {
   onDelete: ((customerId: string, name: string) => void | Promise<void>) | undefined;
   /** Customers whose delete always fails with 500. */
   readonly failingDeletes = new Set<string>();
+  /** Customers whose every read fails with 503 (and a short backoff_ms, so retries are quick). */
+  readonly failingCustomers = new Set<string>();
+  /** The project's products (`GET …/products`): RevenueCat's id → the store's identifier. */
+  readonly products: { id: string; store_identifier: string; type: string }[] = [];
   private server: Server | undefined;
   url = "";
 
@@ -70,13 +121,48 @@ export class FakeRevenuecatApi {
     if (this.failFrom !== undefined && this.requests.length + 1 >= this.failFrom) {
       return this.error(req, res, 503, "server_error", true);
     }
-    const match = /^\/v2\/projects\/([^/]+)\/customers\/([^/]+)\/(attributes|aliases)$/.exec(url.pathname);
+    const project = `/v2/projects/${this.projectId}`;
+    if (url.pathname === `${project}/products`) {
+      const items = this.products.map((product) => ({ object: "product", ...product }));
+      return this.page(req, res, url, items, (item) => item.id);
+    }
+    const transactions = /^\/v2\/projects\/[^/]+\/subscriptions\/([^/]+)\/transactions$/.exec(url.pathname);
+    if (transactions && url.pathname.startsWith(project)) {
+      const id = decodeURIComponent(transactions[1] as string);
+      const subscription = [...this.customers.values()]
+        .flatMap((customer) => customer.subscriptions ?? [])
+        .find((candidate) => candidate.id === id);
+      if (!subscription?.transactions) return this.error(req, res, 404, "resource_missing", false);
+      const items = subscription.transactions.map((item) => ({
+        object: "subscription_transaction",
+        ...item,
+      }));
+      return this.page(req, res, url, items, (item) => item.id);
+    }
+    const match =
+      /^\/v2\/projects\/([^/]+)\/customers\/([^/]+)\/(attributes|aliases|purchases|subscriptions)$/.exec(
+        url.pathname,
+      );
     if (!match || decodeURIComponent(match[1] as string) !== this.projectId) {
       return this.error(req, res, 404, "resource_missing", false);
+    }
+    if (this.failingCustomers.has(decodeURIComponent(match[2] as string))) {
+      return this.send(req, res, 503, errorBody("server_error", true, 10));
     }
     const found = this.find(decodeURIComponent(match[2] as string));
     if (!found) return this.error(req, res, 404, "resource_missing", false);
     const [key, customer] = found;
+    if (match[3] === "purchases") {
+      const items = (customer.purchases ?? []).map((item) => ({ object: "purchase", ...item }));
+      return this.page(req, res, url, items, (item) => item.id);
+    }
+    if (match[3] === "subscriptions") {
+      const items = (customer.subscriptions ?? []).map(({ transactions: _, ...item }) => ({
+        object: "subscription",
+        ...item,
+      }));
+      return this.page(req, res, url, items, (item) => item.id);
+    }
     if (match[3] === "aliases") {
       const ids = [key, ...(customer.aliases ?? [])].map((id) => ({
         object: "customer.alias",

@@ -175,7 +175,7 @@ function parseAttributes(cell: string | undefined): Map<string, LegacyAttribute>
 }
 
 /** The file as a stream, gunzipped when it starts with gzip's magic bytes (whatever its name). */
-async function openMaybeGzipped(path: string): Promise<Readable> {
+export async function openMaybeGzipped(path: string): Promise<Readable> {
   const handle = await open(path, "r");
   const magic = Buffer.alloc(2);
   try {

@@ -15,6 +15,11 @@ export interface RevenuecatApi {
   aliases(customerId: string): Promise<string[] | null>;
   /** Deletes one attribute (POST with a null value). */
   deleteAttribute(customerId: string, name: string): Promise<void>;
+  /**
+   * Every item of a paged list under the project (a path such as `/products?limit=100`), following
+   * `next_page` as given; null when RevenueCat answers 404. Paced and retried like every call here.
+   */
+  list<T>(projectPath: string): Promise<T[] | null>;
 }
 
 export interface ApiAttribute {
@@ -59,8 +64,8 @@ export function createRevenuecatApi(options: RevenuecatApiOptions): RevenuecatAp
   // One request at a time per interval: even spacing, never a burst at the start of a minute.
   const paced = pThrottle({ limit: 1, interval: Math.ceil(60_000 / options.ratePerMinute) })(() => undefined);
   let pausedUntil = 0;
-  const customer = (id: string) =>
-    `${options.baseUrl}/v2/projects/${encodeURIComponent(options.projectId)}/customers/${encodeURIComponent(id)}`;
+  const project = `${options.baseUrl}/v2/projects/${encodeURIComponent(options.projectId)}`;
+  const customer = (id: string) => `${project}/customers/${encodeURIComponent(id)}`;
 
   async function send(url: string, init: RequestInit = {}): Promise<Response> {
     for (let attempt = 1; ; attempt += 1) {
@@ -103,6 +108,7 @@ export function createRevenuecatApi(options: RevenuecatApiOptions): RevenuecatAp
   }
 
   return {
+    list: (projectPath) => list(`${project}${projectPath}`),
     async attributes(customerId) {
       type Item = { name: string; value: unknown; updated_at?: number | null };
       const items = await list<Item>(`${customer(customerId)}/attributes?limit=100`);
