@@ -44,10 +44,25 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     // Without one, graphql-ws takes the global WebSocket when the socket is first opened.
     WebSocket: options.WebSocket,
     tokens,
-    onChange: (change) => applyLiveChange(change, { store, purchases, reread }),
+    onChange: (change) => {
+      applyLiveChange(change, { store, purchases, reread });
+      for (const listener of entryListeners) listener(change.transaction);
+    },
     onStatus: (isLive, error) => store.setFlags(error ? { live: isLive, error } : { live: isLive }),
     log,
   });
+  const transactions = async ({
+    first = 20,
+    after = null,
+  }: {
+    first?: number;
+    after?: string | null;
+  } = {}) => {
+    const data = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, { first, after });
+    const { hasNextPage, endCursor } = data.transactions.pageInfo;
+    return { entries: data.transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
+  };
+  const entryListeners = new Set<(entry: LedgerEntry | null) => void>();
   let starting: Promise<void> | undefined;
   // The first listener shows the stored balance (if any) and reads the fresh one; a failed start
   // is tried again by the next listener.
@@ -65,14 +80,17 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   return {
     getBalance: reread,
     spendTokens: (input) => spendTokens({ request, store, log }, input),
-    async transactions({ first = 20, after = null } = {}) {
-      const { transactions } = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, {
-        first,
-        after,
-      });
-      const { hasNextPage, endCursor } = transactions.pageInfo;
-      return { entries: transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
+    transactions,
+    watchEntries(listener) {
+      entryListeners.add(listener);
+      const release = live.retain();
+      return () => {
+        entryListeners.delete(listener);
+        release();
+      };
     },
+    storage: options.storage ? { storage: options.storage, key: storageKey, owner: cache.owner } : null,
+    historyPageSize: options.historyPageSize ?? 20,
     awaitPurchaseCredit: (wait) => awaitPurchaseCredit({ live, store, purchases, reread }, wait),
     subscribe(listener) {
       const unlisten = store.subscribe(listener);
