@@ -9,6 +9,7 @@ nav{display:flex;gap:1rem}
 nav a{color:var(--fg);text-decoration:none;padding:.2rem .4rem;border-radius:4px}
 nav a[aria-current=page]{background:#dde7f7;color:var(--accent)}
 header .who{margin-left:auto;color:var(--muted)}
+main:focus{outline:none}
 main{padding:1rem 1.25rem;max-width:1280px}
 h1{font-size:20px;margin:.2rem 0 1rem}
 h2{font-size:16px;margin:1.5rem 0 .5rem}

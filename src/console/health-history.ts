@@ -17,6 +17,7 @@ export interface HealthPoint {
   readonly apiRequests: number;
   /** Mean time to process one webhook delivery, commit included, in milliseconds. */
   readonly webhookMeanMs: number | null;
+  readonly webhooks: number;
   /** Spends refused or failed (insufficient, invalid, rate limited) of all spends; null with none. */
   readonly failedSpendRate: number | null;
   readonly spends: number;
@@ -74,6 +75,7 @@ export function createHealthHistory(
       apiMaxMs: api.count > 0 ? api.max : null,
       apiRequests: api.count,
       webhookMeanMs: d("webhookCount") > 0 ? (d("webhookSeconds") * 1000) / d("webhookCount") : null,
+      webhooks: d("webhookCount"),
       failedSpendRate: spends > 0 ? d("failedSpends") / spends : null,
       spends,
     };

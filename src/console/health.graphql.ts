@@ -22,6 +22,7 @@ const HealthPointRef = builder.objectRef<HealthPoint>("HealthPoint").implement({
       nullable: true,
       description: "Mean webhook processing time, commit included, ms.",
     }),
+    webhooks: t.exposeInt("webhooks", { description: "Webhook deliveries processed in the interval." }),
     failedSpendRate: t.exposeFloat("failedSpendRate", {
       nullable: true,
       description: "Spends refused or failed of all spends (0 to 1); null with none.",

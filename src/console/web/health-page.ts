@@ -9,11 +9,12 @@ interface Point {
   apiMeanMs: number | null;
   apiRequests: number;
   webhookMeanMs: number | null;
+  webhooks: number;
   failedSpendRate: number | null;
   spends: number;
 }
 
-const QUERY = `query ConsoleHealth { serviceHealth { at purchaseSuccessRate purchases apiMeanMs apiRequests webhookMeanMs failedSpendRate spends } }`;
+const QUERY = `query ConsoleHealth { serviceHealth { at purchaseSuccessRate purchases apiMeanMs apiRequests webhookMeanMs webhooks failedSpendRate spends } }`;
 
 const CHARTS: {
   title: string;
@@ -40,8 +41,8 @@ const CHARTS: {
     title: "Webhook processing latency (mean)",
     value: (p) => p.webhookMeanMs,
     format: ms,
-    count: (p) => p.purchases,
-    unit: "purchases",
+    count: (p) => p.webhooks,
+    unit: "deliveries",
   },
   {
     title: "Failed transaction rate (spends)",
@@ -88,12 +89,13 @@ function card(chart: (typeof CHARTS)[number], points: Point[]): HTMLElement {
     { class: "chart", "aria-label": chart.title },
     h("h2", {}, chart.title),
     h("div", { class: "now" }, latest === null ? "—" : chart.format(latest)),
-    sparkline(values),
+    sparkline(values, chart.format === percent ? 1 : undefined),
     h("div", { class: "muted" }, `${total} ${chart.unit} in ${points.length} intervals`),
   );
 }
 
-function sparkline(values: (number | null)[]): SVGElement {
+/** A line over the intervals; rates are drawn on 0 to 100 %, times from 0 to their highest. */
+function sparkline(values: (number | null)[], ceiling?: number): SVGElement {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", "0 0 120 40");
@@ -102,7 +104,7 @@ function sparkline(values: (number | null)[]): SVGElement {
   // One interval is a flat line across, not a lone invisible point.
   if (values.length === 1) values = [values[0] ?? null, values[0] ?? null];
   const known = values.filter((v): v is number => v !== null);
-  const max = Math.max(...known, 0) || 1;
+  const max = ceiling ?? (Math.max(...known, 0) || 1);
   const step = values.length > 1 ? 120 / (values.length - 1) : 0;
   const path = values
     .map((v, i) => (v === null ? null : `${(i * step).toFixed(1)},${(38 - (v / max) * 36).toFixed(1)}`))

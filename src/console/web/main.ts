@@ -115,6 +115,8 @@ async function render(): Promise<void> {
   const entry = ROUTES[route] as (typeof ROUTES)[string];
   document.title = `${entry.title} · token-ledger console`;
   const main = layout(route, subjectOf(jwt));
+  // Keyboard and screen-reader users land on the new page's content, not on the old link.
+  main.focus();
   cleanUp = entry.page({ access, main }, decodeURIComponent(rest.join("/")));
 }
 
