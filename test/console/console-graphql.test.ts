@@ -95,6 +95,21 @@ describe(`the console's GraphQL, on ${driverName}`, () => {
     expect(refunded?.lineage.relatedEntryId).toEqual(expect.any(Number));
     expect(spent?.lineage.story).toBe("Spent 2000 tokens on Armour");
     expect(purchased?.lineage).toMatchObject({ eventId: bought.event.id, shortfallTokens: null });
+
+    // Paged by entry number, newest first.
+    const page = `query($u: ID!, $o: Int) { userTransactions(userId: $u, first: 2, olderThanEntry: $o) { entryId kind } }`;
+    const first = await t.gql<{ userTransactions: { entryId: number; kind: string }[] }>(
+      page,
+      { u: userId },
+      admin,
+    );
+    const next = await t.gql<{ userTransactions: { entryId: number; kind: string }[] }>(
+      page,
+      { u: userId, o: first.data?.userTransactions.at(-1)?.entryId },
+      admin,
+    );
+    expect(first.data?.userTransactions.map((e) => e.kind)).toEqual(["ADJUSTMENT", "REFUND"]);
+    expect(next.data?.userTransactions.map((e) => e.kind)).toEqual(["SPEND", "PURCHASE"]);
   });
 
   it("filters deliveries by outcome, held purchases included, and by user", async () => {

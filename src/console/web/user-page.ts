@@ -18,6 +18,10 @@ const USER_QUERY = `query ConsoleUser($userId: ID!) {
     lineage { story actor eventId shortfallTokens } }
   webhookDeliveries(userId: $userId, first: 100) { ${DELIVERY_FIELDS} } }`;
 
+const OLDER_QUERY = `query ConsoleOlder($userId: ID!, $older: Int) {
+  userTransactions(userId: $userId, first: 100, olderThanEntry: $older) { entryId amount balanceAfter kind
+    createdAt lineage { story actor eventId shortfallTokens } } }`;
+
 const LIVE = `subscription ConsoleBalance($userId: ID!) { userBalanceChanged(userId: $userId) { balance version } }`;
 
 /** A user's page: the balance (live), the ledger with each entry's story, and their deliveries. */
@@ -27,6 +31,21 @@ export function userPage({ access, main }: PageContext, userId: string): () => v
   const ledger = h("div", { id: "ledger" });
   const deliveries = h("div", { id: "user-deliveries" });
   const message = h("div");
+  let shown: Entry[] = [];
+  const showLedger = (more: boolean) => {
+    const older = h(
+      "button",
+      { type: "button", class: "secondary", onclick: () => void loadOlder() },
+      "Older entries",
+    );
+    replace(ledger, ledgerTable(shown), more ? older : null);
+  };
+  const loadOlder = async () => {
+    const last = shown.at(-1)?.entryId;
+    const data = await gql<{ userTransactions: Entry[] }>(OLDER_QUERY, { userId, older: last });
+    shown = [...shown, ...data.userTransactions];
+    showLedger(data.userTransactions.length === 100);
+  };
   const load = async () => {
     try {
       const data = await gql<{
@@ -35,7 +54,8 @@ export function userPage({ access, main }: PageContext, userId: string): () => v
         webhookDeliveries: DeliveryRow[];
       }>(USER_QUERY, { userId });
       balance.textContent = String(data.userBalance.balance);
-      replace(ledger, ledgerTable(data.userTransactions));
+      shown = data.userTransactions;
+      showLedger(shown.length === 100);
       replace(deliveries, deliveryTable(data.webhookDeliveries, false));
     } catch (error) {
       replace(message, notice(String(error), true));
