@@ -51,17 +51,6 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     onStatus: (isLive, error) => store.setFlags(error ? { live: isLive, error } : { live: isLive }),
     log,
   });
-  const transactions = async ({
-    first = 20,
-    after = null,
-  }: {
-    first?: number;
-    after?: string | null;
-  } = {}) => {
-    const data = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, { first, after });
-    const { hasNextPage, endCursor } = data.transactions.pageInfo;
-    return { entries: data.transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
-  };
   const entryListeners = new Set<(entry: LedgerEntry | null) => void>();
   let starting: Promise<void> | undefined;
   // The first listener shows the stored balance (if any) and reads the fresh one; a failed start
@@ -80,7 +69,14 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   return {
     getBalance: reread,
     spendTokens: (input) => spendTokens({ request, store, log }, input),
-    transactions,
+    async transactions({ first = 20, after = null } = {}) {
+      const { transactions } = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, {
+        first,
+        after,
+      });
+      const { hasNextPage, endCursor } = transactions.pageInfo;
+      return { entries: transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
+    },
     watchEntries(listener) {
       entryListeners.add(listener);
       const release = live.retain();

@@ -174,6 +174,8 @@ function createTransactionHistory(client: TokenClient): TransactionHistory {
       if (listeners.size === 1) release = client.watchEntries(applyLive);
       if (!started) {
         started = true;
+        // Already live (the balance opened the subscription): its next snapshot is a new start.
+        if (client.getSnapshot().live) resubscriptions = 1;
         void loadStored().then(() => read(null));
       }
       return () => {

@@ -38,7 +38,7 @@ export interface TokenClientOptions {
   storageKey?: string;
   /** Receives one line per notable step, such as `Token balance fetched from backend: 500`. */
   onLog?: (line: string) => void;
-  /** How many entries each page of `history` (useTransactions) reads; 20 by default. */
+  /** How many entries each page of useTransactions() reads; 20 by default. */
   historyPageSize?: number;
   /** How long one HTTP attempt may take before it counts as a network failure; 15 s by default. */
   requestTimeoutMs?: number;

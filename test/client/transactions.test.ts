@@ -110,6 +110,21 @@ describe(`useTransactions against a real server, on ${driverName}`, () => {
     expect(result.current.entries.map((e) => e.title)).toEqual(["Overlap", "Tokens from support"]);
   });
 
+  it("loses no entry across a reconnect: the first page is read again when the subscription restarts", async () => {
+    const { token } = await server.fundUser(20);
+    const client = makeClient(server, token);
+    const { result } = renderHistory(client);
+    await waitFor(() => expect(result.current.entries).toHaveLength(1), WAIT);
+    await waitFor(() => expect(client.getSnapshot().live).toBe(true), WAIT);
+    await server.restart();
+    // Committed at once after the restart: before or after the client is back, it must show up once.
+    await spend(token, 4, "After restart");
+    await waitFor(() => expect(result.current.entries.map((e) => e.title)).toContain("After restart"), WAIT);
+    await waitFor(() => expect(client.getSnapshot().live).toBe(true), WAIT);
+    await sleep(300);
+    expect(result.current.entries.map((e) => e.title)).toEqual(["After restart", "Tokens from support"]);
+  });
+
   it("shows the stored history of the same user at the next start, marked stale, never another user's", async () => {
     const { token } = await server.fundUser(30);
     const other = await server.fundUser(40);
