@@ -5,6 +5,8 @@ import { createAuthGuard } from "./auth/guard.js";
 import { createTokenVerifier } from "./auth/jwt.js";
 import { createProviderKeySet } from "./auth/provider-keys.js";
 import type { Config } from "./config.js";
+import { consoleRoutes } from "./console/console.routes.js";
+import { createHealthHistory } from "./console/health-history.js";
 import { type AppServices, createContext } from "./context.js";
 import type { DatabaseHandle } from "./db/client.js";
 import { isMigrated } from "./db/migrate.js";
@@ -44,7 +46,7 @@ export interface App {
 export function buildApp(deps: { config: Config; database: DatabaseHandle; logger: Logger }): App {
   const { config, database, logger } = deps;
   const services = createServices(config, database, logger);
-  const { db, ledger, purchases, hub, limits, metrics } = services;
+  const { db, ledger, purchases, hub, limits, metrics, health } = services;
   const keySet = config.jwt.jwksUrl
     ? createProviderKeySet({
         url: config.jwt.jwksUrl,
@@ -77,6 +79,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       isDraining: () => draining,
       beforeScrape: () => metrics.subscribers.set(hub.subscriberCount),
     }),
+    ...consoleRoutes(),
   ];
   const server = createHttpServer({
     routes,
@@ -110,6 +113,11 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   server.prependListener("request", (_req, res: ServerResponse) => {
     if (draining) res.setHeader("connection", "close");
   });
+  server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (!/^\/(graphql|api\/)/.test(req.url ?? "")) return;
+    const started = performance.now();
+    res.once("finish", () => health.recordResponse(performance.now() - started));
+  });
   let ws: GraphqlWs | undefined;
   return {
     server,
@@ -122,6 +130,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       await listen(server, port, host);
       purge.start();
       sweep?.start();
+      health.start();
       return (server.address() as AddressInfo).port;
     },
     async drain(drainMs) {
@@ -131,6 +140,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     async stop(timeoutMs = config.shutdownTimeoutMs) {
       draining = true;
       await stopServer(server, timeoutMs, () => ws?.close(1001, "Server shutting down"));
+      health.stop();
       await Promise.all([hub.stop(), limits.stop(), purge.stop(), sweep?.stop()]);
     },
   };
@@ -161,7 +171,8 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
     onBatch: (size) => metrics.webhookBatchSize.observe(size),
   });
   const hub = new BalanceHub(database, logger);
-  return { db: database.db, ledger, purchases, hub, limits, metrics, logger };
+  const health = createHealthHistory(metrics);
+  return { db: database.db, ledger, purchases, hub, limits, metrics, logger, health };
 }
 
 function required(secret: string | undefined): string {

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Authentication } from "./auth/guard.js";
 import type { Viewer } from "./auth/jwt.js";
+import type { HealthHistory } from "./console/health-history.js";
 import type { Database } from "./db/client.js";
 import type { Metrics } from "./metrics.js";
 import type { LedgerService } from "./modules/ledger/ledger.service.js";
@@ -17,6 +18,8 @@ export interface AppServices {
   readonly limits: RateLimits;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The last hour of this instance's numbers, for the console. */
+  readonly health: HealthHistory;
 }
 
 /** Who is asking and which request this is: the same for REST, GraphQL over HTTP and WebSocket. */
@@ -45,6 +48,7 @@ export function createContext(
     hub: services.hub,
     limits: services.limits,
     metrics: services.metrics,
+    health: services.health,
     viewer: auth.viewer,
     authError: auth.authError,
     expired: auth.expired,

@@ -14,6 +14,8 @@ import { isStorableText } from "../db/text.js";
 import { AuthUnavailableError, createRemoteKeySet, type RemoteKeySet } from "./key-set.js";
 
 export const ADMIN_SCOPE = "tokens:admin";
+/** Read-only operators: the console shows them everything and lets them change nothing. */
+export const READ_SCOPE = "tokens:read";
 
 /** Who is calling: the token's subject is the user id the app also gives RevenueCat as app_user_id. */
 export interface Viewer {
@@ -172,6 +174,8 @@ export interface SignOptions {
   readonly secret: string;
   readonly userId: string;
   readonly admin?: boolean;
+  /** A read-only operator: READ_SCOPE in the admin claim instead of its admin value. */
+  readonly readOnly?: boolean;
   readonly expiresIn?: string | number;
   readonly issuer?: string | undefined;
   readonly audience?: string | undefined;
@@ -184,7 +188,8 @@ export interface SignOptions {
 export function signDevToken(options: SignOptions): Promise<string> {
   const claim = options.adminClaim ?? "scope";
   const value = options.adminValue ?? ADMIN_SCOPE;
-  const grant = options.admin ? { [claim]: claim === "scope" ? value : [value] } : {};
+  const granted = options.admin ? value : options.readOnly ? READ_SCOPE : undefined;
+  const grant = granted ? { [claim]: claim === "scope" ? granted : [granted] } : {};
   const jwt = new SignJWT({ scope: "", ...grant })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(options.userId)

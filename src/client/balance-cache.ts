@@ -8,6 +8,8 @@ export interface BalanceCache {
   /** The stored balance of the current user, or null (none, another user's, unreadable). */
   load(): Promise<BalanceReading | null>;
   save(reading: BalanceReading): void;
+  /** The signed-in user (the token's subject), whose stored values may be shown. */
+  owner(): Promise<string | null>;
 }
 
 /**
@@ -24,6 +26,7 @@ export function createBalanceCache(
   const user = async () => subjectOf((await token().catch(() => null)) ?? "");
   let latest: BalanceReading | null = null;
   return {
+    owner: user,
     async load() {
       const owner = await user();
       if (!storage || !owner) return null;

@@ -1,6 +1,7 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
 export { createTokenClient } from "./token-client.js";
+export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
   BalanceReading,
   BalanceSnapshot,

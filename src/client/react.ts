@@ -7,6 +7,7 @@ import {
   useSyncExternalStore,
 } from "react";
 import type { TokenLedgerError } from "./errors.js";
+import { historyOf, type TransactionsSnapshot } from "./transactions.js";
 import type { SpendInput, SpendResult, TokenClient } from "./types.js";
 
 const TokenClientContext = createContext<TokenClient | null>(null);
@@ -65,6 +66,28 @@ export function useTokenBalance(): TokenBalanceState {
 }
 
 /** The spend function: it shows the spend at once as pending and resolves with the server's answer. */
+export { describeTransaction } from "./transactions.js";
+
 export function useSpendTokens(): (input: SpendInput) => Promise<SpendResult> {
   return useTokenClient().spendTokens;
+}
+
+export interface TransactionsState extends TransactionsSnapshot {
+  /** Reads the next (older) page, for a list's onEndReached. */
+  loadMore: () => Promise<void>;
+  /** Reads the first page again, for pull to refresh. */
+  refresh: () => Promise<void>;
+}
+
+/**
+ * The signed-in user's history, newest first: the first page at once (the stored one from the last
+ * session meanwhile, marked stale), older pages on demand, and new entries on top as they commit.
+ */
+export function useTransactions(): TransactionsState {
+  const history = historyOf(useTokenClient());
+  const snapshot = useSyncExternalStore(history.subscribe, history.getSnapshot, history.getSnapshot);
+  return useMemo(
+    () => ({ ...snapshot, loadMore: history.loadMore, refresh: history.refresh }),
+    [snapshot, history],
+  );
 }

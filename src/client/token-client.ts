@@ -44,10 +44,14 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     // Without one, graphql-ws takes the global WebSocket when the socket is first opened.
     WebSocket: options.WebSocket,
     tokens,
-    onChange: (change) => applyLiveChange(change, { store, purchases, reread }),
+    onChange: (change) => {
+      applyLiveChange(change, { store, purchases, reread });
+      for (const listener of entryListeners) listener(change.transaction);
+    },
     onStatus: (isLive, error) => store.setFlags(error ? { live: isLive, error } : { live: isLive }),
     log,
   });
+  const entryListeners = new Set<(entry: LedgerEntry | null) => void>();
   let starting: Promise<void> | undefined;
   // The first listener shows the stored balance (if any) and reads the fresh one; a failed start
   // is tried again by the next listener.
@@ -73,6 +77,16 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
       const { hasNextPage, endCursor } = transactions.pageInfo;
       return { entries: transactions.edges.map((edge) => edge.node), endCursor, hasNextPage };
     },
+    watchEntries(listener) {
+      entryListeners.add(listener);
+      const release = live.retain();
+      return () => {
+        entryListeners.delete(listener);
+        release();
+      };
+    },
+    storage: options.storage ? { storage: options.storage, key: storageKey, owner: cache.owner } : null,
+    historyPageSize: options.historyPageSize ?? 20,
     awaitPurchaseCredit: (wait) => awaitPurchaseCredit({ live, store, purchases, reread }, wait),
     subscribe(listener) {
       const unlisten = store.subscribe(listener);

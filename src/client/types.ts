@@ -38,6 +38,8 @@ export interface TokenClientOptions {
   storageKey?: string;
   /** Receives one line per notable step, such as `Token balance fetched from backend: 500`. */
   onLog?: (line: string) => void;
+  /** How many entries each page of useTransactions() reads; 20 by default. */
+  historyPageSize?: number;
   /** How long one HTTP attempt may take before it counts as a network failure; 15 s by default. */
   requestTimeoutMs?: number;
 }
@@ -152,6 +154,21 @@ export interface TokenClient {
   spendTokens(input: SpendInput): Promise<SpendResult>;
   /** One page of entries, newest first. */
   transactions(options?: { first?: number; after?: string | null }): Promise<TransactionsPage>;
+  /**
+   * Calls `listener` with each committed entry as it arrives live (null when the subscription starts
+   * again, so entries may have been missed), keeping the live connection open until unsubscribed.
+   * useTransactions builds on it.
+   */
+  watchEntries(listener: (entry: LedgerEntry | null) => void): () => void;
+  /** Where the client keeps what it shows at the next start, and whose it is; null without storage. */
+  readonly storage: {
+    storage: StorageLike;
+    key: string;
+    /** The signed-in user (the token's subject): stored values of anyone else are never shown. */
+    owner(): Promise<string | null>;
+  } | null;
+  /** The `historyPageSize` option. */
+  readonly historyPageSize: number;
   awaitPurchaseCredit(options?: PurchaseCreditOptions): Promise<PurchaseCreditResult>;
   /** Listens to the store; the first listener opens the live connection, the last one closes it. */
   subscribe(listener: () => void): () => void;

@@ -3,7 +3,7 @@ import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { GraphQLError } from "graphql";
 import { DateTimeResolver, JSONResolver } from "graphql-scalars";
-import type { Viewer } from "../auth/jwt.js";
+import { READ_SCOPE, type Viewer } from "../auth/jwt.js";
 import type { GraphQLContext } from "../context.js";
 
 /** Names of the types `node(id:)` may load; each module registers its own as it defines it. */
@@ -33,8 +33,12 @@ function decodeGlobalId(globalId: string): { typename: string; id: string } {
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
-  AuthScopes: { user: boolean; admin: boolean };
-  AuthContexts: { user: GraphQLContext & { viewer: Viewer }; admin: GraphQLContext & { viewer: Viewer } };
+  AuthScopes: { user: boolean; admin: boolean; operator: boolean };
+  AuthContexts: {
+    user: GraphQLContext & { viewer: Viewer };
+    admin: GraphQLContext & { viewer: Viewer };
+    operator: GraphQLContext & { viewer: Viewer };
+  };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     JSON: { Input: unknown; Output: unknown };
@@ -48,7 +52,12 @@ export const builder = new SchemaBuilder<{
     // Check auth when a subscription starts, not only when each event resolves: otherwise a
     // subscriber without a token would reach the subscribe function.
     authorizeOnSubscribe: true,
-    authScopes: (context) => ({ user: context.viewer !== null, admin: context.viewer?.isAdmin === true }),
+    // operator: reads for the console, by an admin or a read-only operator (tokens:read).
+    authScopes: (context) => ({
+      user: context.viewer !== null,
+      admin: context.viewer?.isAdmin === true,
+      operator: context.viewer?.isAdmin === true || context.viewer?.scopes.has(READ_SCOPE) === true,
+    }),
     unauthorizedError: (_parent, context) =>
       context.viewer
         ? new GraphQLError("This operation needs the tokens:admin scope", {

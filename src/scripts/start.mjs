@@ -77,7 +77,10 @@ export async function buildBundle() {
   const files = [...result.outputFiles].sort(
     (a, b) => Number(b.path.endsWith(".map")) - Number(a.path.endsWith(".map")),
   );
-  for (const file of files) {
+  // The operator console's browser app goes beside the bundle, where the server looks for it.
+  const { buildConsoleScript, CONSOLE_SCRIPT } = await import("../console/web/bundle.mjs");
+  const script = { path: join(dirname(bundle), CONSOLE_SCRIPT), contents: await buildConsoleScript() };
+  for (const file of [script, ...files]) {
     const temporary = `${file.path}.${process.pid}`;
     await writeFile(temporary, file.contents);
     await rename(temporary, file.path);

@@ -55,7 +55,14 @@ describe("the @token-ledger/client package", () => {
     const { stdout } = await run(process.execPath, [join(root, "app/check.mjs")]);
     expect(JSON.parse(stdout)).toEqual({
       core: ["TokenLedgerError", "createTokenClient"],
-      react: ["TokenLedgerProvider", "useSpendTokens", "useTokenBalance", "useTokenClient"],
+      react: [
+        "TokenLedgerProvider",
+        "describeTransaction",
+        "useSpendTokens",
+        "useTokenBalance",
+        "useTokenClient",
+        "useTransactions",
+      ],
     });
   });
 

@@ -3,7 +3,7 @@ import { BalanceRef, TokenTransactionRef } from "../ledger/ledger.graphql-types.
 import { getEntry } from "../ledger/ledger.queries.js";
 import type { BalanceChange } from "./balance-hub.js";
 
-const BalanceChangeRef = builder.objectRef<BalanceChange>("BalanceChange").implement({
+export const BalanceChangeRef = builder.objectRef<BalanceChange>("BalanceChange").implement({
   description: "The caller's balance after a committed change, or a snapshot (delta 0, no transaction).",
   fields: (t) => ({
     balance: t.exposeInt("balance", { description: "The balance after the change." }),

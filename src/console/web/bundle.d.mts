@@ -1,0 +1,2 @@
+export const CONSOLE_SCRIPT: string;
+export function buildConsoleScript(outfile?: string): Promise<string>;
