@@ -1,6 +1,6 @@
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import type { Database, DatabaseHandle } from "./client.js";
+import type { Database, DatabaseHandle } from "./database.js";
 import * as schema from "./schema.js";
 
 /** A pool of postgres.js connections, with drizzle on top and the hot statements prepared. */
