@@ -139,7 +139,8 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
     },
   });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
-  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch } });
+  const maxQueued = config.writeQueueLimit;
+  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch, maxQueued } });
   const purchases = createPurchasesService({
     database,
     ledger,
@@ -148,7 +149,7 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
     legacy: config.legacyTokenAttribute
       ? { attribute: config.legacyTokenAttribute, onSeen: () => metrics.legacyAttributeSeen.inc() }
       : undefined,
-    onBatch: (size) => metrics.webhookBatchSize.observe(size),
+    writer: { onBatch: (size) => metrics.webhookBatchSize.observe(size), maxQueued },
   });
   const hub = new BalanceHub(database, logger);
   return { db: database.db, ledger, purchases, hub, limits, metrics, logger };

@@ -21,6 +21,8 @@ export interface Config {
   /** Unset means the embedded PGlite database in `dataDir`. */
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
+  /** The most writes (spends, grants, deliveries) that may wait for the database; past it, 503 OVERLOADED. */
+  readonly writeQueueLimit: number;
   readonly dataDir: string;
   readonly logLevel: string;
   readonly jwt: {
@@ -144,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    writeQueueLimit: e.WRITE_QUEUE_LIMIT,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     jwt: Object.freeze({

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
+import type { GroupCommitOptions } from "../../db/group-commit.js";
 import { withRetry } from "../../db/retry.js";
 import { MAX_BALANCE } from "../../db/schema.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
@@ -66,10 +67,10 @@ export function createPurchasesService(deps: {
   logger: Logger;
   config: PurchasePolicyConfig;
   legacy?: LegacyAttributeWatch | undefined;
-  /** Told the size of every batch of deliveries written together. */
-  onBatch?: (size: number) => void;
+  /** The deliveries' group commit: told the size of every batch, and its queue's bound. */
+  writer?: Omit<GroupCommitOptions, "retry">;
 }): PurchasesService {
-  const deliveries = createDeliveryWriter(deps.database, { onBatch: deps.onBatch });
+  const deliveries = createDeliveryWriter(deps.database, deps.writer);
   return new Purchases(deps.database.db, deliveries, deps.ledger, deps.logger, deps.config, deps.legacy);
 }
 
