@@ -26,7 +26,6 @@ import { createPurgeSchedule, createRetentionService } from "./modules/retention
 
 export interface App {
   readonly server: Server;
-  readonly services: AppServices;
   /** Starts the balance listener and the shared limit store, then listens; resolves with the port. */
   start(port?: number, host?: string): Promise<number>;
   /**
@@ -104,7 +103,6 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   let ws: GraphqlWs | undefined;
   return {
     server,
-    services,
     async start(port = config.port, host = config.host) {
       await Promise.all([hub.start(), limits.start()]);
       // Fetched ahead of the first token, without waiting: an unreachable provider is logged now.
