@@ -51,9 +51,9 @@ interface Waiting<Item, Result> {
  *
  * Errors are shared by the batch: `write` runs whole or not at all, so when it fails (after the
  * retries of `options.retry`) every item of the batch is rejected with that error, and none was
- * written. A refusal that concerns one item must therefore be a result, not an error (the ledger
- * statement answers each refusal as a row); the doors validate input first so that a statement error is a
- * bug or an outage, not one caller's bad request.
+ * written. A refusal that concerns one item must therefore be a result, not an error (the ledger's
+ * statement answers each refusal as a row); the doors validate input first, so that a statement
+ * error is a bug or an outage, not one caller's bad request.
  */
 export function createGroupCommit<Item, Result>(
   write: (items: readonly Item[]) => Promise<readonly Result[]>,
