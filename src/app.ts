@@ -29,7 +29,6 @@ import { createPurgeSchedule, createRetentionService } from "./modules/retention
 
 export interface App {
   readonly server: Server;
-  readonly services: AppServices;
   /** Starts the balance listener and the shared limit store, then listens; resolves with the port. */
   start(port?: number, host?: string): Promise<number>;
   /**
@@ -121,7 +120,6 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   let ws: GraphqlWs | undefined;
   return {
     server,
-    services,
     async start(port = config.port, host = config.host) {
       await Promise.all([hub.start(), limits.start()]);
       // Fetched ahead of the first token, without waiting: an unreachable provider is logged now.
@@ -159,7 +157,8 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
     },
   });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
-  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch } });
+  const maxQueued = config.writeQueueLimit;
+  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch, maxQueued } });
   const purchases = createPurchasesService({
     database,
     ledger,
@@ -168,7 +167,7 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
     legacy: config.legacyTokenAttribute
       ? { attribute: config.legacyTokenAttribute, onSeen: () => metrics.legacyAttributeSeen.inc() }
       : undefined,
-    onBatch: (size) => metrics.webhookBatchSize.observe(size),
+    writer: { onBatch: (size) => metrics.webhookBatchSize.observe(size), maxQueued },
   });
   const hub = new BalanceHub(database, logger);
   const health = createHealthHistory(metrics);

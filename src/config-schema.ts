@@ -53,6 +53,7 @@ export const envSchema = z.object({
   ),
   DATABASE_PREPARE: z.enum(["true", "false"], "must be true or false").optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
+  WRITE_QUEUE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   DATA_DIR: z.string().default("./data"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),

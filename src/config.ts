@@ -29,6 +29,8 @@ export interface Config {
   /** Named prepared statements; off for poolers that cannot carry them (PgBouncer before 1.21). */
   readonly databasePrepare: boolean;
   readonly databasePoolSize: number;
+  /** The most writes (spends, grants, deliveries) that may wait for the database; past it, 503 OVERLOADED. */
+  readonly writeQueueLimit: number;
   readonly dataDir: string;
   readonly logLevel: string;
   readonly jwt: {
@@ -166,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseDirectUrl: e.DATABASE_DIRECT_URL,
     databasePrepare: e.DATABASE_PREPARE !== "false",
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    writeQueueLimit: e.WRITE_QUEUE_LIMIT,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     jwt: Object.freeze({

@@ -1,7 +1,15 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { projectRoot } from "./helpers/process.js";
+import {
+  code,
+  migrations,
+  outsideFunctions,
+  type SqlFile,
+  sourceSqlFiles,
+  sqlFunctions,
+} from "./helpers/sql.js";
 
 /**
  * The floor plan, checked: the ledger is the only door for money, infrastructure knows no domain,
@@ -10,24 +18,59 @@ import { projectRoot } from "./helpers/process.js";
 
 const src = join(projectRoot, "src");
 
-function sourceFiles(dir: string): string[] {
+function sourceFiles(dir: string, withClient = false): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
-    if (statSync(path).isDirectory()) return name === "client" ? [] : sourceFiles(path);
-    return path.endsWith(".ts") ? [path] : [];
+    if (statSync(path).isDirectory())
+      return name === "client" && !withClient ? [] : sourceFiles(path, withClient);
+    return path.endsWith(".ts") || path.endsWith(".tsx") ? [path] : [];
   });
 }
 
-const files = sourceFiles(src).map((path) => ({
-  path: relative(src, path),
-  text: readFileSync(path, "utf8"),
-}));
+const read = (path: string) => ({ path: relative(src, path), text: readFileSync(path, "utf8") });
+const files = sourceFiles(src).map(read);
+
+/**
+ * The SQL functions that may call ledger_apply besides the ledger module's own statements: each one
+ * is a door to the money function, so each is named here, on purpose.
+ */
+const MAY_CALL_LEDGER_APPLY = ["revenuecat_record"];
+/** The ledger's tables, as SQL names them. */
+const LEDGER_TABLES = "token_balances|token_transactions";
+const sql: SqlFile[] = [...migrations(), ...sourceSqlFiles()];
 
 /** The module specifiers a file imports (static and type imports, and side-effect imports). */
 function importsOf(text: string): string[] {
   return [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"|^\s*import\s+"([^"]+)"/gm)].map(
     (match) => (match[1] ?? match[2]) as string,
   );
+}
+
+/** Every file a file depends on: static, type-only and dynamic imports of relative paths. */
+function dependenciesOf(file: { path: string; text: string }): string[] {
+  const dynamic = [...file.text.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g)].map((match) => match[1] as string);
+  return [...importsOf(file.text), ...dynamic]
+    .filter((specifier) => specifier.startsWith("."))
+    .map((specifier) => join(dirname(file.path), specifier).replace(/\.js$/, ".ts"));
+}
+
+/** Each import cycle once, as the chain of files that closes it. */
+function importCycles(graph: Map<string, string[]>): string[] {
+  const cycles: string[] = [];
+  const state = new Map<string, "open" | "done">();
+  const path: string[] = [];
+  const visit = (node: string) => {
+    state.set(node, "open");
+    path.push(node);
+    for (const next of graph.get(node) ?? []) {
+      if (state.get(next) === "open") cycles.push([...path.slice(path.indexOf(next)), next].join(" → "));
+      else if (!state.has(next) && graph.has(next)) visit(next);
+    }
+    path.pop();
+    state.set(node, "done");
+  };
+  for (const node of graph.keys()) if (!state.has(node)) visit(node);
+  return cycles;
 }
 
 describe("architecture", () => {
@@ -71,6 +114,42 @@ describe("architecture", () => {
       .filter((file) => importsOf(file.text).some((specifier) => specifier.endsWith("ledger.statements.js")))
       .map((file) => file.path);
     expect(offenders).toEqual([]);
+  });
+
+  it("in SQL, only ledger_apply writes the ledger's tables", () => {
+    const writes = new RegExp(
+      `\\b(INSERT\\s+INTO|UPDATE|DELETE\\s+FROM|TRUNCATE)\\s+(${LEDGER_TABLES})\\b`,
+      "i",
+    );
+    const offenders = sql.flatMap((file) => [
+      ...sqlFunctions(file)
+        .filter((fn) => fn.name !== "ledger_apply" && writes.test(code(fn.body)))
+        .map((fn) => `${fn.file}: ${fn.name} writes ${code(fn.body).match(writes)?.[0]}`),
+      ...(writes.test(outsideFunctions(file))
+        ? [`${file.file}: ${outsideFunctions(file).match(writes)?.[0]}`]
+        : []),
+    ]);
+    expect(offenders).toEqual([]);
+  });
+
+  it("in SQL, only the listed functions call ledger_apply; in TypeScript, only modules/ledger/ names it", () => {
+    const calls = /\bledger_apply\s*\(/i;
+    const offenders = sql.flatMap((file) => [
+      ...sqlFunctions(file)
+        .filter((fn) => calls.test(code(fn.body)) && !MAY_CALL_LEDGER_APPLY.includes(fn.name))
+        .map((fn) => `${fn.file}: ${fn.name} calls ledger_apply`),
+      ...(calls.test(outsideFunctions(file)) ? [`${file.file}: a statement calls ledger_apply`] : []),
+    ]);
+    const named = files
+      .filter((file) => !file.path.startsWith("modules/ledger/") && /\bledger_apply\b/.test(file.text))
+      .map((file) => `${file.path} names ledger_apply`);
+    expect([...offenders, ...named]).toEqual([]);
+  });
+
+  it("no import cycles in src/, type-only and dynamic imports included", () => {
+    const all = sourceFiles(src, true).map(read);
+    const graph = new Map(all.map((file) => [file.path, dependenciesOf(file)]));
+    expect(importCycles(graph)).toEqual([]);
   });
 
   it("no file in src/ is over 300 lines", () => {

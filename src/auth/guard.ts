@@ -1,4 +1,3 @@
-import type { RateLimits } from "../modules/limits/rate-limits.js";
 import { AuthenticationError, bearerToken, type VerifyToken, type Viewer } from "./jwt.js";
 
 export interface Authentication {
@@ -20,6 +19,22 @@ export class TooManyAuthFailuresError extends Error {
 /** Which door a credential came through: each keeps its own count, so one cannot block the other. */
 export type AuthDoor = "api" | "webhook";
 
+/** Whether an address may try again: what a failure limit answers. */
+export type FailureCheck =
+  | { readonly allowed: true }
+  | { readonly allowed: false; readonly retryAfterSeconds: number };
+
+/**
+ * The failed-authentication limit the guard needs (rate-limits.ts implements it). Declared here, so
+ * that auth/ imports nothing from the modules.
+ */
+export interface FailureLimits {
+  /** Whether the address is blocked at this door already (no round trip). */
+  authBlocked(door: AuthDoor, address: string): FailureCheck;
+  /** Counts one failure of the address at this door. */
+  authFailed(door: AuthDoor, address: string): Promise<FailureCheck>;
+}
+
 export interface AuthGuard {
   /**
    * Turns an `Authorization` value (HTTP header or graphql-ws connectionParams) into a viewer. A valid
@@ -35,7 +50,7 @@ export interface AuthGuard {
   webhookRefused(address: string): Promise<void>;
 }
 
-export function createAuthGuard(deps: { verify: VerifyToken; limits: RateLimits }): AuthGuard {
+export function createAuthGuard(deps: { verify: VerifyToken; limits: FailureLimits }): AuthGuard {
   const { verify, limits } = deps;
 
   async function refused(door: AuthDoor, address: string): Promise<void> {

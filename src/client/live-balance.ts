@@ -3,6 +3,7 @@ import { errorFromResponse, TokenLedgerError } from "./errors.js";
 import { type LiveSocket, openLiveSocket } from "./live-socket.js";
 import { BALANCE_CHANGED_SUBSCRIPTION } from "./operations.js";
 import { listenForPageReturn } from "./page-return.js";
+import { CloseCode } from "./protocol.js";
 import type { TokenSource } from "./token-source.js";
 import type { LedgerEntry } from "./types.js";
 
@@ -122,8 +123,10 @@ function liveError(error: unknown): TokenLedgerError {
   const close = error as { code?: unknown; reason?: unknown };
   if (typeof close.code === "number") {
     const reason = String(close.reason ?? "");
-    if (close.code === 4401) return new TokenLedgerError("UNAUTHENTICATED", reason, false, null, 4401);
-    if (close.code === 4429) return new TokenLedgerError("RATE_LIMITED", reason, false, null, 4429);
+    if (close.code === CloseCode.Unauthorized)
+      return new TokenLedgerError("UNAUTHENTICATED", reason, false, null, close.code);
+    if (close.code === CloseCode.RateLimited)
+      return new TokenLedgerError("RATE_LIMITED", reason, false, null, close.code);
     return new TokenLedgerError("NETWORK_ERROR", reason || `closed ${close.code}`, true, null, close.code);
   }
   if (error instanceof TokenLedgerError) return error;

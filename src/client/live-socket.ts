@@ -1,10 +1,9 @@
 import { type Client, createClient } from "graphql-ws/client";
 import { delay } from "./delay.js";
 import { TokenLedgerError } from "./errors.js";
+import { CloseCode } from "./protocol.js";
 import type { TokenSource } from "./token-source.js";
 
-/** The server's close code for an expired token; graphql-ws retries it, and we refresh first. */
-const CLOSE_TOKEN_EXPIRED = 4403;
 /** A mobile socket can die without a close event; a ping unanswered this long ends it. */
 const PING_INTERVAL_MS = 10_000;
 const PONG_TIMEOUT_MS = 5_000;
@@ -55,7 +54,8 @@ export function openLiveSocket(deps: SocketDeps): LiveSocket {
   };
 
   const connectionParams = async () => {
-    const expired = lastCloseCode === CLOSE_TOKEN_EXPIRED;
+    // graphql-ws retries an expired token's close; the token is refreshed first.
+    const expired = lastCloseCode === CloseCode.TokenExpired;
     const seen = generationUsed;
     generationUsed = deps.tokens.generation;
     let token: string | null = null;

@@ -1,4 +1,5 @@
 import type { TokenLedgerError } from "./errors.js";
+import type { SpendRefusalCode, TransactionKind } from "./protocol.js";
 
 /**
  * The part of `fetch` the client uses. The platform's global fetch fits, and so does any wrapper
@@ -51,20 +52,7 @@ export interface BalanceReading {
   lastUpdated: string | null;
 }
 
-/**
- * The server's EntryKind: LEGACY_IMPORT is a balance carried over from the app's old store,
- * ADJUSTMENT an admin's signed correction (a debit or a credit), TRANSFER one side of tokens an admin
- * moved between two users.
- */
-export type TransactionKind =
-  | "PURCHASE"
-  | "SPEND"
-  | "GRANT"
-  | "REFUND"
-  | "REFUND_REVERSAL"
-  | "LEGACY_IMPORT"
-  | "ADJUSTMENT"
-  | "TRANSFER";
+export type { TransactionKind } from "./protocol.js";
 
 /** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
 export interface LedgerEntry {
@@ -107,11 +95,7 @@ export interface SpendInput {
 }
 
 /** The server's refusals, then the client's own failures (the spend's outcome is then unknown). */
-export type SpendErrorCode =
-  | "INSUFFICIENT_TOKENS"
-  | "IDEMPOTENCY_KEY_REUSED"
-  | "RATE_LIMITED"
-  | TokenLedgerError["code"];
+export type SpendErrorCode = SpendRefusalCode | TokenLedgerError["code"];
 
 export interface SpendResult {
   success: boolean;

@@ -1,7 +1,7 @@
 import type { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
-import type { Database, DatabaseHandle } from "./client.js";
 import type { DataDirLock } from "./data-dir-lock.js";
+import type { Database, DatabaseHandle } from "./database.js";
 import * as schema from "./schema.js";
 
 /** The embedded database, with drizzle on top; closing it releases its folder's lock. */

@@ -1,6 +1,6 @@
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import type { Database, DatabaseHandle } from "./client.js";
+import type { Database, DatabaseHandle } from "./database.js";
 import * as schema from "./schema.js";
 
 /** How the pool reaches PostgreSQL when it goes through a pooler (docs/scaling.md). */

@@ -98,6 +98,7 @@ export const WEBHOOK_OUTCOMES = [
   "refund_reversed",
   "duplicate",
   "ignored",
+  "held",
   "unmapped",
   "unmatched",
   "failed",

@@ -4,6 +4,7 @@ import { TooManyAuthFailuresError } from "../auth/guard.js";
 import { AuthUnavailableError } from "../auth/key-set.js";
 import type { GraphQLContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
+import { OverloadedError } from "../db/group-commit.js";
 import type { AccessRecord } from "../http/access-log.js";
 import type { Metrics } from "../metrics.js";
 import { InvalidInputError } from "../validation.js";
@@ -20,6 +21,15 @@ function clientError(error: unknown): GraphQLError | null {
         code: "RATE_LIMITED",
         retryAfterSeconds: error.retryAfterSeconds,
         http: { status: 429, headers: { "retry-after": retryAfter } },
+      },
+    });
+  }
+  if (error instanceof OverloadedError) {
+    return new GraphQLError(error.message, {
+      extensions: {
+        code: "OVERLOADED",
+        retryAfterSeconds: error.retryAfterSeconds,
+        http: { status: 503, headers: { "retry-after": String(error.retryAfterSeconds) } },
       },
     });
   }

@@ -4,6 +4,7 @@ import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from ".
 import { AuthUnavailableError } from "../auth/key-set.js";
 import type { RequestContext } from "../context.js";
 import { isDatabaseUnavailable } from "../db/errors.js";
+import { OverloadedError } from "../db/group-commit.js";
 import { InvalidInputError } from "../validation.js";
 import { type AccessRecord, logAccessWhenDone } from "./access-log.js";
 import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
@@ -104,6 +105,9 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       record.lockedOut = true;
       const headers = { "retry-after": String(error.retryAfterSeconds) };
       sendError(res, new HttpError(429, error.message, "RATE_LIMITED", headers));
+    } else if (error instanceof OverloadedError) {
+      const headers = { "retry-after": String(error.retryAfterSeconds) };
+      sendError(res, new HttpError(503, error.message, "OVERLOADED", headers));
     } else if (error instanceof AuthUnavailableError) {
       // Logged where the key set failed to load, once per attempt rather than once per request.
       const headers = { "retry-after": String(error.retryAfterSeconds) };

@@ -71,8 +71,9 @@ describe("the @token-ledger/client package", () => {
     const kinds = [
       ...(/^enum TransactionKind \{([^}]*)\}/m.exec(schema)?.[1] ?? "").matchAll(/^\s*([A-Z_]+)\s*$/gm),
     ];
-    const types = await readFile(join(clientDir, "types.ts"), "utf8");
-    const union = /export type TransactionKind =([^;]*);/.exec(types)?.[1] ?? "";
+    // TransactionKind is the type of protocol.ts's TRANSACTION_KINDS (types.ts re-exports it).
+    const protocol = await readFile(join(clientDir, "protocol.ts"), "utf8");
+    const union = /export const TRANSACTION_KINDS = \[([^\]]*)\]/.exec(protocol)?.[1] ?? "";
     expect(kinds.length).toBeGreaterThan(4);
     for (const [, kind] of kinds) expect(union, `TransactionKind lacks ${kind}`).toContain(`"${kind}"`);
   });

@@ -61,7 +61,7 @@ describe(`webhook ordering on ${driverName}`, () => {
     for (const answer of answers) {
       expect([
         { purchase: "credited", refund: "refunded" },
-        { purchase: "ignored", refund: "unmatched" },
+        { purchase: "held", refund: "unmatched" },
       ]).toContainEqual(answer);
     }
     const balances = await Promise.all(pairs.map((pair) => balanceOf(pair.userId)));
@@ -144,7 +144,7 @@ describe(`a delivery whose first attempt failed on ${driverName}`, () => {
     });
 
     expect((await deliver(app.url, events.refund)).body.outcome).toBe("unmatched");
-    expect((await deliver(app.url, events.purchase)).body.outcome).toBe("ignored");
+    expect((await deliver(app.url, events.purchase)).body.outcome).toBe("held");
     expect((await getBalance(database.handle.db, userId)).balance).toBe(0);
   });
 });

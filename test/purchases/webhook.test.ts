@@ -194,7 +194,7 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
       store: bought.event.store,
     });
     expect((await deliver(t.url, refund)).body.outcome).toBe("unmatched");
-    expect((await deliver(t.url, bought)).body.outcome).toBe("ignored");
+    expect((await deliver(t.url, bought)).body.outcome).toBe("held");
     expect(await balanceOf(userId)).toBe(0);
   });
 

@@ -3,7 +3,13 @@ import { sql } from "drizzle-orm";
 import pino from "pino";
 import { queryRows } from "../../src/db/client.js";
 import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
+import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
 import { createRevenuecatApi } from "../../src/modules/legacy/revenuecat-api.js";
+import type { PurchasePolicyConfig } from "../../src/modules/purchases/purchase.policy.js";
+import {
+  createPurchasesService,
+  type PurchasesService,
+} from "../../src/modules/purchases/purchases.service.js";
 import {
   type ReconcileInput,
   type ReconcileItem,
@@ -85,7 +91,7 @@ export async function run(
   const summary = await reconcile(
     {
       db: t.db.handle.db,
-      purchases: t.app.services.purchases,
+      purchases: purchasesOn(t, policy),
       policy,
       logger: pino({ level: "silent" }),
     },
@@ -135,4 +141,16 @@ export async function rowCounts(t: TestApp): Promise<{ entries: number; events: 
                (SELECT coalesce(sum(balance), 0)::int FROM token_balances) AS balances`,
   );
   return row as { entries: number; events: number; balances: number };
+}
+
+/** The purchase path over the test app's database, as the service wires it, with the given policy. */
+export function purchasesOn(t: TestApp, config: PurchasePolicyConfig): PurchasesService {
+  const logger = pino({ level: "silent" });
+  const database = t.db.handle;
+  return createPurchasesService({
+    database,
+    ledger: createLedgerService({ database, logger }),
+    logger,
+    config,
+  });
 }

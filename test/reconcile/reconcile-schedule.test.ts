@@ -12,7 +12,7 @@ import { newUserId, startTestApp, useTestApp } from "../helpers/app.js";
 import { serverUrl } from "../helpers/database.js";
 import { FakeRevenuecatApi } from "../helpers/fake-revenuecat-api.js";
 import { deliver, fixture } from "../helpers/revenuecat.js";
-import { balanceOf, PRODUCTS, transactionId, v2Purchase } from "./helpers.js";
+import { balanceOf, PRODUCTS, purchasesOn, transactionId, v2Purchase } from "./helpers.js";
 
 /** RECONCILE_INTERVAL: the sweep inside the service, one instance at a time, with its metrics. */
 const t = useTestApp();
@@ -23,13 +23,15 @@ beforeAll(async () => {
 });
 afterAll(() => fake.stop());
 
+const policy = { productTokenMap: { token_pack_small: 100 }, environments: ["PRODUCTION"] };
+
 function schedule(apply: boolean) {
   const registry = new Registry();
   const metrics = createReconcileMetrics(registry);
   const sweep = createReconcileSchedule({
     database: t.db.handle,
-    purchases: t.app.services.purchases,
-    policy: { productTokenMap: { token_pack_small: 100 }, environments: ["PRODUCTION"] },
+    purchases: purchasesOn(t, policy),
+    policy,
     api: createRevenuecatApi({
       baseUrl: fake.url,
       projectId: fake.projectId,

@@ -1,7 +1,7 @@
 import { gql } from "./api.js";
 import { DELIVERY_FIELDS, type DeliveryRow, deliveryTable } from "./deliveries-table.js";
 import { h, notice, replace } from "./dom.js";
-import type { PageContext } from "./main.js";
+import type { PageContext } from "./page.js";
 
 const FILTERS: [string, string][] = [
   ["attention", "Needs attention (failed, unmapped, held)"],

@@ -1,6 +1,6 @@
 import { gql } from "./api.js";
 import { h, notice, replace } from "./dom.js";
-import type { PageContext } from "./main.js";
+import type { PageContext } from "./page.js";
 
 interface Point {
   at: string;

@@ -2,16 +2,13 @@ import { type Access, closeLive, GraphqlError, gql, subjectOf, takeTokenFromUrl,
 import { deliveriesPage } from "./deliveries-page.js";
 import { h, notice, replace } from "./dom.js";
 import { healthPage } from "./health-page.js";
+import type { PageContext } from "./page.js";
 import { userPage } from "./user-page.js";
 
 /**
  * The operator console: hash routes (#/users, #/user/<id>, #/deliveries, #/health), each a function
  * that fills <main> and returns a clean-up for what it keeps open (a live subscription).
  */
-export interface PageContext {
-  readonly access: Access;
-  readonly main: HTMLElement;
-}
 
 type Page = (context: PageContext, param: string) => (() => void) | undefined;
 

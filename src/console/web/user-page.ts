@@ -1,7 +1,7 @@
 import { gql, live } from "./api.js";
 import { DELIVERY_FIELDS, type DeliveryRow, deliveryTable } from "./deliveries-table.js";
 import { h, notice, replace, signed, time } from "./dom.js";
-import type { PageContext } from "./main.js";
+import type { PageContext } from "./page.js";
 
 interface Entry {
   entryId: number;

@@ -14,7 +14,11 @@ export class InsufficientTokensError extends Error {
 
 export class IdempotencyConflictError extends Error {
   override readonly name = "IdempotencyConflictError";
-  constructor(readonly idempotencyKey: string) {
+  constructor(
+    readonly idempotencyKey: string,
+    /** The balance, unchanged, when the statement answered it (for the refusal's answer). */
+    readonly available?: number,
+  ) {
     super("This idempotency key was already used for a different request");
   }
 }
@@ -24,6 +28,8 @@ export class BalanceLimitError extends Error {
   constructor(
     readonly limit: number,
     readonly requested: number,
+    /** The balance, unchanged, when the statement answered it (for the refusal's answer). */
+    readonly available?: number,
   ) {
     super(`A balance cannot exceed ${limit} tokens`);
   }

@@ -22,13 +22,13 @@ export function written(outcome: ChangeOutcome, request: ChangeRequest): WriteRe
     case "replay":
       if (outcome.requestHash === (request.requestHash ?? null))
         return { entry: outcome.entry, replayed: true };
-      throw new IdempotencyConflictError(request.idempotencyKey ?? "");
+      throw new IdempotencyConflictError(request.idempotencyKey ?? "", outcome.available);
     case "duplicate":
       return { entry: outcome.entry, replayed: true };
     case "insufficient":
       throw new InsufficientTokensError(amount, outcome.available);
     case "limit":
-      throw new BalanceLimitError(MAX_BALANCE, amount);
+      throw new BalanceLimitError(MAX_BALANCE, amount, outcome.available);
     case "rate_limited":
       throw new RateLimitedError(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)), outcome.available);
   }

@@ -94,7 +94,7 @@ async function decideSpend(
       return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
     }
     if (error instanceof IdempotencyConflictError) {
-      const { balance } = await deps.ledger.balanceOf(userId);
+      const balance = error.available ?? (await deps.ledger.balanceOf(userId)).balance;
       const message = "This idempotency key was already used for a different spend";
       return refusal(userId, balance, message, "IDEMPOTENCY_KEY_REUSED");
     }
@@ -198,7 +198,8 @@ async function adminRefusal(
     return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
   }
   if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
-  const { balance } = await deps.ledger.balanceOf(userId);
+  // The statement answers the balance with its refusal; only a transfer's mismatched sides do not.
+  const balance = error.available ?? (await deps.ledger.balanceOf(userId)).balance;
   return error instanceof BalanceLimitError
     ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
     : refusal(

@@ -8,8 +8,6 @@ import { transferTokens } from "./ledger.transfer.js";
 import type {
   LegacyImport,
   LegacyImportResult,
-  PurchaseCredit,
-  PurchaseCreditResult,
   PurchaseRefund,
   RefundResult,
   RefundReversal,
@@ -73,8 +71,6 @@ export interface LedgerService {
     transferredBy: string,
     options?: Pick<WriteOptions, "log">,
   ): Promise<TransferResult>;
-  /** Credits a store purchase once per store transaction; a second credit returns the first entry. */
-  creditPurchase(credit: PurchaseCredit, options?: WriteOptions): Promise<PurchaseCreditResult>;
   /**
    * Takes back a credited purchase's tokens, as many as are left (under the balance's row lock, so
    * the balance never goes below 0); reports `recovered` and `shortfall`. Once per store transaction.
@@ -189,20 +185,6 @@ class Ledger implements LedgerService {
 
   transfer(rawInput: unknown, transferredBy: string, options: WriteOptions = {}): Promise<TransferResult> {
     return transferTokens(this.db, rawInput, transferredBy, options.log ?? this.logger);
-  }
-
-  async creditPurchase(credit: PurchaseCredit, options: WriteOptions = {}): Promise<PurchaseCreditResult> {
-    const request: ChangeRequest = {
-      userId: credit.userId,
-      delta: credit.tokens,
-      kind: "PURCHASE",
-      description: credit.description,
-      metadata: credit.metadata,
-      externalRef: credit.storeRef,
-    };
-    const outcome = await this.apply(request, options);
-    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
-    return { status: "credited", entry: written(outcome, request).entry };
   }
 
   async refundPurchase(refund: PurchaseRefund, options: WriteOptions = {}): Promise<RefundResult> {

@@ -4,8 +4,8 @@ import { type EntryKind, MAX_BALANCE } from "../../db/schema.js";
 import { type EntryRow, type LedgerEntry, toEntry } from "./ledger.queries.js";
 
 /**
- * The one statement that moves money, `ledger_apply` (drizzle/0004_ledger_apply.sql, as replaced by
- * drizzle/0007_ledger_apply_index_lock.sql). Private to the
+ * The one statement that moves money, `ledger_apply` (its source and contract:
+ * src/modules/ledger/sql/ledger_apply.sql). Private to the
  * ledger module: everything else calls the named operations in ledger.service.ts. For each change it
  * moves the balance (never below 0, never above MAX_BALANCE), appends the entry with its
  * `balance_after` and version, and NOTIFYs; changes to one user apply in order against a running
@@ -36,8 +36,16 @@ export interface ChangeRequest {
 
 export type ChangeOutcome =
   | { readonly status: "applied"; readonly entry: LedgerEntry }
-  /** The idempotency key was used before: the earlier entry, and the hash of the request that made it. */
-  | { readonly status: "replay"; readonly entry: LedgerEntry; readonly requestHash: string | null }
+  /**
+   * The idempotency key was used before: the earlier entry, the hash of the request that made it, and
+   * the balance now.
+   */
+  | {
+      readonly status: "replay";
+      readonly entry: LedgerEntry;
+      readonly requestHash: string | null;
+      readonly available: number;
+    }
   /** The external reference was used before: the earlier entry. */
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
   | { readonly status: "insufficient"; readonly available: number }
@@ -92,7 +100,12 @@ function decodeOutcome(row: OutcomeRow): ChangeOutcome {
     case "duplicate":
       return { status: row.status, entry: toEntry(row as EntryRow) };
     case "replay":
-      return { status: "replay", entry: toEntry(row as EntryRow), requestHash: row.request_hash };
+      return {
+        status: "replay",
+        entry: toEntry(row as EntryRow),
+        requestHash: row.request_hash,
+        available: row.available ?? 0,
+      };
     case "rate_limited":
       return {
         status: "rate_limited",

@@ -15,19 +15,6 @@ export interface TransferResult {
   readonly replayed: boolean;
 }
 
-/** A store purchase to credit; `storeRef` (`<store>:<transaction id>`) credits at most once. */
-export interface PurchaseCredit {
-  readonly userId: string;
-  readonly tokens: number;
-  readonly storeRef: string;
-  readonly description: string;
-  readonly metadata: Record<string, unknown>;
-}
-
-export type PurchaseCreditResult =
-  | { readonly status: "credited"; readonly entry: LedgerEntry }
-  | { readonly status: "duplicate"; readonly entry: LedgerEntry };
-
 export interface PurchaseRefund {
   readonly storeRef: string;
   readonly metadata: Record<string, unknown>;

@@ -1,17 +1,16 @@
-import { and, desc, eq, inArray, isNull, like, lt, not, or, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
 import type { Executor } from "../../db/client.js";
 import { revenuecatEventsTable, WEBHOOK_OUTCOMES, type WebhookOutcome } from "../../db/schema.js";
-import { HELD_BY_REFUND } from "./webhook-inbox.js";
 
 /** Reads of the kept RevenueCat deliveries for operators (the console); they write nothing. */
 
 export type Delivery = typeof revenuecatEventsTable.$inferSelect;
 
 /**
- * What an operator filters by: a recorded outcome, or `held` (a purchase its early refund kept from
- * crediting: recorded `ignored` with HELD_BY_REFUND), or `attention` (failed, unmapped and held).
+ * What an operator filters by: a recorded outcome (`held` is a purchase its early refund kept from
+ * crediting), or `attention` (failed, unmapped and held).
  */
-export const DELIVERY_FILTERS = [...WEBHOOK_OUTCOMES, "held", "attention"] as const;
+export const DELIVERY_FILTERS = [...WEBHOOK_OUTCOMES, "attention"] as const;
 export type DeliveryFilter = (typeof DELIVERY_FILTERS)[number];
 
 export interface DeliveryQuery {
@@ -21,17 +20,12 @@ export interface DeliveryQuery {
   readonly limit: number;
 }
 
-const held = like(revenuecatEventsTable.detail, `${HELD_BY_REFUND}:%`);
-
 function outcomeCondition(filter: DeliveryFilter): SQL | undefined {
   const outcome = revenuecatEventsTable.outcome;
-  if (filter === "held") return and(eq(outcome, "ignored"), held);
   if (filter === "attention") {
-    const failing: WebhookOutcome[] = ["failed", "unmapped"];
-    return or(inArray(outcome, failing), and(eq(outcome, "ignored"), held));
+    const attention: WebhookOutcome[] = ["failed", "unmapped", "held"];
+    return inArray(outcome, attention);
   }
-  if (filter === "ignored")
-    return and(eq(outcome, "ignored"), or(not(held), isNull(revenuecatEventsTable.detail)));
   return eq(outcome, filter);
 }
 
@@ -56,7 +50,7 @@ function userCondition(userId: string): SQL {
 }
 
 export function isHeld(delivery: Pick<Delivery, "outcome" | "detail">): boolean {
-  return delivery.outcome === "ignored" && (delivery.detail ?? "").startsWith(`${HELD_BY_REFUND}:`);
+  return delivery.outcome === "held";
 }
 
 export async function getDelivery(db: Executor, eventId: string): Promise<Delivery | null> {

@@ -1,24 +1,25 @@
 import type { Logger } from "pino";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
+import type { GroupCommitOptions } from "../../db/group-commit.js";
 import { withRetry } from "../../db/retry.js";
+import { MAX_BALANCE } from "../../db/schema.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
 import { hasLegacyImport } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { logOutcome } from "./outcome-log.js";
 import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
 import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
-import { createDeliveryWriter } from "./webhook-deliveries.js";
+import { createDeliveryWriter, type DeliveryWriter } from "./webhook-deliveries.js";
 import {
   BALANCE_LIMIT_DETAIL,
-  claim,
   claimForReprocess,
   type DeliveryResult,
   finish,
-  HELD_BY_REFUND,
   heldPurchase,
   isWaiting,
   lockStoreTransaction,
   recordFailure,
+  recordReprocessFailure,
   reprocessable,
   deliveryResult as result,
 } from "./webhook-inbox.js";
@@ -26,7 +27,11 @@ import {
 export type { DeliveryResult } from "./webhook-inbox.js";
 
 export interface PurchasesService {
-  /** Records and applies one delivery; resolves only after everything it wrote has committed. */
+  /**
+   * The purchase path's public entry: records one delivery and carries it out (claims the event,
+   * holds a purchase back or credits it, refunds, reverses), exactly once per event id however often
+   * it is delivered; resolves only after everything it wrote has committed.
+   */
   handleDelivery(rawBody: string, event: RevenuecatEvent, log?: Logger): Promise<DeliveryResult>;
   /** Applies a recorded unmapped or failed event again, with today's product map. */
   reprocess(eventId: string, log?: Logger): Promise<DeliveryResult | null>;
@@ -50,10 +55,11 @@ export interface LegacyAttributeWatch {
 }
 
 /**
- * RevenueCat events in, ledger operations out: each delivery is judged by the policy, claimed in the
- * inbox, carried out through the ledger and recorded. Credits and plain outcomes go in one batched
- * statement (webhook-deliveries.ts); refunds and reversals in one transaction that is retried as a
- * whole (a serialization failure, a deadlock, or a twin winning the store reference's unique index).
+ * RevenueCat events in, ledger operations out: each delivery is judged by the policy, then claimed,
+ * held back or credited, and recorded by revenuecat_record (webhook-deliveries.ts), the one
+ * implementation of the purchase rules. Purchases and plain outcomes go in batches; refunds and
+ * reversals in one transaction that is retried as a whole (a serialization failure, a deadlock, or a
+ * twin winning the store reference's unique index), as do reprocessing and releasing a held purchase.
  */
 export function createPurchasesService(deps: {
   database: Pick<DatabaseHandle, "db" | "query">;
@@ -61,17 +67,19 @@ export function createPurchasesService(deps: {
   logger: Logger;
   config: PurchasePolicyConfig;
   legacy?: LegacyAttributeWatch | undefined;
-  /** Told the size of every batch of deliveries written together. */
-  onBatch?: (size: number) => void;
+  /** The deliveries' group commit: told the size of every batch, and its queue's bound. */
+  writer?: Omit<GroupCommitOptions, "retry">;
 }): PurchasesService {
-  const deliveries = createDeliveryWriter(deps.database, { onBatch: deps.onBatch });
+  const deliveries = createDeliveryWriter(deps.database, deps.writer);
   return new Purchases(deps.database.db, deliveries, deps.ledger, deps.logger, deps.config, deps.legacy);
 }
+
+type Settlement = Extract<Decision, { action: "refund" | "reverse" }>;
 
 class Purchases implements PurchasesService {
   constructor(
     private readonly db: Database,
-    private readonly deliveries: ReturnType<typeof createDeliveryWriter>,
+    private readonly deliveries: DeliveryWriter,
     private readonly ledger: LedgerService,
     private readonly logger: Logger,
     private readonly config: PurchasePolicyConfig,
@@ -83,25 +91,15 @@ class Purchases implements PurchasesService {
     // Purchases and events that move nothing (nearly every delivery) take one statement, batched with
     // the deliveries that arrive with them; refunds and reversals take a transaction of their own.
     if (decision.action !== "refund" && decision.action !== "reverse") {
-      const outcome = await this.deliveries.record(rawBody, event, decision, purchaseMetadata(event));
-      if (outcome.outcome === "failed" && outcome.detail === BALANCE_LIMIT_DETAIL) {
-        log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
-      }
-      logOutcome(event, outcome, log);
-      if (outcome.outcome !== "duplicate") await this.watchLegacyAttribute(event, outcome, log);
-      return outcome;
+      return this.recorded(event, await this.deliveries.record({ rawBody, event, decision }), log);
     }
     try {
       const outcome = await this.inTransaction(async (tx) => {
-        const duplicate = await claim(tx, rawBody, event);
-        if (duplicate) return duplicate;
-        const applied = await this.apply(tx, event, decision, log);
-        await finish(tx, event.id, applied);
-        return applied;
+        const claimed = await this.deliveries.recordIn(tx, { rawBody, event, decision: { action: "claim" } });
+        if (claimed.outcome === "duplicate") return claimed;
+        return this.settle(tx, event, decision, log);
       });
-      logOutcome(event, outcome, log);
-      if (outcome.outcome !== "duplicate") await this.watchLegacyAttribute(event, outcome, log);
-      return outcome;
+      return this.recorded(event, outcome, log);
     } catch (error) {
       // A balance at its ceiling will not change by retrying: record it for an operator and answer 200.
       if (error instanceof BalanceLimitError) {
@@ -119,16 +117,28 @@ class Purchases implements PurchasesService {
 
   async reprocess(eventId: string, log = this.logger): Promise<DeliveryResult | null> {
     const claimed: { event: RevenuecatEvent | null } = { event: null };
-    const outcome = await this.inTransaction(async (tx) => {
-      claimed.event = await claimForReprocess(tx, eventId);
-      if (!claimed.event) return result("duplicate", "not reprocessable");
-      const applied = await this.apply(tx, claimed.event, decide(claimed.event, this.config), log);
-      await finish(tx, eventId, applied);
-      return applied;
-    });
+    let outcome: DeliveryResult;
+    try {
+      outcome = await this.inTransaction(async (tx) => {
+        const kept = await claimForReprocess(tx, eventId);
+        claimed.event = kept?.event ?? null;
+        if (!kept) return result("duplicate", "not reprocessable");
+        const decision = decide(kept.event, this.config);
+        if (decision.action === "refund" || decision.action === "reverse")
+          return this.settle(tx, kept.event, decision, log);
+        return this.deliveries.recordIn(tx, { ...kept, decision, via: "reprocess" });
+      });
+    } catch (error) {
+      // As for a delivery: a full balance is recorded, and the run goes on to the next event.
+      if (!(error instanceof BalanceLimitError) || !claimed.event) throw error;
+      await recordReprocessFailure(this.db, eventId, BALANCE_LIMIT_DETAIL);
+      outcome = {
+        ...result("failed", BALANCE_LIMIT_DETAIL, resolveUserId(claimed.event)),
+        atBalanceLimit: true,
+      };
+    }
     if (!claimed.event) return null;
-    logOutcome(claimed.event, outcome, log);
-    return outcome;
+    return this.recorded(claimed.event, outcome, log, false);
   }
 
   reprocessable(): Promise<string[]> {
@@ -145,6 +155,20 @@ class Purchases implements PurchasesService {
     return { reprocessed: ids.length, outcomes };
   }
 
+  /** Logs what became of an event and watches for the legacy attribute; answers the outcome. */
+  private async recorded(
+    event: RevenuecatEvent,
+    outcome: DeliveryResult,
+    log: Logger,
+    watch = true,
+  ): Promise<DeliveryResult> {
+    if (outcome.atBalanceLimit) {
+      log.error({ eventId: event.id, userId: outcome.userId }, "purchase not credited: balance limit");
+    }
+    logOutcome(event, outcome, log);
+    if (watch && outcome.outcome !== "duplicate") await this.watchLegacyAttribute(event, outcome, log);
+    return outcome;
+  }
   /**
    * A delivery whose subscriber_attributes still carries the legacy token attribute for a user whose
    * legacy balance was imported means an old app build is still writing it: counted and logged, and
@@ -175,51 +199,14 @@ class Purchases implements PurchasesService {
     });
   }
 
-  private async apply(tx: Executor, event: RevenuecatEvent, decision: Decision, log: Logger) {
-    switch (decision.action) {
-      case "ignore":
-        return result("ignored", decision.reason);
-      case "fail":
-        return result("failed", decision.reason);
-      case "unmapped":
-        return result("unmapped", decision.reason, decision.userId);
-      case "credit":
-        return this.credit(tx, event, decision);
-      case "refund":
-        return this.refund(tx, event, decision.storeRef, log);
-      case "reverse":
-        return this.reverse(tx, event, decision.storeRef);
-    }
-  }
-
-  /**
-   * Credits a purchase once per store transaction, unless its refund came first (RevenueCat does not
-   * guarantee order) and was not itself reversed: then it is held back, and recorded so that a later
-   * reversal can release it. `released` is set when a reversal does exactly that.
-   */
-  private async credit(
-    tx: Executor,
-    event: RevenuecatEvent,
-    decision: Extract<Decision, { action: "credit" }>,
-    released = false,
-  ): Promise<DeliveryResult> {
-    const { userId, tokens, storeRef } = decision;
-    await lockStoreTransaction(tx, storeRef);
-    const refundedFirst = !released && (await isWaiting(tx, event, "CANCELLATION"));
-    if (refundedFirst && !(await isWaiting(tx, event, "REFUND_REVERSED"))) {
-      const reason = `${HELD_BY_REFUND}: transaction ${storeRef} was refunded before its purchase arrived`;
-      return result("ignored", reason, userId);
-    }
-    const description = `${event.type} ${event.product_id}`;
-    const credited = await this.ledger.creditPurchase(
-      { userId, tokens, storeRef, description, metadata: purchaseMetadata(event) },
-      { executor: tx },
-    );
-    const { entry } = credited;
-    if (credited.status === "duplicate") {
-      return result("duplicate", `transaction ${storeRef} already credited`, entry.userId, entry.id);
-    }
-    return { ...result("credited", `${tokens} tokens for ${event.product_id}`, userId, entry.id), tokens };
+  /** A claimed refund or reversal, carried out and recorded in the caller's transaction. */
+  private async settle(tx: Executor, event: RevenuecatEvent, decision: Settlement, log: Logger) {
+    const settled =
+      decision.action === "refund"
+        ? await this.refund(tx, event, decision.storeRef, log)
+        : await this.reverse(tx, event, decision.storeRef);
+    await finish(tx, event.id, settled);
+    return settled;
   }
 
   private async refund(tx: Executor, event: RevenuecatEvent, storeRef: string | null, log: Logger) {
@@ -270,13 +257,14 @@ class Purchases implements PurchasesService {
       return result("duplicate", `refund of ${storeRef} already reversed`, entry.userId, entry.id);
     }
     // The refund came before its purchase and held it back; with the refund reversed, the purchase is
-    // credited after all, and its own record says so.
+    // credited after all (by the purchase path's own statement), and its own record says so. A full
+    // balance rolls the whole reversal back, to be recorded as failed and tried again.
     const held = await heldPurchase(tx, event);
     const decision = held ? decide(held.event, this.config) : null;
     if (!held || decision?.action !== "credit")
       return result("unmatched", `no refund for transaction ${storeRef}`);
-    const credited = await this.credit(tx, held.event, decision, true);
-    await finish(tx, held.eventId, credited);
+    const credited = await this.deliveries.recordIn(tx, { ...held, decision, via: "release" });
+    if (credited.atBalanceLimit) throw new BalanceLimitError(MAX_BALANCE, decision.tokens);
     return result(
       "refund_reversed",
       `refund reversed: ${credited.detail}`,

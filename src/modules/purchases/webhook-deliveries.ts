@@ -1,35 +1,60 @@
-import type { DatabaseHandle } from "../../db/client.js";
+import { sql } from "drizzle-orm";
+import { type DatabaseHandle, type Executor, queryRows } from "../../db/client.js";
 import { createGroupCommit, type GroupCommitOptions } from "../../db/group-commit.js";
 import { MAX_BALANCE, type WebhookOutcome } from "../../db/schema.js";
 import type { Decision } from "./purchase.policy.js";
-import type { RevenuecatEvent } from "./revenuecat.event.js";
+import { purchaseMetadata, type RevenuecatEvent } from "./revenuecat.event.js";
 import { type DeliveryResult, eventColumnsByName } from "./webhook-inbox.js";
 
-/** A decision this path carries out: a credit, or an outcome to record as it is. */
-export type RecordedDecision = Exclude<Decision, { action: "refund" | "reverse" }>;
+// The purchase path's one statement, revenuecat_record (src/modules/purchases/sql/revenuecat_record.sql):
+// it claims an event, holds a purchase back or credits it through the ledger's own statement, and
+// records the outcome. The webhook's common deliveries (a purchase, or an event that moves nothing)
+// go through it in batches, by group commit as in the ledger writer; a refund's or reversal's claim,
+// a reprocessed event and a released purchase go through it inside the caller's transaction.
+
+/** What revenuecat_record carries out: a credit, an outcome to record as it is, or a claim alone. */
+export type RecordedDecision =
+  | Exclude<Decision, { action: "refund" | "reverse" }>
+  | { readonly action: "claim" };
+
+/**
+ * How the delivery comes: as it arrives (claim the event first), reprocessed (already claimed by
+ * claimForReprocess), or released (a purchase its refund held back, credited now that the refund was
+ * reversed).
+ */
+export type DeliveryVia = "deliver" | "reprocess" | "release";
+
+export interface Delivery {
+  readonly rawBody: string;
+  readonly event: RevenuecatEvent;
+  readonly decision: RecordedDecision;
+  readonly via?: DeliveryVia;
+}
+
+export interface DeliveryWriter {
+  /** Records one delivery, batched with those that arrive with it; resolves once it has committed. */
+  record(delivery: Delivery): Promise<DeliveryResult>;
+  /** Records one delivery inside the caller's transaction. */
+  recordIn(tx: Executor, delivery: Delivery): Promise<DeliveryResult>;
+}
 
 interface DeliveryRow {
   ord: number;
   outcome: WebhookOutcome;
-  detail: string;
+  detail: string | null;
   user_id: string | null;
   ledger_entry_id: string | number | null;
   tokens: number | null;
+  /** The ledger's status of a credit: applied, duplicate or limit. */
+  credit_status: string | null;
 }
 
 const RECORD_STATEMENT = "SELECT * FROM revenuecat_record($1::jsonb, $2::integer)";
 
-/**
- * The common deliveries (a purchase to credit, or an event to record as ignored, unmapped or failed)
- * in as few round trips as there can be: each batch of deliveries that arrive together is one
- * prepared statement, revenuecat_record (drizzle/0006), which claims every event, holds back a
- * purchase whose refund came first, credits the rest through the ledger's own statement, and records
- * each outcome, all committed at once. Group commit as in the ledger writer.
- */
 export function createDeliveryWriter(
   database: Pick<DatabaseHandle, "query">,
   options: Omit<GroupCommitOptions, "retry"> = {},
-) {
+): DeliveryWriter {
   const group = createGroupCommit(async (items: readonly string[]) => {
     const rows = await database.query<DeliveryRow>(RECORD_STATEMENT, [`[${items.join(",")}]`, MAX_BALANCE]);
     const results = new Array<DeliveryResult>(items.length);
@@ -38,54 +63,57 @@ export function createDeliveryWriter(
   }, options);
 
   return {
-    /** Records one delivery as the policy decided; resolves once it has committed. */
-    record(
-      rawBody: string,
-      event: RevenuecatEvent,
-      decision: RecordedDecision,
-      metadata: Record<string, unknown>,
-    ) {
-      return group.submit(encode(rawBody, event, decision, metadata));
+    record: (delivery) => group.submit(encode(delivery)),
+    async recordIn(tx, delivery) {
+      const [row] = await queryRows<DeliveryRow>(
+        tx,
+        sql`SELECT * FROM revenuecat_record(${`[${encode(delivery)}]`}::jsonb, ${MAX_BALANCE}::integer)`,
+      );
+      if (!row) throw new Error(`revenuecat_record gave no outcome for event ${delivery.event.id}`);
+      return resultOf(row);
     },
   };
 }
 
 /**
- * One delivery as JSON, with a placeholder for its position in the batch. Encoded when it arrives,
- * so a batch is joined, not re-encoded; `ord` is filled in by position, as `[`...`]` keeps order.
+ * One delivery as JSON. Encoded when it arrives, so a batch is joined, not re-encoded; its position
+ * in the batch is its `ord`, as `[`...`]` keeps order.
  */
-function encode(
-  rawBody: string,
-  event: RevenuecatEvent,
-  decision: RecordedDecision,
-  metadata: Record<string, unknown>,
-) {
-  const common = eventColumnsByName(event, rawBody);
-  if (decision.action === "credit") {
-    const { userId, tokens, storeRef } = decision;
-    const description = `${event.type} ${event.product_id}`;
-    return JSON.stringify({
-      ...common,
-      action: "credit",
-      user_id: userId,
-      tokens,
-      store_ref: storeRef,
-      description,
-      metadata,
-    });
+function encode({ rawBody, event, decision, via = "deliver" }: Delivery): string {
+  const common = { ...eventColumnsByName(event, rawBody), via };
+  switch (decision.action) {
+    case "claim":
+      return JSON.stringify({ ...common, action: "claim" });
+    case "credit":
+      return JSON.stringify({
+        ...common,
+        action: "credit",
+        user_id: decision.userId,
+        tokens: decision.tokens,
+        store_ref: decision.storeRef,
+        description: `${event.type} ${event.product_id}`,
+        metadata: purchaseMetadata(event),
+      });
+    case "unmapped":
+      return record(common, "unmapped", decision.reason, decision.userId);
+    case "ignore":
+      return record(common, "ignored", decision.reason, null);
+    case "fail":
+      return record(common, "failed", decision.reason, null);
   }
-  const outcome =
-    decision.action === "ignore" ? "ignored" : decision.action === "fail" ? "failed" : "unmapped";
-  const userId = decision.action === "unmapped" ? decision.userId : null;
-  return JSON.stringify({ ...common, action: "record", outcome, detail: decision.reason, user_id: userId });
+}
+
+function record(common: object, outcome: WebhookOutcome, detail: string, userId: string | null): string {
+  return JSON.stringify({ ...common, action: "record", outcome, detail, user_id: userId });
 }
 
 function resultOf(row: DeliveryRow): DeliveryResult {
   return {
     outcome: row.outcome,
-    detail: row.detail,
+    detail: row.detail ?? "",
     userId: row.user_id,
     ledgerEntryId: row.ledger_entry_id === null ? null : Number(row.ledger_entry_id),
     ...(row.tokens === null ? {} : { tokens: row.tokens }),
+    ...(row.credit_status === "limit" ? { atBalanceLimit: true } : {}),
   };
 }

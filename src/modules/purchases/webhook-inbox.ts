@@ -3,11 +3,11 @@ import { type Database, type Executor, queryRows } from "../../db/client.js";
 import { revenuecatEventsTable, type WebhookOutcome } from "../../db/schema.js";
 import { type RevenuecatEvent, revenuecatDeliverySchema } from "./revenuecat.event.js";
 
-/**
- * The inbox of RevenueCat deliveries (`revenuecat_events`): every authenticated delivery is kept with
- * what became of it. It owns claiming an event for processing, recording the outcome or a failure,
- * and finding events to reprocess. It never touches the ledger.
- */
+// The inbox of RevenueCat deliveries (`revenuecat_events`): every authenticated delivery is kept with
+// what became of it. Claiming an event, holding a purchase back and crediting it are
+// revenuecat_record's (webhook-deliveries.ts); this records a refund's or reversal's outcome or a
+// failure, claims a kept event for reprocessing and finds the events to reprocess. It never touches
+// the ledger.
 
 export interface DeliveryResult {
   readonly outcome: WebhookOutcome;
@@ -17,6 +17,8 @@ export interface DeliveryResult {
   readonly ledgerEntryId: number | null;
   /** Tokens credited, for a credit. */
   readonly tokens?: number;
+  /** A credit the balance could not take (MAX_BALANCE): recorded as failed, for an operator. */
+  readonly atBalanceLimit?: true;
 }
 
 export function deliveryResult(
@@ -28,53 +30,11 @@ export function deliveryResult(
   return { outcome, detail, userId, ledgerEntryId };
 }
 
-/** A later delivery of an event with this outcome processes it again (RevenueCat retries on non-200). */
-const RETRYABLE: readonly WebhookOutcome[] = ["failed"];
 /** `webhooks:reprocess` picks these up (an unmapped product may be mapped now). */
 export const REPROCESSABLE: readonly WebhookOutcome[] = ["failed", "unmapped"];
 
-/** Marks the detail of a purchase that its early refund held back, so a reversal can find it. */
-export const HELD_BY_REFUND = "held back by its refund";
-
-/** The detail of a purchase a full balance could not take (revenuecat_record, drizzle/0006, writes it too). */
+/** The detail of a purchase a full balance could not take (revenuecat_record writes the same words). */
 export const BALANCE_LIMIT_DETAIL = "the balance would exceed its limit";
-
-/**
- * Claims the event for processing, inside the caller's transaction. Concurrent deliveries of one id
- * queue on its primary key; the first, or a redelivery of one that failed, goes on (null), any other
- * is a duplicate of what was recorded.
- *
- * `xmax = 0` in RETURNING tells an INSERT from the ON CONFLICT UPDATE in one round trip: a freshly
- * inserted row version has no deleting transaction (xmax 0), while the UPDATE branch marks the old
- * version deleted by us, so its xmax is our transaction id.
- */
-export async function claim(
-  tx: Executor,
-  rawBody: string,
-  event: RevenuecatEvent,
-): Promise<DeliveryResult | null> {
-  const retrying = sql`${revenuecatEventsTable.outcome} IN (${sql.join(
-    RETRYABLE.map((o) => sql`${o}`),
-    sql`, `,
-  )})`;
-  const [row] = await tx
-    .insert(revenuecatEventsTable)
-    .values({ ...eventColumns(event, rawBody), outcome: "processing" })
-    .onConflictDoUpdate({
-      target: revenuecatEventsTable.eventId,
-      // A retry of a failed attempt records the delivery as it is now; a processed event keeps
-      // what it was processed with.
-      set: { deliveries: sql`${revenuecatEventsTable.deliveries} + 1`, ...refreshedColumns(retrying) },
-    })
-    .returning({
-      outcome: revenuecatEventsTable.outcome,
-      inserted: sql<boolean>`(xmax = 0)`,
-      userId: revenuecatEventsTable.userId,
-      ledgerEntryId: revenuecatEventsTable.ledgerEntryId,
-    });
-  if (!row || row.inserted || RETRYABLE.includes(row.outcome)) return null;
-  return deliveryResult("duplicate", `already processed: ${row.outcome}`, row.userId, row.ledgerEntryId);
-}
 
 /** Records what became of an event, in the transaction that did it. */
 export async function finish(tx: Executor, eventId: string, result: DeliveryResult): Promise<void> {
@@ -88,6 +48,19 @@ export async function finish(tx: Executor, eventId: string, result: DeliveryResu
       processedAt: new Date(),
     })
     .where(eq(revenuecatEventsTable.eventId, eventId));
+}
+
+/** A reprocessed event that failed again (its transaction rolled back): recorded as failed, with why. */
+export async function recordReprocessFailure(db: Database, eventId: string, reason: string): Promise<void> {
+  await db
+    .update(revenuecatEventsTable)
+    .set({ outcome: "failed", detail: reason, processedAt: new Date() })
+    .where(
+      and(
+        eq(revenuecatEventsTable.eventId, eventId),
+        inArray(revenuecatEventsTable.outcome, [...REPROCESSABLE]),
+      ),
+    );
 }
 
 /** Records a failed attempt, outside the transaction that failed, with every column of the delivery. */
@@ -117,11 +90,18 @@ export async function reprocessable(db: Database): Promise<string[]> {
   return rows.map((row) => row.eventId);
 }
 
+/** A kept event as it was delivered: its body, and the event parsed from it. */
+export interface KeptEvent {
+  readonly eventId: string;
+  readonly rawBody: string;
+  readonly event: RevenuecatEvent;
+}
+
 /**
  * Claims a kept unmapped or failed event again under its row lock, so two reprocess runs cannot both
  * apply it; returns the recorded event, or null when it is not (or no longer) reprocessable.
  */
-export async function claimForReprocess(tx: Executor, eventId: string): Promise<RevenuecatEvent | null> {
+export async function claimForReprocess(tx: Executor, eventId: string): Promise<KeptEvent | null> {
   const [claimed] = await tx
     .update(revenuecatEventsTable)
     .set({ outcome: "processing" })
@@ -132,16 +112,18 @@ export async function claimForReprocess(tx: Executor, eventId: string): Promise<
       ),
     )
     .returning({ rawBody: revenuecatEventsTable.rawBody });
-  return claimed ? parseRecorded(claimed.rawBody) : null;
+  const event = claimed ? parseRecorded(claimed.rawBody) : null;
+  return claimed && event ? { eventId, rawBody: claimed.rawBody, event } : null;
 }
 
 /**
  * Serialises all work on one store transaction: its purchase, refund and reversal may arrive at the
  * same moment, and without this neither transaction would see the other's uncommitted row. The lock
- * is transaction-scoped, so the commit or rollback releases it.
+ * is transaction-scoped, so the commit or rollback releases it; its key is revenuecat_lock_key, the
+ * one revenuecat_record takes for a purchase.
  */
 export async function lockStoreTransaction(tx: Executor, storeRef: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${storeRef}, 0))`);
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(revenuecat_lock_key(${storeRef}))`);
 }
 
 /**
@@ -163,19 +145,16 @@ export async function isWaiting(
   return row?.waiting === true;
 }
 
-/** The purchase event of this store transaction that an early refund kept from crediting, if any. */
-export async function heldPurchase(
-  tx: Executor,
-  event: RevenuecatEvent,
-): Promise<{ eventId: string; event: RevenuecatEvent } | null> {
+/** The purchase event of this store transaction that an early refund held back, if any. */
+export async function heldPurchase(tx: Executor, event: RevenuecatEvent): Promise<KeptEvent | null> {
   const [row] = await queryRows<{ event_id: string; raw_body: string }>(
     tx,
     sql`SELECT event_id, raw_body FROM revenuecat_events
-         WHERE ${sameStoreTransaction(event)} AND outcome = 'ignored' AND detail LIKE ${`${HELD_BY_REFUND}:%`}
+         WHERE ${sameStoreTransaction(event)} AND outcome = 'held'
          ORDER BY received_at LIMIT 1`,
   );
   const held = row ? parseRecorded(row.raw_body) : null;
-  return row && held ? { eventId: row.event_id, event: held } : null;
+  return row && held ? { eventId: row.event_id, rawBody: row.raw_body, event: held } : null;
 }
 
 function sameStoreTransaction(event: RevenuecatEvent): SQL {
@@ -189,7 +168,7 @@ function parseRecorded(rawBody: string): RevenuecatEvent | null {
 }
 
 /**
- * The same columns under their names in the table, as revenuecat_record (drizzle/0006) reads a
+ * The same columns under their names in the table, as revenuecat_record reads a
  * delivery: one list of what is kept of every delivery, whichever path records it.
  */
 export function eventColumnsByName(event: RevenuecatEvent, rawBody: string): Record<string, unknown> {

@@ -1,6 +1,5 @@
 import type { DeliveryResult } from "../purchases/purchases.service.js";
 import type { RevenuecatEvent } from "../purchases/revenuecat.event.js";
-import { HELD_BY_REFUND } from "../purchases/webhook-inbox.js";
 import type { ReconcileOutcome } from "./reconcile-outcomes.js";
 import type { UpstreamPurchase } from "./upstream-purchase.js";
 
@@ -78,8 +77,10 @@ export function creditOutcome(result: DeliveryResult): ReconcileOutcome {
       return "already_credited";
     case "unmapped":
       return "unknown_product";
+    case "held":
+      return "refunded_before_credit";
     case "ignored":
-      return result.detail.startsWith(HELD_BY_REFUND) ? "refunded_before_credit" : "not_creditable";
+      return "not_creditable";
     default:
       return "failed";
   }

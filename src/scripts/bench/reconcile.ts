@@ -9,11 +9,13 @@ import postgres from "postgres";
 import { openDatabase } from "../../db/client.js";
 import { migrate } from "../../db/migrate.js";
 import { createLedgerService } from "../../modules/ledger/ledger.service.js";
+import { createPurchasesService } from "../../modules/purchases/purchases.service.js";
+import { revenuecatDeliverySchema } from "../../modules/purchases/revenuecat.event.js";
 import { root } from "./processes.js";
 
 /**
  * `npm run bench:reconcile`: BENCH_ROWS (default 100,000) purchases credited in a throwaway
- * PostgreSQL database through the ledger service, then `npm run reconcile -- --export` of a
+ * PostgreSQL database through the webhook's purchase path, then `npm run reconcile -- --export` of a
  * generated Scheduled Data Export of as many rows in a process of its own: 94 % already credited,
  * 3 % missing, 2 % refunded upstream, 1 % an unknown product. A dry run, then --apply; the times
  * include process start. Not a test.
@@ -33,7 +35,11 @@ const kindOf = (i: number): Kind =>
 async function seedLedger(url: string): Promise<number> {
   const database = await openDatabase({ url, poolSize: 8 });
   await migrate(database);
-  const ledger = createLedgerService({ database, logger: pino({ level: "silent" }) });
+  const logger = pino({ level: "silent" });
+  const ledger = createLedgerService({ database, logger });
+  // Seeded through the webhook's own path, the one way a purchase is credited.
+  const config = { productTokenMap: { token_pack_small: 100 }, environments: ["PRODUCTION"] };
+  const purchases = createPurchasesService({ database, ledger, logger, config });
   const started = performance.now();
   let credited = 0;
   // The ledger holds as many purchases as the export has rows: those the export lists as credited
@@ -42,14 +48,20 @@ async function seedLedger(url: string): Promise<number> {
     await Promise.all(
       Array.from({ length: Math.min(500, rows - start) }, (_, k) => start + k).map((i) => {
         const listed = kindOf(i) === "credited" || kindOf(i) === "refunded";
-        const ref = listed ? `APP_STORE:${txn(i)}` : `PLAY_STORE:GPA.bench-${i}`;
-        return ledger.creditPurchase({
-          userId: user(i),
-          tokens: 100,
-          storeRef: ref,
-          description: "bench",
-          metadata: {},
-        });
+        const [store, transactionId] = listed ? ["APP_STORE", txn(i)] : ["PLAY_STORE", `GPA.bench-${i}`];
+        const event = {
+          id: `bench-seed-${i}`,
+          type: "NON_RENEWING_PURCHASE",
+          app_user_id: user(i),
+          original_app_user_id: user(i),
+          product_id: "token_pack_small",
+          store,
+          transaction_id: transactionId,
+          environment: "PRODUCTION",
+          event_timestamp_ms: Date.now(),
+        };
+        const parsed = revenuecatDeliverySchema.parse({ api_version: "1.0", event }).event;
+        return purchases.handleDelivery(JSON.stringify({ api_version: "1.0", event }), parsed);
       }),
     );
     credited = Math.min(rows, start + 500);

@@ -76,6 +76,8 @@ function serverEnv(database: { url?: string; dataDir?: string }): Record<string,
     ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
     JWT_SECRET,
     REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    // Production requires a product map; the webhook run buys token_pack_small.
+    PRODUCT_TOKEN_MAP: JSON.stringify({ token_pack_small: 100 }),
     LOG_LEVEL: "info",
   };
 }

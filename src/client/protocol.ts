@@ -1,0 +1,36 @@
+// The wire protocol's constants, as the server defines them: the WebSocket close codes and the
+// enums of schema.graphql. One module, so that the client's types are written once, and one
+// contract test (test/client/contract.test.ts) compares them with the schema and the server.
+
+/** graphql-ws close codes the server uses (src/graphql/websocket.ts). */
+export const CloseCode = {
+  /** A missing, malformed or forged token; not retried. */
+  Unauthorized: 4401,
+  /** The token expired; retried with a fresh token. */
+  TokenExpired: 4403,
+  /** The client address is blocked after too many failed authentications; not retried. */
+  RateLimited: 4429,
+  /** The identity provider's keys could not be fetched; retried with the same token after a pause. */
+  AuthUnavailable: 4503,
+} as const;
+
+/**
+ * schema.graphql's TransactionKind (the server's entry kinds): LEGACY_IMPORT is a balance carried
+ * over from the app's old store, ADJUSTMENT an admin's signed correction (a debit or a credit),
+ * TRANSFER one side of tokens an admin moved between two users.
+ */
+export const TRANSACTION_KINDS = [
+  "PURCHASE",
+  "SPEND",
+  "GRANT",
+  "REFUND",
+  "REFUND_REVERSAL",
+  "LEGACY_IMPORT",
+  "ADJUSTMENT",
+  "TRANSFER",
+] as const;
+export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
+
+/** schema.graphql's SpendErrorCode: why the server refused a spend. */
+export const SPEND_REFUSAL_CODES = ["INSUFFICIENT_TOKENS", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED"] as const;
+export type SpendRefusalCode = (typeof SPEND_REFUSAL_CODES)[number];

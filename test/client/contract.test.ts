@@ -1,0 +1,47 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildSchema, type GraphQLEnumType } from "graphql";
+import { describe, expect, it } from "vitest";
+import { CloseCode, SPEND_REFUSAL_CODES, TRANSACTION_KINDS } from "../../src/client/protocol.js";
+import { ENTRY_KINDS } from "../../src/db/schema.js";
+import {
+  CLOSE_AUTH_UNAVAILABLE,
+  CLOSE_RATE_LIMITED,
+  CLOSE_TOKEN_EXPIRED,
+  CLOSE_UNAUTHORIZED,
+} from "../../src/graphql/websocket.js";
+import { SPEND_ERROR_CODES } from "../../src/modules/ledger/ledger.payloads.js";
+import { projectRoot } from "../helpers/process.js";
+
+// The client's protocol module (src/client/protocol.ts) against schema.graphql's enums and the
+// server's constants: a kind, a refusal or a close code added on one side fails here until the other
+// side has it too.
+
+const schema = buildSchema(readFileSync(join(projectRoot, "schema.graphql"), "utf8"));
+const enumValues = (name: string) =>
+  (schema.getType(name) as GraphQLEnumType)
+    .getValues()
+    .map((value) => value.name)
+    .sort();
+const sorted = (values: readonly string[]) => [...values].sort();
+
+describe("the client's protocol module", () => {
+  it("has schema.graphql's TransactionKind, which is the server's entry kinds", () => {
+    expect(sorted(TRANSACTION_KINDS)).toEqual(enumValues("TransactionKind"));
+    expect(sorted(ENTRY_KINDS)).toEqual(enumValues("TransactionKind"));
+  });
+
+  it("has schema.graphql's SpendErrorCode, which is the server's spend refusals", () => {
+    expect(sorted(SPEND_REFUSAL_CODES)).toEqual(enumValues("SpendErrorCode"));
+    expect(sorted(SPEND_ERROR_CODES)).toEqual(enumValues("SpendErrorCode"));
+  });
+
+  it("has the server's WebSocket close codes", () => {
+    expect(CloseCode).toEqual({
+      Unauthorized: CLOSE_UNAUTHORIZED,
+      TokenExpired: CLOSE_TOKEN_EXPIRED,
+      RateLimited: CLOSE_RATE_LIMITED,
+      AuthUnavailable: CLOSE_AUTH_UNAVAILABLE,
+    });
+  });
+});
