@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { ledgerEntriesTable } from "../../src/db/schema.js";
 import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
-import { newUserId, WEBHOOK_SECRET } from "../helpers/app.js";
+import { WEBHOOK_SECRET } from "../helpers/app.js";
 import { openTestDatabase, serverUrl, type TestDatabase } from "../helpers/database.js";
 import { fundUser } from "../helpers/ledger.js";
 import { fixture } from "../helpers/revenuecat.js";
