@@ -29,6 +29,8 @@ export function serverEnv(env: Record<string, string | undefined>): NodeJS.Proce
     REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
     LOG_LEVEL: "info",
     RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
+    // As in test/helpers/app.ts: the deadline tests set their own.
+    DATABASE_DEADLINE_MS: "30000",
     ...env,
   };
 }

@@ -31,7 +31,10 @@ describe.skipIf(!serverUrl)("a database that stops answering (real PostgreSQL be
     await proxy.open();
     const url = proxy.urlFor(database.url as string);
     handle = await openDatabase({ url, poolSize: 10 });
-    server = await startTestServer({ DATABASE_POOL_SIZE: "10" }, { handle, url, close: async () => {} });
+    server = await startTestServer(
+      { DATABASE_POOL_SIZE: "10", DATABASE_DEADLINE_MS: String(DEADLINE_MS) },
+      { handle, url, close: async () => {} },
+    );
   });
   afterAll(async () => {
     await server?.close();
