@@ -8,6 +8,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // Builds the server entry TEST_SERVER_ENTRY names (bundle or dist) once; see test/helpers/test-server.ts.
+    globalSetup: ["test/helpers/global-setup.ts"],
     // Each file opens its own database (a fresh PGlite, or a fresh PostgreSQL database).
     pool: "forks",
     testTimeout: 60_000,

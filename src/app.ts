@@ -70,6 +70,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       metrics,
       metricsTokens: [config.metricsToken, config.previousMetricsToken],
       isReady: () => isMigrated(database),
+      readyTimeoutMs: Math.min(1_000, config.databaseDeadlineMs),
       keySetStatus: () => keySet?.status(),
       degraded: (): Record<string, string> => {
         const rateLimits = limits.degraded();
@@ -91,6 +92,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     trustedProxies: config.trustedProxies,
     corsOrigins: config.corsOrigins,
     webhookPath: WEBHOOK_PATH,
+    deadlineMs: config.databaseDeadlineMs,
   });
   const addressOf = (request: IncomingMessage) => clientAddress(request, config.trustedProxies);
   const retention = createRetentionService({ db, config: config.retention });

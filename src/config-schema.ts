@@ -86,6 +86,7 @@ export const envSchema = z.object({
   PRODUCT_TOKEN_MAP: optionalString.pipe(productMapSchema.optional()),
   GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  DATABASE_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(4_000),
   SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(600_000).optional(),
   MIGRATE_ON_START: z.enum(["true", "false"], "must be true or false").default("true"),
   ALLOW_EMBEDDED_IN_PRODUCTION: z.enum(["true", "false"], "must be true or false").default("false"),

@@ -58,6 +58,8 @@ export interface Config {
   readonly graphqlIntrospection: boolean;
   /** How long a graceful stop waits for in-flight requests. */
   readonly shutdownTimeoutMs: number;
+  /** How long a request waits on the database before it is answered 503 DATABASE_UNAVAILABLE. */
+  readonly databaseDeadlineMs: number;
   /**
    * After SIGTERM, how long /ready answers 503 while everything is still served, so a load balancer
    * takes the instance out before its listener closes.
@@ -192,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     graphqlIntrospection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : !production,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    databaseDeadlineMs: e.DATABASE_DEADLINE_MS,
     shutdownDrainMs: e.SHUTDOWN_DRAIN_MS ?? (production ? 5_000 : 0),
     migrateOnStart: e.MIGRATE_ON_START === "true",
     allowEmbeddedInProduction: e.ALLOW_EMBEDDED_IN_PRODUCTION === "true",

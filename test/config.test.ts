@@ -29,6 +29,12 @@ describe("configuration", () => {
     expect(config.revenuecat.environments).toEqual(["PRODUCTION", "SANDBOX"]);
   });
 
+  it("DATABASE_DEADLINE_MS: 4 s by default (every answer within 5 s), set in ms, refused below 100", () => {
+    expect(loadConfig({}).databaseDeadlineMs).toBe(4_000);
+    expect(loadConfig({ DATABASE_DEADLINE_MS: "2500" }).databaseDeadlineMs).toBe(2_500);
+    expect(problemsOf({ DATABASE_DEADLINE_MS: "50" }).join("\n")).toMatch(/DATABASE_DEADLINE_MS/);
+  });
+
   it("production refuses to start without its secrets, naming each", () => {
     const problems = problemsOf({ NODE_ENV: "production" });
     expect(problems.join("\n")).toMatch(/JWT_SECRET or JWKS_URL/);

@@ -9,6 +9,8 @@ export interface OperationsDeps {
   readonly metrics: Metrics;
   /** True when the database answers and every migration is applied. */
   readonly isReady: () => Promise<boolean>;
+  /** How long /ready waits for that answer before it says 503 (a probe must get an answer, not a hang). */
+  readonly readyTimeoutMs: number;
   /**
    * What serves in a lesser mode right now, by component (e.g. rate limits counted in the database
    * while Redis is away). It keeps /ready at 200: taking every instance out of the load balancer for
@@ -30,6 +32,7 @@ export interface OperationsDeps {
 
 /** /health (the process lives), /ready (it can serve, maybe degraded) and /metrics (Prometheus). */
 export function operationsRoutes(deps: OperationsDeps): Route[] {
+  const ready = boundedProbe(deps.isReady, deps.readyTimeoutMs);
   return [
     {
       method: "GET",
@@ -43,7 +46,7 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
       auth: "none",
       async handle(_req, res) {
         if (deps.isDraining?.()) return sendJson(res, 503, { status: "draining", reason: "shutting down" });
-        if (await deps.isReady().catch(() => false)) return sendJson(res, 200, readyBody(deps));
+        if (await ready()) return sendJson(res, 200, readyBody(deps));
         sendJson(res, 503, { status: "unavailable", reason: "database not reachable or not migrated" });
       },
     },
@@ -66,9 +69,30 @@ export function operationsRoutes(deps: OperationsDeps): Route[] {
 }
 
 /**
- * An unreachable key set is the same for every instance: taking them all out of the load balancer
- * would not help and would stop webhooks too, so /ready stays 200 and says "degraded".
+ * A readiness check that answers false after `timeoutMs` when the database does not answer. One check
+ * runs at a time: while one hangs, later probes share it instead of each leaving a query behind.
  */
+function boundedProbe(check: () => Promise<boolean>, timeoutMs: number): () => Promise<boolean> {
+  let inFlight: Promise<boolean> | undefined;
+  return async () => {
+    if (!inFlight) {
+      inFlight = check().catch(() => false);
+      void inFlight.finally(() => {
+        inFlight = undefined;
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([inFlight, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
 /**
  * Ready, or ready but degraded: what serves in a lesser mode (rate limits in the database while Redis
  * is away; cached identity-provider keys while the key set cannot be fetched) is named, and the status

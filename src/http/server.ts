@@ -9,6 +9,7 @@ import { InvalidInputError } from "../validation.js";
 import { type AccessRecord, logAccessWhenDone } from "./access-log.js";
 import { answerAfterDraining, preparseGraphqlBody } from "./body.js";
 import { applyCors } from "./cors.js";
+import { armDeadline } from "./deadline.js";
 import { HttpError, sendError } from "./errors.js";
 import { clientAddress, requestIdOf } from "./request.js";
 import { createRouter, type Route } from "./router.js";
@@ -36,6 +37,8 @@ export interface HttpServerDeps {
   readonly corsOrigins: "*" | readonly string[];
   /** The webhook's path: called by RevenueCat's servers, never by a page, so it gets no CORS. */
   readonly webhookPath: string;
+  /** How long a request may wait on the database before it is answered 503 (see deadline.ts). */
+  readonly deadlineMs: number;
 }
 
 /**
@@ -90,6 +93,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     error: unknown,
     { requestId, record }: { requestId: string; record: AccessRecord },
   ): void {
+    // Answered already by the deadline: whatever failed later has no one left to tell.
+    if (res.writableEnded) return;
     if (res.headersSent) {
       res.destroy();
       return;
@@ -127,6 +132,13 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     const access = { requestId: requestIdOf(req), clientAddress: address, record: {} };
     res.setHeader("x-request-id", access.requestId);
     logAccessWhenDone(deps.logger, req, res, access);
+    const { requestId } = access;
+    armDeadline(req, res, {
+      deadlineMs: deps.deadlineMs,
+      graphqlPath: GRAPHQL_PATH,
+      logger: deps.logger,
+      requestId,
+    });
     serve(req, res, access.requestId, address, access.record).catch((error: unknown) =>
       answerError(req, res, error, access),
     );

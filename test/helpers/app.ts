@@ -57,6 +57,9 @@ export async function startTestApp(
     // Generous limits: the rate-limit tests set their own.
     RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
     RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "1000000",
+    // A loaded two-core CI machine can keep a healthy request waiting seconds under the suite's
+    // concurrency tests; the deadline tests set their own.
+    DATABASE_DEADLINE_MS: "30000",
     ...env,
   });
   const logs = new LogCapture();

@@ -15,7 +15,7 @@ const GRANT = "mutation G($input: GrantTokensInput!) { grantTokens(input: $input
  * makes a new user, so tests sharing a database never see each other's balances.
  */
 export async function fundUser(
-  t: TestApp,
+  t: Pick<TestApp, "token" | "gql">,
   amount: number,
   userId = newUserId(),
 ): Promise<{ userId: string; token: string }> {

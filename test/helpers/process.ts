@@ -10,6 +10,8 @@ export interface ServerProcess {
   readonly url: string;
   /** Everything the process printed so far. */
   output(): string;
+  /** What it printed on stdout alone (its JSON log lines). */
+  stdout(): string;
   /** Resolves once the output holds `text` (a log line may arrive after the port's), or throws after 10 s. */
   waitForOutput(text: string): Promise<void>;
   /** Sends a signal and resolves with the exit code. */
@@ -27,6 +29,8 @@ export function serverEnv(env: Record<string, string | undefined>): NodeJS.Proce
     REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
     LOG_LEVEL: "info",
     RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
+    // As in test/helpers/app.ts: the deadline tests set their own.
+    DATABASE_DEADLINE_MS: "30000",
     ...env,
   };
 }
@@ -46,6 +50,10 @@ export async function startServerProcess(
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = collectOutput(child);
+  let stdout = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
   const deadline = Date.now() + 60_000;
   let port: string | undefined;
   while (!port) {
@@ -59,6 +67,7 @@ export async function startServerProcess(
     child,
     url: `http://127.0.0.1:${port}`,
     output,
+    stdout: () => stdout,
     async waitForOutput(text) {
       const until = Date.now() + 10_000;
       while (!output().includes(text)) {

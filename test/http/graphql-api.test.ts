@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { newUserId, useTestApp } from "../helpers/app.js";
+import { newUserId } from "../helpers/app.js";
 import { driverName } from "../helpers/database.js";
 import { fundUser } from "../helpers/ledger.js";
+import { useTestServer } from "../helpers/test-server.js";
 
-const t = useTestApp();
+const t = useTestServer();
 
 const SPEND = `mutation Spend($input: SpendTokensInput!) {
   spendTokens(input: $input) {
@@ -52,7 +53,7 @@ describe(`GraphQL API on ${driverName}`, () => {
       errorCode: null,
       transaction: { amount: -10, balanceAfter: 490, kind: "SPEND" },
     });
-    expect(t.logs.messages()).toContain(`User ${userId} spent 10 tokens. New balance: 490`);
+    await expect.poll(() => t.logs.messages()).toContain(`User ${userId} spent 10 tokens. New balance: 490`);
   });
 
   it("refusal for insufficient tokens is data, with the balance unchanged", async () => {

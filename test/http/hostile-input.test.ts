@@ -5,9 +5,10 @@ import fc from "fast-check";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryRows } from "../../src/db/client.js";
-import { JWT_SECRET, newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { JWT_SECRET, newUserId } from "../helpers/app.js";
 import { driverName } from "../helpers/database.js";
 import { deliver, fixture } from "../helpers/revenuecat.js";
+import { startTestServer, type TestServer } from "../helpers/test-server.js";
 
 /**
  * Input that passes the obvious checks but can never be stored (NUL characters, lone surrogates,
@@ -15,13 +16,13 @@ import { deliver, fixture } from "../helpers/revenuecat.js";
  * must write nothing. Today's main answered 500 / "Unexpected error." to each.
  */
 
-let t: TestApp;
+let t: TestServer;
 let userToken: string;
 let adminToken: string;
 const userId = newUserId();
 
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestServer();
   userToken = await t.token(userId);
   adminToken = await t.token(newUserId("admin"), { admin: true });
 });

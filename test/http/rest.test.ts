@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { useTestApp } from "../helpers/app.js";
 import { driverName } from "../helpers/database.js";
 import { fundUser } from "../helpers/ledger.js";
+import { useTestServer } from "../helpers/test-server.js";
 
-const t = useTestApp();
+const t = useTestServer();
 
 const fundedUser = async (amount: number) => (await fundUser(t, amount)).token;
 

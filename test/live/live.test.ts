@@ -2,17 +2,18 @@ import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
-import { newUserId, startTestApp, type TestApp } from "../helpers/app.js";
+import { newUserId } from "../helpers/app.js";
 import { driverName, serverUrl } from "../helpers/database.js";
 import { BalanceSubscription, wsClient } from "../helpers/live.js";
 import { type ServerProcess, startServerProcess } from "../helpers/process.js";
 import { deliver, fixture } from "../helpers/revenuecat.js";
+import { startTestServer, type TestServer } from "../helpers/test-server.js";
 
-let t: TestApp;
+let t: TestServer;
 const open: BalanceSubscription[] = [];
 
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestServer();
 });
 afterAll(async () => {
   await Promise.all(open.map((subscription) => subscription.close().catch(() => undefined)));

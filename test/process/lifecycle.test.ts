@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { and, eq, isNotNull } from "drizzle-orm";
@@ -10,9 +10,18 @@ import { signDevToken } from "../../src/auth/jwt.js";
 import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { ledgerEntriesTable } from "../../src/db/schema.js";
 import { getBalance } from "../../src/modules/ledger/ledger.queries.js";
-import { JWT_SECRET, newUserId, startTestApp } from "../helpers/app.js";
+import { JWT_SECRET, newUserId } from "../helpers/app.js";
+import { ensureBuilt, serverEntry } from "../helpers/build-entry.js";
 import { driverName, openTestDatabase, serverUrl, type TestDatabase } from "../helpers/database.js";
 import { projectRoot, runUntilExit, serverEnv, startServerProcess } from "../helpers/process.js";
+import { OutageProxy } from "../helpers/tcp-proxy.js";
+import { ENTRY_COMMANDS, startTestServer } from "../helpers/test-server.js";
+
+/** The entry under test (TEST_SERVER_ENTRY): the sources, the npm start bundle or the tsc build. */
+async function startEntry(env: Record<string, string | undefined>) {
+  await ensureBuilt(serverEntry);
+  return startServerProcess(env, [...ENTRY_COMMANDS[serverEntry]]);
+}
 
 const token = (userId: string, admin = false) =>
   signDevToken({ secret: JWT_SECRET, userId, admin, expiresIn: "1h" });
@@ -26,7 +35,7 @@ describe(`graceful shutdown on ${driverName}`, () => {
   it("SIGTERM in the middle of 300 concurrent spends: every acknowledged spend is in the ledger, none twice, exit 0", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "tl-shutdown-"));
     database = serverUrl ? await openTestDatabase() : undefined;
-    const server = await startServerProcess({ DATA_DIR: dataDir, DATABASE_URL: database?.url });
+    const server = await startEntry({ DATA_DIR: dataDir, DATABASE_URL: database?.url });
     const userId = newUserId();
     const grant = await fetch(`${server.url}/graphql`, {
       method: "POST",
@@ -174,51 +183,6 @@ async function waitForExit(pid: number, timeoutMs = 20_000): Promise<void> {
   throw new Error(`process ${pid} did not exit within ${timeoutMs} ms`);
 }
 
-/** A TCP proxy in front of PostgreSQL that the test can cut and restore, like a network outage. */
-class OutageProxy {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async open(): Promise<void> {
-    this.server = createServer((client) => {
-      const upstream = spawnUpstream(this.target, client);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on("close", () => this.sockets.delete(socket));
-      }
-    });
-    this.server.listen(this.port, "127.0.0.1");
-    await once(this.server, "listening");
-    this.port = (this.server.address() as { port: number }).port;
-  }
-
-  /** Keeps every connection open but stops passing bytes: a database that no longer answers. */
-  freeze(): void {
-    for (const socket of this.sockets) {
-      socket.unpipe();
-      socket.pause();
-    }
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
-
-function spawnUpstream(target: { host: string; port: number }, client: Socket): Socket {
-  const upstream = connect(target.port, target.host);
-  client.pipe(upstream).pipe(client);
-  upstream.on("error", () => client.destroy());
-  client.on("error", () => upstream.destroy());
-  return upstream;
-}
-
 describe.skipIf(!serverUrl)("database outage (real PostgreSQL behind a proxy the test controls)", () => {
   let database: TestDatabase;
   let proxy: OutageProxy;
@@ -234,9 +198,8 @@ describe.skipIf(!serverUrl)("database outage (real PostgreSQL behind a proxy the
   });
 
   it("a stop finishes within its deadline when the database stops answering, and says so", async () => {
-    const url = new URL(database.url as string);
-    url.host = `127.0.0.1:${proxy.port}`;
-    const server = await startServerProcess({ DATABASE_URL: url.toString(), SHUTDOWN_TIMEOUT_MS: "500" });
+    const url = proxy.urlFor(database.url as string);
+    const server = await startEntry({ DATABASE_URL: url, SHUTDOWN_TIMEOUT_MS: "500" });
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
     proxy.freeze();
     const started = Date.now();
@@ -249,10 +212,9 @@ describe.skipIf(!serverUrl)("database outage (real PostgreSQL behind a proxy the
   });
 
   it("fails fast with 503 / DATABASE_UNAVAILABLE while cut, and recovers by itself when restored", async () => {
-    const url = new URL(database.url as string);
-    url.host = `127.0.0.1:${proxy.port}`;
-    const handle = await openDatabase({ url: url.toString(), poolSize: 5 });
-    const app = await startTestApp({}, { handle, url: url.toString(), close: () => handle.close() });
+    const url = proxy.urlFor(database.url as string);
+    const handle = await openDatabase({ url, poolSize: 5 });
+    const app = await startTestServer({}, { handle, url, close: () => handle.close() });
     try {
       const userId = newUserId();
       const userToken = await app.token(userId);

@@ -6,10 +6,11 @@ import { revenuecatEventsTable } from "../../src/db/schema.js";
 import { getBalance, listEntries } from "../../src/modules/ledger/ledger.queries.js";
 import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
 import { createPurchasesService } from "../../src/modules/purchases/purchases.service.js";
-import { newUserId, startTestApp, type TestApp, WEBHOOK_SECRET } from "../helpers/app.js";
+import { newUserId, WEBHOOK_SECRET } from "../helpers/app.js";
 import { driverName, openTestDatabase } from "../helpers/database.js";
 import { balanceOf as balanceOfUser } from "../helpers/ledger.js";
 import { type Delivery, deliver, FIXTURE_NAMES, fixture } from "../helpers/revenuecat.js";
+import { startTestServer, type TestServer } from "../helpers/test-server.js";
 
 const PRODUCT_TOKEN_MAP = {
   pro_monthly: 500,
@@ -22,9 +23,9 @@ const PRODUCT_TOKEN_MAP = {
   "2100_tokens": 2100,
 };
 
-let t: TestApp;
+let t: TestServer;
 beforeAll(async () => {
-  t = await startTestApp({ PRODUCT_TOKEN_MAP: JSON.stringify(PRODUCT_TOKEN_MAP) });
+  t = await startTestServer({ PRODUCT_TOKEN_MAP: JSON.stringify(PRODUCT_TOKEN_MAP) });
 });
 afterAll(() => t.close());
 
@@ -98,9 +99,9 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
       eventId: body.event.id,
       transactionId: body.event.transaction_id,
     });
-    expect(t.logs.messages()).toContain(
-      `Successfully processed token purchase: 500 tokens for user ${userId}`,
-    );
+    await expect
+      .poll(() => t.logs.messages())
+      .toContain(`Successfully processed token purchase: 500 tokens for user ${userId}`);
   });
 
   it("credits INITIAL_PURCHASE and RENEWAL of a mapped subscription", async () => {
@@ -301,12 +302,15 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
 
   it("never logs the Authorization header or the raw body", async () => {
     const userId = newUserId();
+    const logged = t.logs.raw.length;
     await deliver(
       t.url,
       purchase(userId, "token_pack_small", {
         subscriber_attributes: { $email: { value: "private@example.com", updated_at_ms: 1 } },
       }),
     );
+    // A server process's log lines may arrive after its answer: wait for the delivery's.
+    await expect.poll(() => t.logs.raw.length).toBeGreaterThan(logged);
     const everything = t.logs.raw.join("\n");
     expect(everything).not.toContain(WEBHOOK_SECRET);
     expect(everything).not.toContain("private@example.com");
@@ -315,7 +319,7 @@ describe(`RevenueCat webhook on ${driverName}`, () => {
 
 describe(`RevenueCat webhook policies on ${driverName}`, () => {
   it("production policy: SANDBOX deliveries are recorded as ignored and credit nothing", async () => {
-    const app = await startTestApp({ REVENUECAT_ENVIRONMENTS: "PRODUCTION" }, t.db);
+    const app = await startTestServer({ REVENUECAT_ENVIRONMENTS: "PRODUCTION" }, t.db);
     try {
       const userId = newUserId();
       const sandbox = purchase(userId, "token_pack_small", { environment: "SANDBOX" });
@@ -336,7 +340,7 @@ describe(`RevenueCat webhook policies on ${driverName}`, () => {
 
   it("with REVENUECAT_WEBHOOK_HMAC_SECRET, also requires an HMAC-SHA256 of the raw body", async () => {
     const hmacSecret = "hmac-secret-for-tests";
-    const app = await startTestApp({ REVENUECAT_WEBHOOK_HMAC_SECRET: hmacSecret }, t.db);
+    const app = await startTestServer({ REVENUECAT_WEBHOOK_HMAC_SECRET: hmacSecret }, t.db);
     try {
       const userId = newUserId();
       const raw = JSON.stringify(purchase(userId, "token_pack_small"));
@@ -357,7 +361,7 @@ describe(`RevenueCat webhook policies on ${driverName}`, () => {
 
   it("answers 5xx when the database fails, so RevenueCat retries, and the retry credits once", async () => {
     const database = await openTestDatabase();
-    const app = await startTestApp({}, database);
+    const app = await startTestServer({}, database);
     const userId = newUserId();
     const body = purchase(userId, "token_pack_small");
     // Make every ledger write fail the way a broken database would, then heal it.
