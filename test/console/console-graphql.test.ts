@@ -125,7 +125,7 @@ describe(`the console's GraphQL, on ${driverName}`, () => {
       store: bought.event.store,
     });
     await deliver(t.url, early);
-    expect((await deliver(t.url, bought)).body.outcome).toBe("ignored");
+    expect((await deliver(t.url, bought)).body.outcome).toBe("held");
     const unmapped = fixture("NON_RENEWING_PURCHASE__rc-docs", { app_user_id: userId, product_id: "nope" });
     await deliver(t.url, unmapped);
     const list = async (filter: string) => {
