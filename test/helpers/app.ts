@@ -40,6 +40,30 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** A signed test token and a GraphQL call to the server at `url`: how tests talk to any server. */
+export function clientOf(url: string): Pick<TestApp, "token" | "gql"> {
+  return {
+    token: (userId, options = {}) =>
+      signDevToken({
+        secret: JWT_SECRET,
+        userId,
+        admin: options.admin,
+        expiresIn: options.expiresIn ?? "1h",
+      }),
+    async gql(query, variables, token) {
+      const response = await fetch(`${url}/graphql`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await response.json()) as never;
+    },
+  };
+}
+
 export function newUserId(prefix = "user"): string {
   return `${prefix}-${randomUUID()}`;
 }
@@ -71,24 +95,7 @@ export async function startTestApp(
     db,
     url,
     logs,
-    token: (userId, options = {}) =>
-      signDevToken({
-        secret: JWT_SECRET,
-        userId,
-        admin: options.admin,
-        expiresIn: options.expiresIn ?? "1h",
-      }),
-    async gql(query, variables, token) {
-      const response = await fetch(`${url}/graphql`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-        },
-        body: JSON.stringify({ query, variables }),
-      });
-      return (await response.json()) as never;
-    },
+    ...clientOf(url),
     async close() {
       await app.stop(2000);
       if (!existing) await db.close();

@@ -1,5 +1,4 @@
-import { signDevToken } from "../../src/auth/jwt.js";
-import { JWT_SECRET, startTestApp, type TestApp, useStarted } from "./app.js";
+import { clientOf, startTestApp, type TestApp, useStarted } from "./app.js";
 import { ensureBuilt, type ServerEntry, serverEntry } from "./build-entry.js";
 import { openTestDatabase, type TestDatabase } from "./database.js";
 import { type ServerProcess, startServerProcess } from "./process.js";
@@ -54,24 +53,7 @@ export async function startTestServer(
     url,
     process: server,
     logs: processLogs(server.stdout),
-    token: (userId, options = {}) =>
-      signDevToken({
-        secret: JWT_SECRET,
-        userId,
-        admin: options.admin,
-        expiresIn: options.expiresIn ?? "1h",
-      }),
-    async gql(query, variables, token) {
-      const response = await fetch(`${url}/graphql`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-        },
-        body: JSON.stringify({ query, variables }),
-      });
-      return (await response.json()) as never;
-    },
+    ...clientOf(url),
     async close() {
       await server.stop();
       if (!existing) await db.close();
