@@ -17,7 +17,8 @@ export const CloseCode = {
 /**
  * schema.graphql's TransactionKind (the server's entry kinds): LEGACY_IMPORT is a balance carried
  * over from the app's old store, ADJUSTMENT an admin's signed correction (a debit or a credit),
- * TRANSFER one side of tokens an admin moved between two users.
+ * TRANSFER one side of tokens an admin moved between two users, EXPIRE tokens of a lot that reached
+ * its end unused.
  */
 export const TRANSACTION_KINDS = [
   "PURCHASE",
@@ -28,6 +29,7 @@ export const TRANSACTION_KINDS = [
   "LEGACY_IMPORT",
   "ADJUSTMENT",
   "TRANSFER",
+  "EXPIRE",
 ] as const;
 export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
 

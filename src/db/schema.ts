@@ -21,6 +21,7 @@ export const ENTRY_KINDS = [
   "LEGACY_IMPORT",
   "ADJUSTMENT",
   "TRANSFER",
+  "EXPIRE",
 ] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 
@@ -39,6 +40,11 @@ export const balancesTable = pgTable(
     balance: integer("balance").notNull().default(0),
     /** Grows by exactly one with every committed change, so a client can see a gap and re-sync. */
     version: integer("version").notNull().default(0),
+    /**
+     * Tokens set aside by active holds (pinned from lots, still part of `balance`); what a spend may
+     * use is `balance - held`. Always 0 until holds exist.
+     */
+    held: integer("held").notNull().default(0),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   },
   (table) => [
@@ -47,6 +53,7 @@ export const balancesTable = pgTable(
       sql`${table.balance} >= 0 AND ${table.balance} <= ${sql.raw(String(MAX_BALANCE))}`,
     ),
     check("token_balances_version_nonnegative", sql`${table.version} >= 0`),
+    check("token_balances_held_range", sql`${table.held} >= 0 AND ${table.held} <= ${table.balance}`),
     check(
       "token_balances_user_id_length",
       sql`char_length(${table.userId}) BETWEEN 1 AND ${sql.raw(String(MAX_USER_ID_LENGTH))}`,
@@ -89,6 +96,85 @@ export const ledgerEntriesTable = pgTable(
     ),
     check("token_transactions_kind", sql`${table.kind} IN (${sqlList(ENTRY_KINDS)})`),
   ],
+);
+
+/** Where a lot's tokens came from. */
+export const LOT_SOURCES = [
+  /** A one-time purchase (a token pack): never expires (App Review Guideline 3.1.1). */
+  "pack",
+  /** One period of a subscription: `[starts_at, expires_at)`. */
+  "period",
+  /** A subscription's trial period. */
+  "trial",
+  /** An operator's grant or adjustment, a transfer's credit. */
+  "grant",
+  /** What a lot with a rollover rule carried into the next period. */
+  "rollover",
+  /** Tokens given back by a refund's reversal or a reversed spend. */
+  "restore",
+  /** A legacy import, and the balances that existed before lots (migration 0010). */
+  "legacy",
+] as const;
+export type LotSource = (typeof LOT_SOURCES)[number];
+
+/**
+ * Lots: one row per grant of tokens, with what is left of it and when it stops being usable
+ * (`expires_at`, half-open; NULL: never). Written only by the money function. A
+ * balance is the sum of its user's lots' `remaining` plus what active holds pin from them.
+ */
+export const lotsTable = pgTable(
+  "token_lots",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    userId: text("user_id").notNull(),
+    source: text("source").$type<LotSource>().notNull(),
+    /** The store transaction it came from (`STORE:transaction_id`): each opens at most one lot. */
+    sourceRef: text("source_ref"),
+    /** The subscription chain (`STORE:original_transaction_id`, or a configured credit group). */
+    chainRef: text("chain_ref"),
+    productId: text("product_id"),
+    granted: integer("granted").notNull(),
+    remaining: integer("remaining").notNull(),
+    /** Tokens written off unused when the lot expired or was superseded (refund arithmetic). */
+    expired: integer("expired").notNull().default(0),
+    startsAt: timestamp("starts_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }),
+    /** The product's rollover rule when the lot was granted, e.g. `{"cap": 500}`. */
+    rollover: jsonb("rollover").$type<{ cap: number }>(),
+    /** The entry that opened the lot (none for the lots migration 0010 opened for old balances). */
+    entryId: bigint("entry_id", { mode: "number" }),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex("token_lots_source_ref").on(table.sourceRef).where(sql`${table.sourceRef} IS NOT NULL`),
+    // The draw order: soonest expiry first, then oldest, non-expiring last.
+    index("token_lots_draw")
+      .on(table.userId, sql`${table.expiresAt} ASC NULLS LAST`, table.id)
+      .where(sql`${table.remaining} > 0`),
+    // The sweeper's question: which lots are due?
+    index("token_lots_due").on(table.expiresAt).where(sql`${table.remaining} > 0 AND ${table.expiresAt} IS NOT NULL`),
+    index("token_lots_chain").on(table.chainRef).where(sql`${table.chainRef} IS NOT NULL`),
+    check("token_lots_amounts", sql`${table.granted} >= 0 AND ${table.remaining} >= 0 AND ${table.expired} >= 0`),
+    check("token_lots_source", sql`${table.source} IN (${sqlList(LOT_SOURCES)})`),
+  ],
+);
+
+/**
+ * Which entry moved how much of which lot (signed: a credit's move is positive, a spend's negative;
+ * an expiry's is negative, an extension's 0 with its reason). Append-only, like the entries.
+ */
+export const lotMovesTable = pgTable(
+  "token_lot_moves",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    entryId: bigint("entry_id", { mode: "number" }),
+    lotId: bigint("lot_id", { mode: "number" }).notNull(),
+    amount: integer("amount").notNull(),
+    /** Why, when the entry's kind does not say it: superseded, extend, cut, rollover, born_expired. */
+    reason: text("reason"),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (table) => [index("token_lot_moves_entry").on(table.entryId), index("token_lot_moves_lot").on(table.lotId)],
 );
 
 export const WEBHOOK_OUTCOMES = [

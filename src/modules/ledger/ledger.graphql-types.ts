@@ -45,6 +45,7 @@ export const EntryKindEnum = enumOf<EntryKind>("TransactionKind", "Why a ledger 
   ADJUSTMENT: "An operator's correction, up or down, with a reason; metadata.adjustedBy names the operator.",
   TRANSFER:
     "Tokens an operator moved between two users: a debit on one and a credit on the other, committed together.",
+  EXPIRE: "Tokens of a lot that reached its end unused (or was superseded by an upgrade) were written off.",
 });
 
 const SpendErrorCodeEnum = enumOf<SpendErrorCode>(

@@ -114,5 +114,7 @@ function specifics(
     }
     case "SPEND":
       return { story: `Spent ${tokens}${entry.description ? ` on ${entry.description}` : ""}` };
+    case "EXPIRE":
+      return { story: `${tokens} expired unused${entry.description ? `: ${entry.description}` : ""}` };
   }
 }
