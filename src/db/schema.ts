@@ -152,9 +152,14 @@ export const lotsTable = pgTable(
       .on(table.userId, sql`${table.expiresAt} ASC NULLS LAST`, table.id)
       .where(sql`${table.remaining} > 0`),
     // The sweeper's question: which lots are due?
-    index("token_lots_due").on(table.expiresAt).where(sql`${table.remaining} > 0 AND ${table.expiresAt} IS NOT NULL`),
+    index("token_lots_due")
+      .on(table.expiresAt)
+      .where(sql`${table.remaining} > 0 AND ${table.expiresAt} IS NOT NULL`),
     index("token_lots_chain").on(table.chainRef).where(sql`${table.chainRef} IS NOT NULL`),
-    check("token_lots_amounts", sql`${table.granted} >= 0 AND ${table.remaining} >= 0 AND ${table.expired} >= 0`),
+    check(
+      "token_lots_amounts",
+      sql`${table.granted} >= 0 AND ${table.remaining} >= 0 AND ${table.expired} >= 0`,
+    ),
     check("token_lots_source", sql`${table.source} IN (${sqlList(LOT_SOURCES)})`),
   ],
 );
