@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import type { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
 import { lockDataDir } from "./data-dir-lock.js";
 import type { Database, DatabaseHandle } from "./database.js";
@@ -11,8 +10,6 @@ export interface OpenDatabaseOptions {
   readonly url?: string | undefined;
   /** Where PGlite keeps its files; unset means in memory. */
   readonly dataDir?: string | undefined;
-  /** An already open PGlite instance (tests clone a migrated one). */
-  readonly pglite?: PGlite | undefined;
   readonly poolSize?: number | undefined;
   /** Where LISTEN and migrations connect when `url` is a transaction-mode pooler. */
   readonly directUrl?: string | undefined;
@@ -34,7 +31,6 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       prepare: options.prepare,
     });
   const { openPglite } = await import("./pglite-handle.js");
-  if (options.pglite) return openPglite(options.pglite);
   if (!options.dataDir) return openPglite(await (await import("@electric-sql/pglite")).PGlite.create());
   const lock = await lockDataDir(options.dataDir, lockLost);
   try {

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { WebSocketServer } from "ws";
 import { type Authentication, type AuthGuard, TooManyAuthFailuresError } from "../auth/guard.js";
 import { AuthUnavailableError } from "../auth/key-set.js";
+import { requestIdOf } from "../http/request.js";
 import type { Metrics } from "../metrics.js";
 import type { Yoga } from "./yoga.js";
 
@@ -35,6 +36,8 @@ export interface GraphqlWs {
 
 interface ConnectionState {
   auth: Authentication;
+  /** The upgrade request's id (its X-Request-Id, or a new one); each operation's id extends it. */
+  requestId: string;
   expiryTimer?: NodeJS.Timeout;
 }
 
@@ -72,7 +75,7 @@ export function attachGraphqlWs(deps: WsDeps): GraphqlWs {
         clearTimeout(state.expiryTimer);
         deps.metrics.wsConnections.dec();
       },
-      onSubscribe: (ctx, _id, params) => prepare(deps.yoga, connections.get(ctx)?.auth, ctx, params),
+      onSubscribe: (ctx, id, params) => prepare(deps.yoga, connections.get(ctx), ctx, id, params),
     },
     wsServer,
   );
@@ -116,7 +119,7 @@ async function connect(
     socket.close(auth.expired ? CLOSE_TOKEN_EXPIRED : CLOSE_UNAUTHORIZED, truncateReason(reason));
     return false;
   }
-  const state: ConnectionState = { auth };
+  const state: ConnectionState = { auth, requestId: requestIdOf(ctx.extra.request) };
   if (auth.viewer.expiresAt !== undefined) {
     const ms = Math.min(auth.viewer.expiresAt * 1000 - Date.now(), 2_147_483_647);
     const expire = () => socket.close(CLOSE_TOKEN_EXPIRED, "Unauthorized: token expired");
@@ -127,13 +130,25 @@ async function connect(
   return true;
 }
 
-/** subscribe: parse and validate through yoga's envelop, with the connection's authentication. */
-async function prepare(yoga: Yoga, auth: Authentication | undefined, ctx: Ctx, params: SubscribePayload) {
+/**
+ * subscribe: parse and validate through yoga's envelop, with the connection's authentication and a
+ * request id of the operation's own (`<connection's id>:<operation id>`), so its log lines can be told
+ * apart like an HTTP request's.
+ */
+async function prepare(
+  yoga: Yoga,
+  state: ConnectionState | undefined,
+  ctx: Ctx,
+  id: string,
+  params: SubscribePayload,
+) {
   // graphql-ws has already reserved this subscription's id when onSubscribe runs.
   if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_CONNECTION) {
     return [new GraphQLError(`At most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`)];
   }
-  const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ auth });
+  const requestId = state ? `${state.requestId}:${id}` : undefined;
+  const enveloped = yoga.getEnveloped({ auth: state?.auth, requestId });
+  const { schema, execute, subscribe, contextFactory, parse, validate } = enveloped;
   let document: ReturnType<typeof parse>;
   try {
     document = parse(params.query);

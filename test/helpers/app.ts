@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll } from "vitest";
 import { type App, buildApp } from "../../src/app.js";
 import { signDevToken } from "../../src/auth/jwt.js";
 import { loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { openTestDatabase, type TestDatabase } from "./database.js";
+import { JWT_SECRET, TEST_ENV } from "./env.js";
+import { useStarted } from "./fixture.js";
 
-export const JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789";
-export const WEBHOOK_SECRET = "rc-webhook-secret-for-tests-0123";
+export { JWT_SECRET, WEBHOOK_SECRET } from "./env.js";
+export { useStarted } from "./fixture.js";
 
 /** Every log line the app wrote, parsed, so tests can check what was (and was not) logged. */
 export class LogCapture extends Writable {
@@ -73,19 +74,7 @@ export async function startTestApp(
   existing?: TestDatabase,
 ): Promise<TestApp> {
   const db = existing ?? (await openTestDatabase());
-  const config = loadConfig({
-    NODE_ENV: "test",
-    JWT_SECRET,
-    REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    LOG_LEVEL: "info",
-    // Generous limits: the rate-limit tests set their own.
-    RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
-    RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "1000000",
-    // A loaded two-core CI machine can keep a healthy request waiting seconds under the suite's
-    // concurrency tests; the deadline tests set their own.
-    DATABASE_DEADLINE_MS: "30000",
-    ...env,
-  });
+  const config = loadConfig({ ...TEST_ENV, ...env });
   const logs = new LogCapture();
   const app = buildApp({ config, database: db.handle, logger: createLogger(config.logLevel, logs) });
   const port = await app.start(0, "127.0.0.1");
@@ -109,24 +98,4 @@ export async function startTestApp(
  */
 export function useTestApp(env: Record<string, string> = {}, database?: () => TestDatabase): TestApp {
   return useStarted("the test app", () => startTestApp(env, database?.()));
-}
-
-/**
- * Starts something before the file's tests and closes it after them; the returned object forwards
- * to it once started, so a test file can hold it from the top.
- */
-export function useStarted<T extends { close(): Promise<void> }>(name: string, start: () => Promise<T>): T {
-  let instance: T | undefined;
-  beforeAll(async () => {
-    instance = await start();
-  });
-  afterAll(async () => {
-    await instance?.close();
-  });
-  return new Proxy({} as T, {
-    get(_target, key) {
-      if (!instance) throw new Error(`${name} is used before beforeAll started it`);
-      return Reflect.get(instance, key);
-    },
-  });
 }

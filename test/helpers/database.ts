@@ -3,9 +3,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { afterAll, beforeAll } from "vitest";
 import { type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { migrate } from "../../src/db/migrate.js";
+import { useStarted } from "./fixture.js";
 
 /**
  * Tests run on PGlite by default and on a real PostgreSQL server when TEST_DATABASE_URL names one
@@ -55,19 +55,15 @@ export async function openTestDatabase(options: { migrated?: boolean } = {}): Pr
   };
 }
 
-/** Opens a database of the file's own before its tests and drops it after them; call `current()` in a test. */
-export function useTestDatabase(): { current(): TestDatabase } {
-  let database: TestDatabase | undefined;
-  beforeAll(async () => {
-    database = await openTestDatabase();
+/**
+ * Opens a database of the file's own before its tests and drops it after them. Like useTestApp, it
+ * returns the database itself (forwarding to it once beforeAll has opened it); `current()` answers
+ * the same, for the files written with it (and may be passed on before the database is open).
+ */
+export function useTestDatabase(): TestDatabase & { current(): TestDatabase } {
+  const database = useStarted("the test database", () => openTestDatabase());
+  const current = () => database;
+  return new Proxy(database as TestDatabase & { current(): TestDatabase }, {
+    get: (target, key) => (key === "current" ? current : Reflect.get(target, key)),
   });
-  afterAll(async () => {
-    await database?.close();
-  });
-  return {
-    current() {
-      if (!database) throw new Error("the test database is used before beforeAll opened it");
-      return database;
-    },
-  };
 }

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { JWT_SECRET, WEBHOOK_SECRET } from "./app.js";
+import { TEST_ENV } from "./env.js";
 
 export const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -18,21 +18,9 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** The environment of a server process started by a test: the test secrets, any port, then `env`. */
+/** The environment of a server process started by a test: the test defaults, any port, then `env`. */
 export function serverEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    NODE_ENV: "test",
-    PORT: "0",
-    HOST: "127.0.0.1",
-    JWT_SECRET,
-    REVENUECAT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    LOG_LEVEL: "info",
-    RATE_LIMIT_SPEND_PER_MINUTE: "1000000",
-    // As in test/helpers/app.ts: the deadline tests set their own.
-    DATABASE_DEADLINE_MS: "30000",
-    ...env,
-  };
+  return { ...process.env, ...TEST_ENV, PORT: "0", HOST: "127.0.0.1", ...env };
 }
 
 /**

@@ -42,10 +42,7 @@ export async function startTestServer(
     throw new Error(`TEST_SERVER_ENTRY=${entry} runs on PostgreSQL: set TEST_DATABASE_URL as well`);
   }
   await ensureBuilt(entry);
-  const server = await startServerProcess(
-    { DATABASE_URL: db.url, RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: "1000000", ...env },
-    [...ENTRY_COMMANDS[entry]],
-  );
+  const server = await startServerProcess({ DATABASE_URL: db.url, ...env }, [...ENTRY_COMMANDS[entry]]);
   const url = server.url;
   return {
     entry,

@@ -241,6 +241,30 @@ describe(`webhook logs and metrics on ${driverName}`, () => {
       callerId: adminId,
     });
   });
+
+  it("gives each WebSocket operation a request id of its own: the upgrade's X-Request-Id and the operation's id", async () => {
+    const { userId, token } = await fundUser(t, 5);
+    const { id } = tagged();
+    const client = wsClient(t.url, `Bearer ${token}`, undefined, { "x-request-id": id });
+    try {
+      const spend = (description: string) =>
+        new Promise<unknown>((resolve, reject) => {
+          const variables = { input: { amount: 1, description } };
+          client.subscribe({ query: SPEND, variables }, { next: resolve, error: reject, complete: () => {} });
+        });
+      await spend("ws one");
+      await spend("ws two");
+    } finally {
+      await client.dispose();
+    }
+    const spent = t.logs.lines.filter(
+      (line) => line.userId === userId && /spent 1 tokens/.test(String(line.msg)),
+    );
+    const ids = spent.map((line) => String(line.requestId));
+    expect(ids).toHaveLength(2);
+    expect(new Set(ids).size).toBe(2);
+    for (const requestId of ids) expect(requestId.startsWith(`${id}:`)).toBe(true);
+  });
 });
 
 describe(`counters start at 0 on ${driverName}`, () => {

@@ -2,9 +2,13 @@ import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryRows } from "../../src/db/client.js";
-import { IdempotencyConflictError, InsufficientTokensError } from "../../src/modules/ledger/ledger.errors.js";
 import { entriesPage, getBalance, listEntries } from "../../src/modules/ledger/ledger.queries.js";
-import { createLedgerService, type LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import {
+  createLedgerService,
+  type LedgerService,
+  type SpendResult,
+  type WriteResult,
+} from "../../src/modules/ledger/ledger.service.js";
 import { newUserId } from "../helpers/app.js";
 import { driverName, openTestDatabase, type TestDatabase } from "../helpers/database.js";
 
@@ -23,10 +27,16 @@ async function funded(amount: number): Promise<string> {
   return userId;
 }
 
+/** A result that must have been written: its entry (the test fails on a refusal). */
+function applied(result: SpendResult): WriteResult {
+  expect(result).toMatchObject({ status: "applied" });
+  return result as WriteResult;
+}
+
 describe(`ledger service on ${driverName}`, () => {
   it("spends, appends a signed entry with balance_after, and bumps the version by one", async () => {
     const userId = await funded(100);
-    const { entry, replayed } = await ledger.spend(userId, { amount: 30, description: "a hat" });
+    const { entry, replayed } = applied(await ledger.spend(userId, { amount: 30, description: "a hat" }));
     expect(replayed).toBe(false);
     expect(entry).toMatchObject({ userId, amount: -30, balanceAfter: 70, kind: "SPEND", balanceVersion: 2 });
     expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 70, version: 2 });
@@ -34,18 +44,21 @@ describe(`ledger service on ${driverName}`, () => {
 
   it("refuses to overdraw and writes nothing", async () => {
     const userId = await funded(5);
-    await expect(ledger.spend(userId, { amount: 6, description: "too much" })).rejects.toEqual(
-      new InsufficientTokensError(6, 5),
-    );
+    expect(await ledger.spend(userId, { amount: 6, description: "too much" })).toEqual({
+      status: "insufficient",
+      required: 6,
+      available: 5,
+    });
     expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 5, version: 1 });
     expect(await listEntries(database.handle.db, userId, { limit: 10 })).toHaveLength(1);
   });
 
   it("treats a user without a balance row as having 0", async () => {
     const userId = newUserId();
-    await expect(ledger.spend(userId, { amount: 1, description: "x" })).rejects.toBeInstanceOf(
-      InsufficientTokensError,
-    );
+    expect(await ledger.spend(userId, { amount: 1, description: "x" })).toMatchObject({
+      status: "insufficient",
+      available: 0,
+    });
     expect(await getBalance(database.handle.db, userId)).toEqual({
       userId,
       balance: 0,
@@ -111,13 +124,13 @@ describe(`ledger service on ${driverName}`, () => {
 
   it("200 concurrent spends of 1 against 50 give exactly 50 successes and a balance of 0", async () => {
     const userId = await funded(50);
-    const results = await Promise.allSettled(
+    const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => ledger.spend(userId, { amount: 1, description: `race ${i}` })),
     );
-    const ok = results.filter((r) => r.status === "fulfilled");
-    const refused = results.filter((r) => r.status === "rejected");
+    const ok = results.filter((r) => r.status === "applied");
+    const refused = results.filter((r) => r.status !== "applied");
     expect(ok).toHaveLength(50);
-    expect(refused.every((r) => r.reason instanceof InsufficientTokensError)).toBe(true);
+    expect(refused.every((r) => r.status === "insufficient" && r.available === 0)).toBe(true);
     const balance = await getBalance(database.handle.db, userId);
     expect(balance).toMatchObject({ balance: 0, version: 51 });
     const entries = await listEntries(database.handle.db, userId, { limit: 500 });
@@ -135,8 +148,8 @@ describe(`ledger service on ${driverName}`, () => {
   it("replays an idempotency key: same entry, nothing written twice", async () => {
     const userId = await funded(100);
     const input = { amount: 10, description: "sword", metadata: { sku: "s1" }, idempotencyKey: "order-1" };
-    const first = await ledger.spend(userId, input);
-    const again = await ledger.spend(userId, { ...input, metadata: { sku: "s1" } });
+    const first = applied(await ledger.spend(userId, input));
+    const again = applied(await ledger.spend(userId, { ...input, metadata: { sku: "s1" } }));
     expect(again.replayed).toBe(true);
     expect(again.entry).toEqual(first.entry);
     expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 90, version: 2 });
@@ -145,20 +158,22 @@ describe(`ledger service on ${driverName}`, () => {
   it("replays even when the balance no longer covers the amount", async () => {
     const userId = await funded(10);
     const input = { amount: 10, description: "all of it", idempotencyKey: "drain" };
-    const first = await ledger.spend(userId, input);
+    const first = applied(await ledger.spend(userId, input));
     const again = await ledger.spend(userId, input);
-    expect(again).toEqual({ entry: first.entry, replayed: true });
+    expect(again).toEqual({ status: "applied", entry: first.entry, replayed: true });
   });
 
   it("refuses an idempotency key reused with different input and changes nothing", async () => {
     const userId = await funded(100);
     await ledger.spend(userId, { amount: 10, description: "a", idempotencyKey: "k" });
-    await expect(
-      ledger.spend(userId, { amount: 11, description: "a", idempotencyKey: "k" }),
-    ).rejects.toBeInstanceOf(IdempotencyConflictError);
-    await expect(
-      ledger.spend(userId, { amount: 10, description: "b", idempotencyKey: "k" }),
-    ).rejects.toBeInstanceOf(IdempotencyConflictError);
+    expect(await ledger.spend(userId, { amount: 11, description: "a", idempotencyKey: "k" })).toEqual({
+      status: "key_reused",
+      available: 90,
+    });
+    expect(await ledger.spend(userId, { amount: 10, description: "b", idempotencyKey: "k" })).toEqual({
+      status: "key_reused",
+      available: 90,
+    });
     expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 90, version: 2 });
   });
 
@@ -166,14 +181,16 @@ describe(`ledger service on ${driverName}`, () => {
     const a = await funded(10);
     const b = await funded(10);
     await ledger.spend(a, { amount: 1, description: "x", idempotencyKey: "same" });
-    const other = await ledger.spend(b, { amount: 1, description: "x", idempotencyKey: "same" });
+    const other = applied(await ledger.spend(b, { amount: 1, description: "x", idempotencyKey: "same" }));
     expect(other.replayed).toBe(false);
   });
 
   it("20 concurrent retries of one keyed spend write exactly one entry", async () => {
     const userId = await funded(100);
     const input = { amount: 7, description: "retry storm", idempotencyKey: "storm" };
-    const results = await Promise.all(Array.from({ length: 20 }, () => ledger.spend(userId, input)));
+    const results = (await Promise.all(Array.from({ length: 20 }, () => ledger.spend(userId, input)))).map(
+      applied,
+    );
     expect(new Set(results.map((r) => r.entry.id)).size).toBe(1);
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
     expect(await getBalance(database.handle.db, userId)).toMatchObject({ balance: 93, version: 2 });
@@ -181,13 +198,17 @@ describe(`ledger service on ${driverName}`, () => {
 
   it("refuses a credit past 2,000,000,000 and writes nothing", async () => {
     const userId = await funded(2_000_000_000);
-    await expect(ledger.grant({ userId, amount: 1, reason: "one more" }, "test")).rejects.toMatchObject({
-      name: "BalanceLimitError",
+    expect(await ledger.grant({ userId, amount: 1, reason: "one more" }, "test")).toEqual({
+      status: "balance_limit",
+      limit: 2_000_000_000,
+      requested: 1,
+      available: 2_000_000_000,
     });
     // A sum past the 32-bit range is the same clear refusal, not an integer overflow.
-    await expect(
-      ledger.grant({ userId, amount: 2_000_000_000, reason: "overflow" }, "test"),
-    ).rejects.toMatchObject({ name: "BalanceLimitError" });
+    expect(await ledger.grant({ userId, amount: 2_000_000_000, reason: "overflow" }, "test")).toMatchObject({
+      status: "balance_limit",
+      available: 2_000_000_000,
+    });
     expect(await getBalance(database.handle.db, userId)).toMatchObject({
       balance: 2_000_000_000,
       version: 1,

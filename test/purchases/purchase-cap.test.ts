@@ -119,4 +119,24 @@ describe(`a purchase credit at the balance cap on ${driverName}`, () => {
     expect(await balanceOf(database.current().handle.db, userId)).toBe(MAX_BALANCE - 50);
     expect((await recorded(bought.event.id))?.outcome).toBe("held");
   });
+
+  it("refund reversed: giving back a refund past the cap is recorded failed and changes nothing", async () => {
+    const { purchases, ledger } = services({ token_pack_small: 100 });
+    const userId = newUserId();
+    const bought = purchase(userId);
+    const same = { transaction_id: bought.event.transaction_id, store: bought.event.store };
+    const refund = fixture("CANCELLATION__rc-docs-refund", {
+      app_user_id: userId,
+      aliases: [userId],
+      ...same,
+    });
+    const reversal = fixture("REFUND_REVERSED__rc-docs", { app_user_id: userId, ...same });
+    const deliver = (body: Delivery) => purchases.handleDelivery(JSON.stringify(body), parsed(body));
+    expect((await deliver(bought)).outcome).toBe("credited");
+    expect((await deliver(refund)).outcome).toBe("refunded");
+    await ledger.grant({ userId, amount: MAX_BALANCE - 50, reason: "setup" }, "test");
+    expect(await deliver(reversal)).toMatchObject({ outcome: "failed", detail: LIMIT_DETAIL });
+    expect(await balanceOf(database.current().handle.db, userId)).toBe(MAX_BALANCE - 50);
+    expect((await recorded(reversal.event.id))?.outcome).toBe("failed");
+  });
 });

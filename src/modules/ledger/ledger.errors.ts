@@ -1,49 +1,17 @@
 import { UNIQUE_VIOLATION, violates } from "../../db/errors.js";
 
-/** Refusals the ledger makes on purpose. Each carries the data a caller needs to explain it. */
-
-export class InsufficientTokensError extends Error {
-  override readonly name = "InsufficientTokensError";
-  constructor(
-    readonly required: number,
-    readonly available: number,
-  ) {
-    super(`Insufficient tokens: ${required} required, ${available} available`);
-  }
-}
-
-export class IdempotencyConflictError extends Error {
-  override readonly name = "IdempotencyConflictError";
-  constructor(
-    readonly idempotencyKey: string,
-    /** The balance, unchanged, when the statement answered it (for the refusal's answer). */
-    readonly available?: number,
-  ) {
-    super("This idempotency key was already used for a different request");
-  }
-}
-
+/**
+ * The ledger answers its refusals as values (ledger.types.ts). This one is still an error for the
+ * purchases module, which throws it inside a webhook's transaction to roll the whole delivery back
+ * when the ledger answered `balance_limit`, and records the delivery as failed.
+ */
 export class BalanceLimitError extends Error {
   override readonly name = "BalanceLimitError";
   constructor(
     readonly limit: number,
     readonly requested: number,
-    /** The balance, unchanged, when the statement answered it (for the refusal's answer). */
-    readonly available?: number,
   ) {
     super(`A balance cannot exceed ${limit} tokens`);
-  }
-}
-
-/** The user spent more often than the spend limit allows; nothing was written. */
-export class RateLimitedError extends Error {
-  override readonly name = "RateLimitedError";
-  constructor(
-    readonly retryAfterSeconds: number,
-    /** The balance, unchanged, for the refusal's answer. */
-    readonly available: number,
-  ) {
-    super(`Too many spends: try again in ${retryAfterSeconds} seconds`);
   }
 }
 

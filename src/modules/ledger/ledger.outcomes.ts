@@ -1,36 +1,45 @@
 import { createHash } from "node:crypto";
 import stringify from "safe-stable-stringify";
 import { MAX_BALANCE } from "../../db/schema.js";
-import {
-  BalanceLimitError,
-  IdempotencyConflictError,
-  InsufficientTokensError,
-  RateLimitedError,
-} from "./ledger.errors.js";
 import type { ChangeOutcome, ChangeRequest } from "./ledger.statements.js";
-import type { WriteResult } from "./ledger.types.js";
+import type { Refusal, WriteResult } from "./ledger.types.js";
 
 /**
- * What a write came to: the new entry, or for a replayed idempotency key the original one (a reuse
- * with other input is IdempotencyConflictError); every refusal as the error that names it.
+ * What a write came to, as a value: the new entry; for a replayed idempotency key the original one (a
+ * reuse with other input is `key_reused`); or the refusal, with the balance the statement saw.
+ * `refusals` are the ones the operation can meet (a debit is never over the limit, a credit never
+ * insufficient); any other answer from the statement is a bug, and throws.
  */
-export function written(outcome: ChangeOutcome, request: ChangeRequest): WriteResult {
+export function written<Status extends Refusal["status"]>(
+  outcome: ChangeOutcome,
+  request: ChangeRequest,
+  refusals: readonly Status[],
+): WriteResult | Extract<Refusal, { status: Status }> {
+  const result = resultOf(outcome, request);
+  if (result.status !== "applied" && !(refusals as readonly string[]).includes(result.status))
+    throw new Error(`ledger_apply answered ${result.status} to a ${request.kind} of ${request.delta}`);
+  return result as WriteResult | Extract<Refusal, { status: Status }>;
+}
+
+function resultOf(outcome: ChangeOutcome, request: ChangeRequest): WriteResult | Refusal {
   const amount = Math.abs(request.delta);
   switch (outcome.status) {
     case "applied":
-      return { entry: outcome.entry, replayed: false };
+      return { status: "applied", entry: outcome.entry, replayed: false };
     case "replay":
       if (outcome.requestHash === (request.requestHash ?? null))
-        return { entry: outcome.entry, replayed: true };
-      throw new IdempotencyConflictError(request.idempotencyKey ?? "", outcome.available);
+        return { status: "applied", entry: outcome.entry, replayed: true };
+      return { status: "key_reused", available: outcome.available };
     case "duplicate":
-      return { entry: outcome.entry, replayed: true };
+      return { status: "applied", entry: outcome.entry, replayed: true };
     case "insufficient":
-      throw new InsufficientTokensError(amount, outcome.available);
+      return { status: "insufficient", required: amount, available: outcome.available };
     case "limit":
-      throw new BalanceLimitError(MAX_BALANCE, amount, outcome.available);
-    case "rate_limited":
-      throw new RateLimitedError(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)), outcome.available);
+      return { status: "balance_limit", limit: MAX_BALANCE, requested: amount, available: outcome.available };
+    case "rate_limited": {
+      const retryAfterSeconds = Math.max(1, Math.ceil(outcome.retryAfterMs / 1000));
+      return { status: "rate_limited", retryAfterSeconds, available: outcome.available };
+    }
   }
 }
 

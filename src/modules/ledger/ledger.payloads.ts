@@ -2,20 +2,15 @@ import type { Logger } from "pino";
 import type { Metrics } from "../../metrics.js";
 import { InvalidInputError, parseInput } from "../../validation.js";
 import type { RateLimits } from "../limits/rate-limits.js";
-import {
-  BalanceLimitError,
-  IdempotencyConflictError,
-  InsufficientTokensError,
-  RateLimitedError,
-} from "./ledger.errors.js";
 import type { LedgerEntry } from "./ledger.queries.js";
-import type { LedgerService, WriteResult } from "./ledger.service.js";
+import type { AdjustResult, LedgerService, SpendResult, WriteResult } from "./ledger.service.js";
 import { spendInputSchema } from "./ledger.validation.js";
 
 /**
- * The answers to a spend and to a grant, as GraphQL and REST both give them: business refusals are
- * data (success false, an error code, the unchanged balance), not errors. A replay is built from the
- * stored entry, so it is identical to the first answer.
+ * The answers to a spend and to an operator's write, as GraphQL and REST both give them: the
+ * ledger's refusals are values, and each becomes data here (success false, an error code, the
+ * unchanged balance the statement saw). A replay is built from the stored entry, so it is identical
+ * to the first answer. Only invalid input (InvalidInputError, mapped at the edge) and failures throw.
  */
 
 /** Why a spend was refused; feeds the TypeScript type, the GraphQL enum and the REST status map. */
@@ -26,18 +21,26 @@ export type SpendErrorCode = (typeof SPEND_ERROR_CODES)[number];
 export const GRANT_ERROR_CODES = ["BALANCE_LIMIT_EXCEEDED", "IDEMPOTENCY_KEY_REUSED"] as const;
 export type GrantErrorCode = (typeof GRANT_ERROR_CODES)[number];
 
-export interface Payload<Code extends string> {
+interface PayloadFields {
   /** Whose balance the call was about (the caller's for a spend, the granted user's for a grant). */
   readonly userId: string;
-  readonly success: boolean;
   readonly newBalance: number;
   readonly message: string;
-  readonly entry: LedgerEntry | null;
-  readonly errorCode: Code | null;
-  readonly replayed: boolean;
   /** With RATE_LIMITED: how long to wait before trying again. */
   readonly retryAfterSeconds: number | null;
 }
+
+/** Written (or replayed) with its entry, or refused with a code and no entry. */
+export type Payload<Code extends string> = PayloadFields &
+  (
+    | {
+        readonly success: true;
+        readonly entry: LedgerEntry;
+        readonly errorCode: null;
+        readonly replayed: boolean;
+      }
+    | { readonly success: false; readonly entry: null; readonly errorCode: Code; readonly replayed: false }
+  );
 
 export interface SpendDeps {
   readonly ledger: LedgerService;
@@ -53,58 +56,51 @@ export async function spendPayload(
   userId: string,
   rawInput: unknown,
 ): Promise<Payload<SpendErrorCode>> {
-  let payload: Payload<SpendErrorCode>;
+  let result: SpendResult;
   try {
-    payload = await decideSpend(deps, userId, rawInput);
+    result = await decideSpend(deps, userId, rawInput);
   } catch (error) {
     if (error instanceof InvalidInputError) deps.metrics.spends.inc({ outcome: "invalid" });
     throw error;
   }
-  deps.metrics.spends.inc({ outcome: spendLabel(payload) });
-  return payload;
+  deps.metrics.spends.inc({ outcome: spendLabel(result) });
+  switch (result.status) {
+    case "applied":
+      return accepted(result, `Spent ${-result.entry.amount} tokens`);
+    case "insufficient":
+      return refusal(userId, result.available, notEnough(result), "INSUFFICIENT_TOKENS");
+    case "key_reused":
+      return refusal(userId, result.available, reused("spend"), "IDEMPOTENCY_KEY_REUSED");
+    case "rate_limited": {
+      const { retryAfterSeconds } = result;
+      const message = `Too many spends: try again in ${retryAfterSeconds} seconds`;
+      return { ...refusal(userId, result.available, message, "RATE_LIMITED"), retryAfterSeconds };
+    }
+  }
 }
 
-function spendLabel(payload: Payload<SpendErrorCode>): string {
-  if (payload.success) return payload.replayed ? "replay" : "success";
-  if (payload.errorCode === "INSUFFICIENT_TOKENS") return "insufficient";
-  return payload.errorCode === "RATE_LIMITED" ? "rate_limited" : "invalid";
+function spendLabel(result: SpendResult): string {
+  switch (result.status) {
+    case "applied":
+      return result.replayed ? "replay" : "success";
+    case "key_reused":
+      return "invalid";
+    default:
+      return result.status;
+  }
 }
 
-async function decideSpend(
-  deps: SpendDeps,
-  userId: string,
-  rawInput: unknown,
-): Promise<Payload<SpendErrorCode>> {
+async function decideSpend(deps: SpendDeps, userId: string, rawInput: unknown): Promise<SpendResult> {
   // Refused input is refused before it can use up the user's rate limit.
   const input = parseInput(spendInputSchema, rawInput);
   const limit = await deps.limits.spend(userId);
   if (!limit.allowed) {
+    // Counted before the ledger (in Redis): no statement ran to answer the balance, so it is read.
     const { balance } = await deps.ledger.balanceOf(userId);
-    return rateLimited(userId, balance, limit.retryAfterSeconds);
+    return { status: "rate_limited", retryAfterSeconds: limit.retryAfterSeconds, available: balance };
   }
-  try {
-    const rateLimit = "counter" in limit ? limit.counter : undefined;
-    const result = await deps.ledger.spend(userId, input, { log: deps.logger, rateLimit });
-    return accepted(result, `Spent ${-result.entry.amount} tokens`);
-  } catch (error) {
-    if (error instanceof RateLimitedError)
-      return rateLimited(userId, error.available, error.retryAfterSeconds);
-    if (error instanceof InsufficientTokensError) {
-      const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
-      return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
-    }
-    if (error instanceof IdempotencyConflictError) {
-      const balance = error.available ?? (await deps.ledger.balanceOf(userId)).balance;
-      const message = "This idempotency key was already used for a different spend";
-      return refusal(userId, balance, message, "IDEMPOTENCY_KEY_REUSED");
-    }
-    throw error;
-  }
-}
-
-function rateLimited(userId: string, balance: number, retryAfterSeconds: number): Payload<SpendErrorCode> {
-  const message = `Too many spends: try again in ${retryAfterSeconds} seconds`;
-  return { ...refusal(userId, balance, message, "RATE_LIMITED"), retryAfterSeconds };
+  const rateLimit = "counter" in limit ? limit.counter : undefined;
+  return deps.ledger.spend(userId, input, { log: deps.logger, rateLimit });
 }
 
 /** Why an operator's grant, adjustment or transfer was refused. */
@@ -123,13 +119,10 @@ export async function grantPayload(
   rawInput: unknown,
   grantedBy: string,
 ): Promise<Payload<GrantErrorCode>> {
-  try {
-    const result = await deps.ledger.grant(rawInput, grantedBy, { log: deps.logger });
-    return accepted(result, `Granted ${result.entry.amount} tokens`);
-  } catch (error) {
-    const userId = (rawInput as { userId: string }).userId;
-    return (await adminRefusal(deps, error, userId, "grant")) as Payload<GrantErrorCode>;
-  }
+  const result = await deps.ledger.grant(rawInput, grantedBy, { log: deps.logger });
+  const userId = (rawInput as { userId: string }).userId;
+  // A grant is never insufficient, so its answer carries only grant codes.
+  return adminAnswer(userId, result, "grant", "Granted") as Payload<GrantErrorCode>;
 }
 
 /** An operator's signed correction; `input` is validated by the ledger (InvalidInputError). */
@@ -138,12 +131,8 @@ export async function adjustPayload(
   rawInput: unknown,
   adjustedBy: string,
 ): Promise<Payload<AdminErrorCode>> {
-  try {
-    const result = await deps.ledger.adjust(rawInput, adjustedBy, { log: deps.logger });
-    return accepted(result, `Adjusted by ${result.entry.amount} tokens`);
-  } catch (error) {
-    return adminRefusal(deps, error, (rawInput as { userId: string }).userId, "adjustment");
-  }
+  const result = await deps.ledger.adjust(rawInput, adjustedBy, { log: deps.logger });
+  return adminAnswer((rawInput as { userId: string }).userId, result, "adjustment", "Adjusted by");
 }
 
 export interface TransferPayload {
@@ -164,51 +153,50 @@ export async function transferPayload(
   transferredBy: string,
 ): Promise<TransferPayload> {
   const { fromUserId, toUserId } = rawInput as { fromUserId: string; toUserId: string };
-  try {
-    const { debit, credit, replayed } = await deps.ledger.transfer(rawInput, transferredBy, {
-      log: deps.logger,
-    });
+  const result = await deps.ledger.transfer(rawInput, transferredBy, { log: deps.logger });
+  if (result.status === "applied") {
+    const { debit, credit, replayed } = result;
     const message = `Moved ${credit.amount} tokens from ${fromUserId} (now ${debit.balanceAfter}) to ${toUserId} (now ${credit.balanceAfter})`;
     return { fromUserId, toUserId, success: true, message, debit, credit, errorCode: null, replayed };
-  } catch (error) {
-    const refused = await adminRefusal(deps, error, fromUserId, "transfer");
-    const { message, errorCode } = refused;
-    return {
-      fromUserId,
-      toUserId,
-      success: false,
-      message,
-      debit: null,
-      credit: null,
-      errorCode,
-      replayed: false,
-    };
+  }
+  const { message, errorCode } = adminAnswer(fromUserId, result, "transfer", "Moved");
+  return {
+    fromUserId,
+    toUserId,
+    success: false,
+    message,
+    debit: null,
+    credit: null,
+    errorCode,
+    replayed: false,
+  };
+}
+
+/** An operator's write as data: the entry, or the refusal with the balance the statement saw. */
+function adminAnswer(
+  userId: string,
+  result: AdjustResult,
+  what: string,
+  done: string,
+): Payload<AdminErrorCode> {
+  switch (result.status) {
+    case "applied":
+      return accepted(result, `${done} ${result.entry.amount} tokens`);
+    case "insufficient":
+      return refusal(userId, result.available, notEnough(result), "INSUFFICIENT_TOKENS");
+    case "balance_limit": {
+      const message = `A balance cannot exceed ${result.limit} tokens`;
+      return refusal(userId, result.available, message, "BALANCE_LIMIT_EXCEEDED");
+    }
+    case "key_reused":
+      return refusal(userId, result.available, reused(what), "IDEMPOTENCY_KEY_REUSED");
   }
 }
 
-/** An operator's refusal as data with the user's unchanged balance; anything else is rethrown. */
-async function adminRefusal(
-  deps: AdminDeps,
-  error: unknown,
-  userId: string,
-  what: string,
-): Promise<Payload<AdminErrorCode>> {
-  if (error instanceof InsufficientTokensError) {
-    const message = `Not enough tokens: ${error.required} required, ${error.available} available`;
-    return refusal(userId, error.available, message, "INSUFFICIENT_TOKENS");
-  }
-  if (!(error instanceof BalanceLimitError || error instanceof IdempotencyConflictError)) throw error;
-  // The statement answers the balance with its refusal; only a transfer's mismatched sides do not.
-  const balance = error.available ?? (await deps.ledger.balanceOf(userId)).balance;
-  return error instanceof BalanceLimitError
-    ? refusal(userId, balance, `A balance cannot exceed ${error.limit} tokens`, "BALANCE_LIMIT_EXCEEDED")
-    : refusal(
-        userId,
-        balance,
-        `This idempotency key was already used for a different ${what}`,
-        "IDEMPOTENCY_KEY_REUSED",
-      );
-}
+const notEnough = (refused: { required: number; available: number }) =>
+  `Not enough tokens: ${refused.required} required, ${refused.available} available`;
+
+const reused = (what: string) => `This idempotency key was already used for a different ${what}`;
 
 function accepted<Code extends string>(result: WriteResult, what: string): Payload<Code> {
   return {

@@ -6,14 +6,16 @@ import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledge
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { transferTokens } from "./ledger.transfer.js";
 import type {
+  AdjustResult,
+  GrantResult,
   LegacyImport,
   LegacyImportResult,
   PurchaseRefund,
   RefundResult,
   RefundReversal,
   ReversalResult,
+  SpendResult,
   TransferResult,
-  WriteResult,
 } from "./ledger.types.js";
 import { adjustInputSchema, grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
@@ -31,7 +33,7 @@ export interface WriteOptions {
 }
 
 export interface SpendOptions extends WriteOptions {
-  /** Count the spend against this fixed-window limit in the same statement (RateLimitedError past it). */
+  /** Count the spend against this fixed-window limit in the same statement (`rate_limited` past it). */
   readonly rateLimit?: ChangeRequest["rateLimit"];
 }
 
@@ -39,32 +41,34 @@ export interface SpendOptions extends WriteOptions {
  * The only door for money: every balance change is one of these operations. Shared invariants: a
  * balance is a whole number from 0 to MAX_BALANCE; each change appends one immutable entry with its
  * signed amount, `balance_after` and a version one above the last, and is announced to live
- * subscribers only when its transaction commits. Refusals are thrown as the errors in
- * ledger.errors.ts and change nothing.
+ * subscribers only when its transaction commits. Refusals are values (ledger.types.ts: `status`
+ * other than "applied", with the balance the statement saw) and change nothing; invalid input throws
+ * InvalidInputError, and the database's failures throw as they are.
  */
 export interface LedgerService {
   /**
-   * Takes `amount` from the user's balance, never below 0 (InsufficientTokensError). `input` is a
+   * Takes `amount` from the user's balance, never below 0 (`insufficient`). `input` is a
    * SpendInput, validated here (InvalidInputError says what is wrong). With an idempotency key, a
    * retry of the same request returns the original entry (`replayed`) and a reuse with other input
-   * throws IdempotencyConflictError; spend keys and grant keys never collide.
+   * is `key_reused`; spend keys and grant keys never collide.
    */
-  spend(userId: string, input: unknown, options?: SpendOptions): Promise<WriteResult>;
+  spend(userId: string, input: unknown, options?: SpendOptions): Promise<SpendResult>;
   /**
-   * An operator's credit to a user, never above MAX_BALANCE (BalanceLimitError). `input` is a
+   * An operator's credit to a user, never above MAX_BALANCE (`balance_limit`). `input` is a
    * GrantInput, validated here; idempotent like spend.
    */
-  grant(input: unknown, grantedBy: string, options?: WriteOptions): Promise<WriteResult>;
+  grant(input: unknown, grantedBy: string, options?: WriteOptions): Promise<GrantResult>;
   /**
    * An operator's signed correction of a user's balance with a required reason, recorded with who
    * made it (an ADJUSTMENT entry). A debit never takes the balance below 0: it is refused whole
-   * (InsufficientTokensError with what is available), never clamped. `input` is an AdjustInput;
+   * (`insufficient`, with what is available), never clamped. `input` is an AdjustInput;
    * idempotent like grant.
    */
-  adjust(input: unknown, adjustedBy: string, options?: Pick<WriteOptions, "log">): Promise<WriteResult>;
+  adjust(input: unknown, adjustedBy: string, options?: Pick<WriteOptions, "log">): Promise<AdjustResult>;
   /**
    * Moves tokens from one user to another: a debit and a credit (TRANSFER entries) committed in one
-   * transaction, or neither. One idempotency key covers both sides. `input` is a TransferInput.
+   * transaction, or neither (the refused side's refusal). One idempotency key covers both sides.
+   * `input` is a TransferInput.
    */
   transfer(
     input: unknown,
@@ -76,11 +80,11 @@ export interface LedgerService {
    * the balance never goes below 0); reports `recovered` and `shortfall`. Once per store transaction.
    */
   refundPurchase(refund: PurchaseRefund, options?: WriteOptions): Promise<RefundResult>;
-  /** Gives back exactly what a refund took, once per store transaction. */
+  /** Gives back exactly what a refund took, once per store transaction; never above MAX_BALANCE. */
   reverseRefund(reversal: RefundReversal, options?: WriteOptions): Promise<ReversalResult>;
   /**
    * Credits a legacy balance as one LEGACY_IMPORT entry, exactly once per customer (also when two
-   * imports run at once); never above MAX_BALANCE (BalanceLimitError).
+   * imports run at once); never above MAX_BALANCE (`balance_limit`).
    */
   importLegacy(legacy: LegacyImport, options?: WriteOptions): Promise<LegacyImportResult>;
   /** The user's balance now (0, version 0, for a user who never had one). */
@@ -110,7 +114,7 @@ class Ledger implements LedgerService {
     return readBalance(this.database, userId);
   }
 
-  async spend(userId: string, rawInput: unknown, options: SpendOptions = {}): Promise<WriteResult> {
+  async spend(userId: string, rawInput: unknown, options: SpendOptions = {}): Promise<SpendResult> {
     const input = parseInput(spendInputSchema, rawInput);
     const key = input.idempotencyKey ?? null;
     const metadata = input.metadata ?? null;
@@ -126,8 +130,9 @@ class Ledger implements LedgerService {
         : null,
       rateLimit: options.rateLimit,
     };
-    const result = written(await this.apply(request, options), request);
-    if (!result.replayed) {
+    const refusals = ["insufficient", "key_reused", "rate_limited"] as const;
+    const result = written(await this.apply(request, options), request, refusals);
+    if (result.status === "applied" && !result.replayed) {
       const balance = result.entry.balanceAfter;
       (options.log ?? this.logger).info(
         { userId, amount: input.amount, balance, entryId: result.entry.id },
@@ -137,7 +142,7 @@ class Ledger implements LedgerService {
     return result;
   }
 
-  async grant(rawInput: unknown, grantedBy: string, options: WriteOptions = {}): Promise<WriteResult> {
+  async grant(rawInput: unknown, grantedBy: string, options: WriteOptions = {}): Promise<GrantResult> {
     const input = parseInput(grantInputSchema, rawInput);
     const key = input.idempotencyKey ?? null;
     const request: ChangeRequest = {
@@ -149,8 +154,8 @@ class Ledger implements LedgerService {
       idempotencyKey: key,
       requestHash: key ? requestHash({ op: "grant", amount: input.amount, reason: input.reason }) : null,
     };
-    const result = written(await this.apply(request, options), request);
-    if (!result.replayed) {
+    const result = written(await this.apply(request, options), request, ["balance_limit", "key_reused"]);
+    if (result.status === "applied" && !result.replayed) {
       const { id, balanceAfter } = result.entry;
       (options.log ?? this.logger).info(
         { userId: input.userId, amount: input.amount, grantedBy, entryId: id },
@@ -160,7 +165,7 @@ class Ledger implements LedgerService {
     return result;
   }
 
-  async adjust(rawInput: unknown, adjustedBy: string, options: WriteOptions = {}): Promise<WriteResult> {
+  async adjust(rawInput: unknown, adjustedBy: string, options: WriteOptions = {}): Promise<AdjustResult> {
     const input = parseInput(adjustInputSchema, rawInput);
     const key = input.idempotencyKey ?? null;
     const request: ChangeRequest = {
@@ -172,8 +177,9 @@ class Ledger implements LedgerService {
       idempotencyKey: key,
       requestHash: key ? requestHash({ op: "adjust", amount: input.amount, reason: input.reason }) : null,
     };
-    const result = written(await this.apply(request, options), request);
-    if (!result.replayed) {
+    const refusals = ["insufficient", "balance_limit", "key_reused"] as const;
+    const result = written(await this.apply(request, options), request, refusals);
+    if (result.status === "applied" && !result.replayed) {
       const { id, balanceAfter } = result.entry;
       (options.log ?? this.logger).info(
         { userId: input.userId, amount: input.amount, adjustedBy, entryId: id },
@@ -203,7 +209,8 @@ class Ledger implements LedgerService {
     };
     const outcome = await this.apply(request, options);
     if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
-    const { entry } = written(outcome, request);
+    // Taking what is left is never refused: anything but an entry is a bug, and throws.
+    const { entry } = written(outcome, request, []);
     const recovered = -entry.amount;
     return { status: "refunded", entry, purchase, recovered, shortfall: purchase.amount - recovered };
   }
@@ -221,7 +228,8 @@ class Ledger implements LedgerService {
     };
     const outcome = await this.apply(request, options);
     if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
-    return { status: "reversed", entry: written(outcome, request).entry, refund };
+    const result = written(outcome, request, ["balance_limit"]);
+    return result.status === "applied" ? { status: "reversed", entry: result.entry, refund } : result;
   }
 
   async importLegacy(legacy: LegacyImport, options: WriteOptions = {}): Promise<LegacyImportResult> {
@@ -235,7 +243,8 @@ class Ledger implements LedgerService {
     };
     const outcome = await this.apply(request, options);
     if (outcome.status === "duplicate") return { status: "already-imported", entry: outcome.entry };
-    return { status: "imported", entry: written(outcome, request).entry };
+    const result = written(outcome, request, ["balance_limit"]);
+    return result.status === "applied" ? { status: "imported", entry: result.entry } : result;
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */

@@ -2,7 +2,6 @@ import type { Logger } from "pino";
 import type { Database } from "../../db/client.js";
 import { withRetry } from "../../db/retry.js";
 import { parseInput } from "../../validation.js";
-import { IdempotencyConflictError } from "./ledger.errors.js";
 import { requestHash, written } from "./ledger.outcomes.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import type { TransferResult } from "./ledger.types.js";
@@ -11,7 +10,8 @@ import { transferInputSchema } from "./ledger.validation.js";
 /**
  * LedgerService.transfer: a debit of one user and a credit of another in one ledger_apply statement
  * inside one transaction. The statement applies each change on its own (a refused one fails alone),
- * so a refused side is thrown inside the transaction, which rolls the other side back. Both balances
+ * so a refused side rolls the transaction back (a private throw, caught here into the refusal's
+ * value), and with it the other side. Both balances
  * are locked in user order, so opposite transfers between two users wait for each other instead of
  * deadlocking. Both sides carry the same idempotency key and request hash.
  */
@@ -36,15 +36,20 @@ export async function transferTokens(
   });
   const debit = side(fromUserId, -amount, { toUserId });
   const credit = side(toUserId, amount, { fromUserId });
-  const [debited, credited] = await withRetry(() =>
-    db.transaction(async (tx) => {
-      const outcomes = await applyChanges(tx, [debit, credit]);
-      return [written(outcomes[0] as ChangeOutcome, debit), written(outcomes[1] as ChangeOutcome, credit)];
-    }),
-  );
-  // Only an earlier, identical transfer replays both sides; anything else reused the key.
-  if (debited.replayed !== credited.replayed) throw new IdempotencyConflictError(key ?? "");
-  const result = { debit: debited.entry, credit: credited.entry, replayed: debited.replayed };
+  let result: Extract<TransferResult, { status: "applied" }>;
+  try {
+    result = await withRetry(() =>
+      db.transaction(async (tx) => {
+        const [debited, credited] = await applyChanges(tx, [debit, credit]);
+        const both = sides(debited as ChangeOutcome, credited as ChangeOutcome, debit, credit);
+        if (both.status !== "applied") throw new Refused(both);
+        return both;
+      }),
+    );
+  } catch (error) {
+    if (error instanceof Refused) return error.refusal;
+    throw error;
+  }
   if (!result.replayed) {
     const ids = { debitId: result.debit.id, creditId: result.credit.id };
     log.info(
@@ -53,4 +58,31 @@ export async function transferTokens(
     );
   }
   return result;
+}
+
+/** Both sides written, or the first refused side's refusal (the debit's first). */
+function sides(
+  debited: ChangeOutcome,
+  credited: ChangeOutcome,
+  debit: ChangeRequest,
+  credit: ChangeRequest,
+): TransferResult {
+  const from = written(debited, debit, ["insufficient", "key_reused"]);
+  if (from.status !== "applied") return from;
+  const to = written(credited, credit, ["balance_limit", "key_reused"]);
+  if (to.status !== "applied") return to;
+  // Only an earlier, identical transfer replays both sides; anything else reused the key.
+  if (from.replayed !== to.replayed) {
+    // The debitor's balance as it stands: the statement's for a replay, else the one before this debit.
+    const available = debited.status === "replay" ? debited.available : from.entry.balanceAfter - debit.delta;
+    return { status: "key_reused", available };
+  }
+  return { status: "applied", debit: from.entry, credit: to.entry, replayed: from.replayed };
+}
+
+/** Carries a refused side out of the transaction, so that the transaction rolls back. */
+class Refused extends Error {
+  constructor(readonly refusal: Exclude<TransferResult, { status: "applied" }>) {
+    super(`transfer refused: ${refusal.status}`);
+  }
 }

@@ -1,19 +1,68 @@
 import type { LedgerEntry } from "./ledger.queries.js";
 
-/** What the ledger's operations take and answer (see LedgerService in ledger.service.ts). */
+/**
+ * What the ledger's operations take and answer (see LedgerService in ledger.service.ts). A refusal is
+ * a value, as ledger_apply's row gives it: nothing was written, and `available` is the balance the
+ * statement saw. Only bugs, invalid input (InvalidInputError) and the database's own failures throw.
+ */
 
+/** A change written, or with an idempotency key the identical change written before (`replayed`). */
 export interface WriteResult {
+  readonly status: "applied";
   readonly entry: LedgerEntry;
   /** True when an idempotency key matched an earlier, identical request: nothing was written. */
   readonly replayed: boolean;
 }
 
-/** A transfer's two entries; `replayed` when its idempotency key matched an identical transfer. */
-export interface TransferResult {
-  readonly debit: LedgerEntry;
-  readonly credit: LedgerEntry;
-  readonly replayed: boolean;
+/** A debit larger than the balance. */
+export interface Insufficient {
+  readonly status: "insufficient";
+  readonly required: number;
+  readonly available: number;
 }
+
+/** A credit that would take the balance past MAX_BALANCE. */
+export interface OverLimit {
+  readonly status: "balance_limit";
+  readonly limit: number;
+  readonly requested: number;
+  readonly available: number;
+}
+
+/** The idempotency key was used before for a different request. */
+export interface KeyReused {
+  readonly status: "key_reused";
+  readonly available: number;
+}
+
+/** The spend limit's window is full. */
+export interface RateLimited {
+  readonly status: "rate_limited";
+  readonly retryAfterSeconds: number;
+  readonly available: number;
+}
+
+export type Refusal = Insufficient | OverLimit | KeyReused | RateLimited;
+
+export type SpendResult = WriteResult | Insufficient | KeyReused | RateLimited;
+export type GrantResult = WriteResult | OverLimit | KeyReused;
+/** A signed correction: a debit can be insufficient, a credit over the limit. */
+export type AdjustResult = WriteResult | Insufficient | OverLimit | KeyReused;
+
+/**
+ * A transfer's two entries (`replayed` when its idempotency key matched an identical transfer), or
+ * the refusal of the side that was refused (the debit's first); then neither side was written.
+ */
+export type TransferResult =
+  | {
+      readonly status: "applied";
+      readonly debit: LedgerEntry;
+      readonly credit: LedgerEntry;
+      readonly replayed: boolean;
+    }
+  | Insufficient
+  | OverLimit
+  | KeyReused;
 
 export interface PurchaseRefund {
   readonly storeRef: string;
@@ -50,9 +99,12 @@ export interface LegacyImport {
 
 export type LegacyImportResult =
   | { readonly status: "imported"; readonly entry: LedgerEntry }
-  | { readonly status: "already-imported"; readonly entry: LedgerEntry };
+  | { readonly status: "already-imported"; readonly entry: LedgerEntry }
+  | OverLimit;
 
 export type ReversalResult =
   | { readonly status: "reversed"; readonly entry: LedgerEntry; readonly refund: LedgerEntry }
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
-  | { readonly status: "no-refund" };
+  | { readonly status: "no-refund" }
+  /** Giving the tokens back would take the balance past MAX_BALANCE; nothing was written. */
+  | OverLimit;

@@ -1,5 +1,4 @@
 import type { Database } from "../../db/client.js";
-import { BalanceLimitError } from "../ledger/ledger.errors.js";
 import type { PurchaseCredits } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { emptyReport, type ImportReport, recordNonCustomer } from "./import-report.js";
@@ -244,20 +243,17 @@ async function write(run: Run, customer: LegacyCustomer, amounts: Amounts, decid
     customerId: customer.customerId,
     ...(alreadyCredited > 0 ? { attributeTokens, alreadyCredited } : {}),
   };
-  try {
-    const result = await ledger.importLegacy({ ...customer, tokens, metadata });
-    if (result.status === "already-imported") {
-      report.totals.alreadyImported += 1;
-      decide("already imported");
-    } else {
-      credit(report, tokens);
-      decide("credited", { ...amounts, entryId: result.entry.id });
-    }
-    return true;
-  } catch (error) {
-    if (!(error instanceof BalanceLimitError)) throw error;
+  const result = await ledger.importLegacy({ ...customer, tokens, metadata });
+  if (result.status === "balance_limit")
     return refuse(report, customer, "the user's balance would pass the cap", decide);
+  if (result.status === "already-imported") {
+    report.totals.alreadyImported += 1;
+    decide("already imported");
+  } else {
+    credit(report, tokens);
+    decide("credited", { ...amounts, entryId: result.entry.id });
   }
+  return true;
 }
 
 function credit(report: ImportReport, tokens: number): void {

@@ -256,6 +256,8 @@ class Purchases implements PurchasesService {
       const { entry } = reversed;
       return result("duplicate", `refund of ${storeRef} already reversed`, entry.userId, entry.id);
     }
+    // A full balance rolls the whole reversal back, to be recorded as failed and tried again.
+    if (reversed.status === "balance_limit") throw new BalanceLimitError(reversed.limit, reversed.requested);
     // The refund came before its purchase and held it back; with the refund reversed, the purchase is
     // credited after all (by the purchase path's own statement), and its own record says so. A full
     // balance rolls the whole reversal back, to be recorded as failed and tried again.
