@@ -1,0 +1,184 @@
+import type { Logger } from "pino";
+import type { Executor } from "../../db/client.js";
+import { MAX_BALANCE } from "../../db/schema.js";
+import { BalanceLimitError } from "../ledger/ledger.errors.js";
+import type { LedgerService } from "../ledger/ledger.service.js";
+import { decide } from "./purchase.policy.js";
+import type { Decision, PurchasePolicyConfig } from "./purchase-decision.js";
+import { purchaseMetadata, type RevenuecatEvent } from "./revenuecat.event.js";
+import type { DeliveryWriter } from "./webhook-deliveries.js";
+import {
+  type DeliveryResult,
+  finish,
+  heldPurchase,
+  isWaiting,
+  lockStoreTransaction,
+  deliveryResult as result,
+} from "./webhook-inbox.js";
+
+/** The events carried out in a transaction of their own, after their claim, under the store transaction's lock. */
+export type Settlement = Extract<Decision, { action: "refund" | "reverse" | "extend" | "cut" }>;
+
+export function isSettlement(decision: Decision): decision is Settlement {
+  return (
+    decision.action === "refund" ||
+    decision.action === "reverse" ||
+    decision.action === "extend" ||
+    decision.action === "cut"
+  );
+}
+
+/**
+ * Refunds, their reversals, and a subscription lot's new end (SUBSCRIPTION_EXTENDED, an early
+ * EXPIRATION): each carried out and recorded in the caller's transaction, after the event's claim.
+ */
+export class Settlements {
+  constructor(
+    private readonly deliveries: DeliveryWriter,
+    private readonly ledger: LedgerService,
+    private readonly config: PurchasePolicyConfig,
+  ) {}
+
+  async settle(
+    tx: Executor,
+    event: RevenuecatEvent,
+    decision: Settlement,
+    log: Logger,
+  ): Promise<DeliveryResult> {
+    const settled = await this.carryOut(tx, event, decision, log);
+    await finish(tx, event.id, settled);
+    return settled;
+  }
+
+  private carryOut(tx: Executor, event: RevenuecatEvent, decision: Settlement, log: Logger) {
+    switch (decision.action) {
+      case "refund":
+        return this.refund(tx, event, decision.storeRef, log);
+      case "reverse":
+        return this.reverse(tx, event, decision.storeRef);
+      case "extend":
+      case "cut":
+        return this.moveLotEnd(tx, event, decision);
+    }
+  }
+
+  private async refund(tx: Executor, event: RevenuecatEvent, storeRef: string | null, log: Logger) {
+    if (!storeRef) return result("unmatched", "no credited purchase for transaction (none)");
+    await lockStoreTransaction(tx, storeRef);
+    if (await isWaiting(tx, event, "REFUND_REVERSED")) {
+      return result("ignored", `the refund of ${storeRef} was reversed before it arrived`);
+    }
+    const metadata = purchaseMetadata(event);
+    const refunded = await this.ledger.refundPurchase({ storeRef, metadata }, { executor: tx });
+    if (refunded.status === "no-purchase") {
+      return result("unmatched", `no credited purchase for transaction ${storeRef}`);
+    }
+    const { entry } = refunded;
+    if (refunded.status === "duplicate") {
+      return result("duplicate", `transaction ${storeRef} already refunded`, entry.userId, entry.id);
+    }
+    const { purchase, recovered, shortfall } = refunded;
+    if (shortfall > 0) {
+      log.warn(
+        { userId: purchase.userId, refundedTokens: purchase.amount, recovered, shortfall, eventId: event.id },
+        "refund could not recover every token: they were already spent",
+      );
+    }
+    return result(
+      "refunded",
+      `took back ${recovered} of ${purchase.amount} tokens`,
+      purchase.userId,
+      entry.id,
+    );
+  }
+
+  private async reverse(
+    tx: Executor,
+    event: RevenuecatEvent,
+    storeRef: string | null,
+  ): Promise<DeliveryResult> {
+    if (!storeRef) return result("unmatched", "no refund for transaction (none)");
+    await lockStoreTransaction(tx, storeRef);
+    const metadata = purchaseMetadata(event);
+    const reversed = await this.ledger.reverseRefund({ storeRef, metadata }, { executor: tx });
+    if (reversed.status === "reversed") {
+      const { entry, refund } = reversed;
+      return result("refund_reversed", `gave back ${-refund.amount} tokens`, entry.userId, entry.id);
+    }
+    if (reversed.status === "duplicate") {
+      const { entry } = reversed;
+      return result("duplicate", `refund of ${storeRef} already reversed`, entry.userId, entry.id);
+    }
+    // The refund came before its purchase and held it back; with the refund reversed, the purchase is
+    // credited after all (by the purchase path's own statement), and its own record says so. A full
+    // balance rolls the whole reversal back, to be recorded as failed and tried again.
+    const held = await heldPurchase(tx, event);
+    const decision = held ? decide(held.event, this.config) : null;
+    if (!held || decision?.action !== "credit")
+      return result("unmatched", `no refund for transaction ${storeRef}`);
+    const credited = await this.deliveries.recordIn(tx, { ...held, decision, via: "release" });
+    if (credited.atBalanceLimit) throw new BalanceLimitError(MAX_BALANCE, decision.tokens);
+    return result(
+      "refund_reversed",
+      `refund reversed: ${credited.detail}`,
+      credited.userId,
+      credited.ledgerEntryId,
+    );
+  }
+
+  /**
+   * SUBSCRIPTION_EXTENDED moves the period lot's end later; an EXPIRATION earlier than the lot's end
+   * cuts it, expiring its unused tokens now. Neither credits anything; an event for a store
+   * transaction that opened no lot (a trial of 0 tokens, a temporary entitlement) changes nothing.
+   */
+  private async moveLotEnd(
+    tx: Executor,
+    event: RevenuecatEvent,
+    decision: Extract<Settlement, { action: "extend" | "cut" }>,
+  ): Promise<DeliveryResult> {
+    const { storeRef, expiresAt } = decision;
+    await lockStoreTransaction(tx, storeRef);
+    const change = { storeRef, expiresAt: new Date(expiresAt) };
+    const moved =
+      decision.action === "extend"
+        ? await this.ledger.extendLot(change, { executor: tx })
+        : await this.ledger.cutLot(change, { executor: tx });
+    return lotChangeResult(event, decision.action, storeRef, expiresAt, moved);
+  }
+}
+
+/** What the ledger answers to a lot's new end, as far as the delivery's record needs it. */
+interface LotChange {
+  readonly status: string;
+  readonly userId?: string | null;
+  /** The EXPIRE entry a cut wrote, if the new end had passed and the lot had tokens left. */
+  readonly entry?: { readonly id: number; readonly amount: number; readonly userId: string } | null;
+}
+
+function lotChangeResult(
+  event: RevenuecatEvent,
+  action: "extend" | "cut",
+  storeRef: string,
+  expiresAt: string,
+  change: LotChange,
+): DeliveryResult {
+  if (change.status === "no-lot")
+    return result("ignored", `${event.type}: no lot for transaction ${storeRef}`);
+  if (change.status === "unchanged") {
+    return result(
+      "ignored",
+      `${event.type}: the lot of ${storeRef} already ends by ${expiresAt}`,
+      change.userId,
+    );
+  }
+  const userId = change.entry?.userId ?? change.userId ?? null;
+  if (action === "extend")
+    return result("extended", `the lot of ${storeRef} now ends at ${expiresAt}`, userId);
+  const expired = change.entry ? -change.entry.amount : 0;
+  return result(
+    "cut",
+    `the lot of ${storeRef} ended at ${expiresAt}; ${expired} tokens expired`,
+    userId,
+    change.entry?.id ?? null,
+  );
+}
