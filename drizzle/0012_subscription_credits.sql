@@ -102,23 +102,18 @@ BEGIN
       CONTINUE;
     END IF;
 
-    IF d.lot_source IS NULL THEN
-      credits := credits || jsonb_build_object('ord', jsonb_array_length(credits), 'user_id', d.user_id,
-        'delta', d.tokens, 'mode', 'exact', 'kind', 'PURCHASE', 'description', d.description,
-        'metadata', d.metadata, 'external_ref', d.store_ref);
-    ELSE
-      supersede := coalesce(d.lot_supersede, false) AND coalesce((
-        SELECT e.product_id IS DISTINCT FROM d.product_id FROM revenuecat_events e
-         WHERE e.user_id = d.user_id AND e.chain_ref = d.lot_chain AND e.outcome = 'credited'
-           AND e.event_id <> d.event_id
-         ORDER BY e.processed_at DESC, e.event_id DESC LIMIT 1), false);
-      credits := credits || jsonb_build_object('ord', jsonb_array_length(credits), 'user_id', d.user_id,
-        'delta', d.tokens, 'mode', 'exact', 'kind', 'PURCHASE', 'description', d.description,
-        'metadata', d.metadata, 'external_ref', d.store_ref,
-        'lot_source', d.lot_source, 'lot_ref', d.store_ref, 'lot_chain', d.lot_chain,
-        'lot_product', d.lot_product, 'lot_starts_at', d.lot_starts_at, 'lot_expires_at', d.lot_expires_at,
-        'lot_rollover', d.lot_rollover, 'lot_supersede', supersede);
-    END IF;
+    -- A pack's lot (no lot_source) never expires; its lot_ref lets a refund find it.
+    supersede := d.lot_source IS NOT NULL AND coalesce(d.lot_supersede, false) AND coalesce((
+      SELECT e.product_id IS DISTINCT FROM d.product_id FROM revenuecat_events e
+       WHERE e.user_id = d.user_id AND e.chain_ref = d.lot_chain AND e.outcome = 'credited'
+         AND e.event_id <> d.event_id
+       ORDER BY e.processed_at DESC, e.event_id DESC LIMIT 1), false);
+    credits := credits || jsonb_build_object('ord', jsonb_array_length(credits), 'user_id', d.user_id,
+      'delta', d.tokens, 'mode', 'exact', 'kind', 'PURCHASE', 'description', d.description,
+      'metadata', d.metadata, 'external_ref', d.store_ref,
+      'lot_source', d.lot_source, 'lot_ref', d.store_ref, 'lot_chain', d.lot_chain,
+      'lot_product', d.lot_product, 'lot_starts_at', d.lot_starts_at, 'lot_expires_at', d.lot_expires_at,
+      'lot_rollover', d.lot_rollover, 'lot_supersede', supersede);
     waiting := waiting || jsonb_build_object('ord', d.ord, 'event_id', d.event_id, 'user_id', d.user_id,
       'tokens', d.tokens, 'store_ref', d.store_ref, 'product_id', d.product_id, 'chain_ref', d.lot_chain);
   END LOOP;
