@@ -3,6 +3,7 @@ import type { Executor } from "../../db/client.js";
 import { MAX_BALANCE } from "../../db/schema.js";
 import { BalanceLimitError } from "../ledger/ledger.errors.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
+import { productEntry } from "./product-config.js";
 import { decide } from "./purchase.policy.js";
 import type { Decision, PurchasePolicyConfig } from "./purchase-decision.js";
 import { purchaseMetadata, type RevenuecatEvent } from "./revenuecat.event.js";
@@ -13,6 +14,7 @@ import {
   heldPurchase,
   isWaiting,
   lockStoreTransaction,
+  paidPrice,
   deliveryResult as result,
 } from "./webhook-inbox.js";
 
@@ -69,7 +71,11 @@ export class Settlements {
       return result("ignored", `the refund of ${storeRef} was reversed before it arrived`);
     }
     const metadata = purchaseMetadata(event);
-    const refunded = await this.ledger.refundPurchase({ storeRef, metadata }, { executor: tx });
+    const ratio = await this.refundRatio(tx, event);
+    const refunded = await this.ledger.refundPurchase(
+      { storeRef, metadata, ...(ratio < 1 ? { ratio } : {}) },
+      { executor: tx },
+    );
     if (refunded.status === "no-purchase") {
       return result("unmatched", `no credited purchase for transaction ${storeRef}`);
     }
@@ -90,6 +96,19 @@ export class Settlements {
       purchase.userId,
       entry.id,
     );
+  }
+
+  /**
+   * The refunded share of a subscription period: RevenueCat removes a prorated part of a period's
+   * grant, by the refunded price over the price paid (the ledger rounds the tokens up). A pack, or a
+   * price unknown on either side, is refunded whole.
+   */
+  private async refundRatio(tx: Executor, event: RevenuecatEvent): Promise<number> {
+    if (productEntry(this.config.productTokenMap, event.product_id)?.kind !== "subscription") return 1;
+    if (typeof event.price !== "number" || event.price >= 0) return 1;
+    const paid = await paidPrice(tx, event);
+    if (paid === null || paid <= 0) return 1;
+    return Math.min(1, -event.price / paid);
   }
 
   private async reverse(
