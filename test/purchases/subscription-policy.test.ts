@@ -5,6 +5,8 @@ import {
   tokensForProduct,
 } from "../../src/modules/purchases/purchase.policy.js";
 import { revenuecatDeliverySchema } from "../../src/modules/purchases/revenuecat.event.js";
+import { judge } from "../../src/modules/reconcile/reconcile-outcomes.js";
+import type { UpstreamPurchase } from "../../src/modules/reconcile/upstream-purchase.js";
 import { fixture } from "../helpers/revenuecat.js";
 
 // The webhook's policy for subscription credits (issue 18), row by row of the design's §E table, as a
@@ -273,5 +275,31 @@ describe("the subscription credit policy (pure)", () => {
     const decision = decide(event("NON_RENEWING_PURCHASE__rc-docs", { product_id: "pro_monthly" }), CONFIG);
     expect(decision).toMatchObject({ action: "credit", tokens: 1000 });
     expect(decision).not.toHaveProperty("lot");
+  });
+
+  it("reconcile expects a subscription product's period grant, and an object entry's exact id only", () => {
+    const upstream = (productId: string): UpstreamPurchase => ({
+      userId: "u1",
+      store: "PLAY_STORE",
+      transactionId: "GPA.1",
+      productId,
+      environment: "PRODUCTION",
+      refunded: false,
+      type: "RENEWAL",
+      purchasedAtMs: NOW - 30 * 24 * HOUR,
+      expirationAtMs: NOW,
+      ownership: "PURCHASED",
+      source: "v2:sub1",
+    });
+    const judgement = { policy: CONFIG, now: NOW, marginMs: HOUR };
+    expect(judge(upstream("pro:annual"), undefined, judgement)).toEqual({
+      action: "credit",
+      tokens: 12000,
+      storeRef: "PLAY_STORE:GPA.1",
+    });
+    expect(judge(upstream("pro_monthly:annual"), undefined, judgement)).toMatchObject({
+      outcome: "unknown_product",
+    });
+    expect(judge(upstream("legacy_monthly:p1m"), undefined, judgement)).toMatchObject({ tokens: 300 });
   });
 });
