@@ -2,11 +2,11 @@ import type { Logger } from "pino";
 import type { Executor } from "../../db/client.js";
 import { MAX_BALANCE } from "../../db/schema.js";
 import { BalanceLimitError } from "../ledger/ledger.errors.js";
-import type { LedgerService } from "../ledger/ledger.service.js";
+import type { LedgerService, LotEndResult } from "../ledger/ledger.service.js";
 import { productEntry } from "./product-config.js";
 import { decide } from "./purchase.policy.js";
 import type { Decision, PurchasePolicyConfig } from "./purchase-decision.js";
-import { purchaseMetadata, type RevenuecatEvent } from "./revenuecat.event.js";
+import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
 import type { DeliveryWriter } from "./webhook-deliveries.js";
 import {
   type DeliveryResult,
@@ -166,38 +166,26 @@ export class Settlements {
   }
 }
 
-/** What the ledger answers to a lot's new end, as far as the delivery's record needs it. */
-interface LotChange {
-  readonly status: string;
-  readonly userId?: string | null;
-  /** The EXPIRE entry a cut wrote, if the new end had passed and the lot had tokens left. */
-  readonly entry?: { readonly id: number; readonly amount: number; readonly userId: string } | null;
-}
-
+/** What a lot's new end came to, for the delivery's record. */
 function lotChangeResult(
   event: RevenuecatEvent,
   action: "extend" | "cut",
   storeRef: string,
   expiresAt: string,
-  change: LotChange,
+  change: LotEndResult,
 ): DeliveryResult {
+  const userId = resolveUserId(event);
   if (change.status === "no-lot")
     return result("ignored", `${event.type}: no lot for transaction ${storeRef}`);
   if (change.status === "unchanged") {
-    return result(
-      "ignored",
-      `${event.type}: the lot of ${storeRef} already ends by ${expiresAt}`,
-      change.userId,
-    );
+    const already = action === "extend" ? "already ends at or after" : "already ends at or before";
+    return result("ignored", `${event.type}: the lot of ${storeRef} ${already} ${expiresAt}`, userId);
   }
-  const userId = change.entry?.userId ?? change.userId ?? null;
   if (action === "extend")
     return result("extended", `the lot of ${storeRef} now ends at ${expiresAt}`, userId);
-  const expired = change.entry ? -change.entry.amount : 0;
   return result(
     "cut",
-    `the lot of ${storeRef} ended at ${expiresAt}; ${expired} tokens expired`,
+    `the lot of ${storeRef} ended at ${expiresAt}; ${change.expired} tokens expired`,
     userId,
-    change.entry?.id ?? null,
   );
 }
