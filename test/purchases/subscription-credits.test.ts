@@ -260,6 +260,21 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
     expect((await lotsOf(t, sub.userId)).map((l) => l.remaining)).toEqual([800, 800]);
   });
 
+  it("row 13: an older period of A processed after the upgrade to B (a late reprocess) supersedes nothing", async () => {
+    const sub = new Subscription(newUserId());
+    const now = Date.now();
+    await send(t, sub.period("INITIAL_PURCHASE", now - 10 * DAY, now + 20 * DAY));
+    const upgraded = new Subscription(sub.userId, "pro_max");
+    await send(t, upgraded.period("RENEWAL", now, now + 30 * DAY, { original_transaction_id: sub.original }));
+    await send(t, sub.period("RENEWAL", now - DAY, now + 25 * DAY));
+    expect((await lotsOf(t, sub.userId)).map((l) => [l.productId, l.remaining])).toEqual([
+      ["pro_monthly", 0],
+      ["pro_max", 3000],
+      ["pro_monthly", 1000],
+    ]);
+    expect(await balanceOf(t, sub.userId)).toBe(4000);
+  });
+
   it("row 14: a deferred downgrade (PRODUCT_CHANGE only) moves nothing; A ends at its end, B opens at RENEWAL", async () => {
     const sub = new Subscription(newUserId(), "pro_max");
     const now = Date.now();
