@@ -99,6 +99,21 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
     expect(await balanceOf(t, sub.userId)).toBe(1000);
   });
 
+  it("a product's rollover cap reaches the lot: at the period's end up to the cap carries over (row 33, from the webhook)", async () => {
+    const sub = new Subscription(newUserId(), "pro_rollover");
+    const now = Date.now();
+    const end = now + 3000;
+    await send(t, sub.period("INITIAL_PURCHASE", now - 30 * DAY + 3000, end));
+    await spend(t, sub.userId, 200);
+    await until(end);
+    await sweep(t, sub.userId);
+    expect((await lotsOf(t, sub.userId)).map((l) => [l.source, l.remaining, l.expired])).toEqual([
+      ["period", 0, 300],
+      ["rollover", 500, 0],
+    ]);
+    expect(await balanceOf(t, sub.userId)).toBe(500);
+  });
+
   it("row 5: a period processed after its end is born expired: PURCHASE and EXPIRE, net 0", async () => {
     const sub = new Subscription(newUserId());
     const now = Date.now();
