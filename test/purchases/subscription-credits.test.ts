@@ -59,6 +59,27 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
     expect(await balanceOf(t, sub.userId)).toBe(1000);
   });
 
+  it("row 2: five twins of one period under different event ids, delivered at once, open one lot", async () => {
+    const sub = new Subscription(newUserId());
+    const now = Date.now();
+    const body = sub.period("RENEWAL", now - HOUR, now + 30 * DAY);
+    const twins = Array.from({ length: 5 }, (_, i) => {
+      const twin = structuredClone(body);
+      twin.event.id = `${body.event.id}-${i}`;
+      return twin;
+    });
+    const outcomes = await Promise.all(twins.map((twin) => send(t, twin)));
+    expect(outcomes.map((o) => o.outcome).sort()).toEqual([
+      "credited",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+    ]);
+    expect(await lotsOf(t, sub.userId)).toHaveLength(1);
+    expect(await balanceOf(t, sub.userId)).toBe(1000);
+  });
+
   it("row 3: a RENEWAL before the old period's end: both lots live, spends take the sooner one, its rest expires at its own end", async () => {
     const sub = new Subscription(newUserId());
     const now = Date.now();
