@@ -406,21 +406,18 @@ BEGIN
         IF need > 0 THEN
           -- The draw: soonest expiry first, then oldest, non-expiring last; never from a lot at or
           -- after its end (the touch step expired those, and the predicate says so again).
-          WITH live AS (
-            SELECT l.id, l.remaining,
-                   sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS before
-              FROM token_lots l
+          drawn := 0;
+          FOR mv IN
+            SELECT l.id, l.remaining FROM token_lots l
              WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
-          ), took AS (
-            UPDATE token_lots l SET remaining = l.remaining - least(live.remaining, need - live.before)
-              FROM live WHERE l.id = live.id AND live.before < need
-            RETURNING l.id, least(live.remaining, need - live.before) AS n
-          ), moved AS (
-            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
-              SELECT entry.id, took.id, -took.n, lower(req.kind) FROM took
-            RETURNING amount
-          )
-          SELECT coalesce(-sum(moved.amount), 0) INTO drawn FROM moved;
+             ORDER BY l.expires_at ASC NULLS LAST, l.id
+          LOOP
+            n := least(mv.remaining, need - drawn);
+            UPDATE token_lots l SET remaining = l.remaining - n WHERE l.id = mv.id;
+            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.id, -n, lower(req.kind));
+            drawn := drawn + n;
+            EXIT WHEN drawn = need;
+          END LOOP;
           IF drawn <> need THEN
             RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens its balance covers', req.user_id, drawn, need
               USING ERRCODE = 'internal_error';
