@@ -40,6 +40,9 @@ function resultOf(outcome: ChangeOutcome, request: ChangeRequest): WriteResult |
       const retryAfterSeconds = Math.max(1, Math.ceil(outcome.retryAfterMs / 1000));
       return { status: "rate_limited", retryAfterSeconds, available: outcome.available };
     }
+    default:
+      // expire, extend and cut answer lot outcomes, read by their own operations (ledger.lots.ts).
+      throw new Error(`ledger_apply answered ${outcome.status} to a ${request.kind} change`);
   }
 }
 
