@@ -1,4 +1,4 @@
-import type { BalanceReading, BalanceSnapshot } from "./types.js";
+import type { BalanceChangeInfo, BalanceReading, BalanceSnapshot } from "./types.js";
 
 /**
  * A spend sent but not yet part of the confirmed balance. `includedFrom` is set by the mutation's
@@ -24,6 +24,8 @@ export interface BalanceStore {
   addPending(key: string, amount: number): void;
   /** The mutation's answer: committed with the balance it reported, or refused/failed (rolled back). */
   answer(key: string, reading: BalanceReading | null, committed: boolean): void;
+  /** A change that arrived live: kept as lastChange unless a newer one is known. */
+  noteChange(change: BalanceChangeInfo): void;
   setFlags(flags: Partial<Flags>): void;
 }
 
@@ -34,6 +36,7 @@ interface StoreState {
   /** The newest balance a mutation answered with, held back while another spend is unanswered. */
   held: BalanceReading | null;
   pending: Map<string, PendingSpend>;
+  lastChange: BalanceChangeInfo | null;
   flags: Flags;
 }
 
@@ -50,6 +53,7 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
     stale: false,
     held: null,
     pending: new Map(),
+    lastChange: null,
     flags: { loading: false, error: null, live: false },
   };
   const listeners = new Set<() => void>();
@@ -94,6 +98,11 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
       settle(state, take);
       emit();
     },
+    noteChange(change) {
+      if (state.lastChange && state.lastChange.version >= change.version) return;
+      state.lastChange = change;
+      emit();
+    },
     setFlags(patch) {
       state.flags = { ...state.flags, ...patch };
       emit();
@@ -125,12 +134,18 @@ function settle(state: StoreState, take: (reading: BalanceReading) => void): voi
   }
 }
 
-function snapshotOf({ confirmed, stale, pending, flags }: StoreState): BalanceSnapshot {
+function snapshotOf({ confirmed, stale, pending, lastChange, flags }: StoreState): BalanceSnapshot {
   let inFlight = 0;
   for (const spend of pending.values()) inFlight += spend.amount;
+  const expiring = confirmed?.expiring ?? [];
   return {
     balance: confirmed ? Math.max(0, confirmed.balance - inFlight) : null,
     confirmedBalance: confirmed?.balance ?? null,
+    available: confirmed ? Math.max(0, confirmed.available - inFlight) : null,
+    held: confirmed?.held ?? 0,
+    expiring,
+    nextExpiry: expiring[0] ?? null,
+    lastChange,
     pending: inFlight,
     version: confirmed?.version ?? null,
     lastUpdated: confirmed?.lastUpdated ?? null,

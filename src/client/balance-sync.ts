@@ -92,13 +92,36 @@ export function applyLiveChange(
     return;
   }
   purchases.offer([entry], true);
+  if (change.reason !== "SNAPSHOT") {
+    store.noteChange({
+      reason: change.reason,
+      delta: change.delta,
+      version: change.version,
+      at: change.lastUpdated,
+    });
+  }
   const gap = known !== null && !stale && change.version > known.version + 1;
   if (gap) reread();
   if (!gap || !store.hasPending()) store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : []);
 }
 
-export function readingOf(value: BalanceReading): BalanceReading {
-  return { balance: value.balance, version: value.version, lastUpdated: value.lastUpdated ?? null };
+/**
+ * A reading from any source: the server's, or storage written by an older client (no held,
+ * available or expiring), whose expiring tokens already past are left out.
+ */
+export function readingOf(
+  value: Partial<BalanceReading> & Pick<BalanceReading, "balance" | "version">,
+): BalanceReading {
+  const held = value.held ?? 0;
+  const now = Date.now();
+  return {
+    balance: value.balance,
+    held,
+    available: value.available ?? value.balance - held,
+    expiring: (value.expiring ?? []).filter((tokens) => Date.parse(tokens.expiresAt) > now),
+    version: value.version,
+    lastUpdated: value.lastUpdated ?? null,
+  };
 }
 
 export function asLedgerError(error: unknown): TokenLedgerError {

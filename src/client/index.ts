@@ -1,10 +1,14 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
+export { BALANCE_CHANGE_REASONS, TOKEN_SOURCES } from "./protocol.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
+  BalanceChangeInfo,
+  BalanceChangeReason,
   BalanceReading,
   BalanceSnapshot,
+  ExpiringTokens,
   FetchLike,
   LedgerEntry,
   PurchaseCreditOptions,
@@ -15,6 +19,7 @@ export type {
   StorageLike,
   TokenClient,
   TokenClientOptions,
+  TokenSource,
   TransactionKind,
   TransactionsPage,
 } from "./types.js";

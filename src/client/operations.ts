@@ -3,7 +3,7 @@
  * parser. The entry fields are the ones LedgerEntry promises.
  */
 const ENTRY = "id amount balanceAfter kind idempotencyKey createdAt description metadata";
-const BALANCE = "id balance version lastUpdated";
+const BALANCE = "id balance held available version lastUpdated expiring { amount expiresAt sources }";
 
 export const BALANCE_QUERY = `query TokenBalance { balance { ${BALANCE} } }`;
 
@@ -21,4 +21,5 @@ export const SPEND_MUTATION = `mutation SpendTokens($input: SpendTokensInput!) {
 success newBalance message errorCode retryAfterSeconds transaction { ${ENTRY} } balance { ${BALANCE} } } }`;
 
 export const BALANCE_CHANGED_SUBSCRIPTION = `subscription TokenBalanceChanged {
-balanceChanged { balance delta version lastUpdated transaction { ${ENTRY} } } }`;
+balanceChanged { balance held available delta reason version lastUpdated
+expiring { amount expiresAt sources } transaction { ${ENTRY} } } }`;
