@@ -92,8 +92,12 @@ function comparable(outcome: ChangeOutcome): ModelOutcome {
       };
     case "duplicate":
       return { status: "duplicate", userId: outcome.entry.userId, amount: outcome.entry.amount };
-    default:
+    case "insufficient":
+    case "limit":
+    case "rate_limited":
       return { status: outcome.status, available: outcome.available };
+    default:
+      throw new Error(`a change answered ${outcome.status}`);
   }
 }
 

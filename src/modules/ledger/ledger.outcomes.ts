@@ -31,6 +31,9 @@ export function written(outcome: ChangeOutcome, request: ChangeRequest): WriteRe
       throw new BalanceLimitError(MAX_BALANCE, amount, outcome.available);
     case "rate_limited":
       throw new RateLimitedError(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)), outcome.available);
+    default:
+      // expire, extend and cut answer lot outcomes, read by their own operations (ledger.lots.ts).
+      throw new Error(`ledger_apply answered ${outcome.status} to a ${request.kind} change`);
   }
 }
 

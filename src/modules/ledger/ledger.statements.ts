@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.js";
-import { type EntryKind, MAX_BALANCE } from "../../db/schema.js";
+import { type EntryKind, type LotSource, MAX_BALANCE } from "../../db/schema.js";
 import { type EntryRow, type LedgerEntry, toEntry } from "./ledger.queries.js";
 
 /**
@@ -32,6 +32,28 @@ export interface ChangeRequest {
   readonly rateLimit?:
     | { readonly key: string; readonly points: number; readonly windowMs: number }
     | undefined;
+  /** What to do (default "change"); the lot fields below belong to it (ledger_apply.sql's contract). */
+  readonly op?: LedgerOp | undefined;
+  readonly lot?: LotFields | undefined;
+  /** A refund's share of the purchase, 0 < ratio <= 1 (default 1). */
+  readonly ratio?: number | undefined;
+}
+
+export type LedgerOp = "change" | "expire" | "refund" | "reverse_refund" | "extend" | "cut";
+
+/** The lot a credit opens, or the lot a refund, extension or cut names (by `ref`). */
+export interface LotFields {
+  readonly source?: LotSource | undefined;
+  /** The store transaction, `STORE:transaction_id`; one lot per ref. */
+  readonly ref?: string | undefined;
+  readonly chain?: string | null | undefined;
+  readonly product?: string | null | undefined;
+  readonly startsAt?: Date | string | null | undefined;
+  /** null or absent: never. */
+  readonly expiresAt?: Date | string | null | undefined;
+  readonly rollover?: { readonly cap: number } | null | undefined;
+  /** After opening, the free remainder of the user's other open lots of `chain` expires now. */
+  readonly supersede?: boolean | undefined;
 }
 
 export type ChangeOutcome =
@@ -50,7 +72,13 @@ export type ChangeOutcome =
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
   | { readonly status: "insufficient"; readonly available: number }
   | { readonly status: "limit"; readonly available: number }
-  | { readonly status: "rate_limited"; readonly available: number; readonly retryAfterMs: number };
+  | { readonly status: "rate_limited"; readonly available: number; readonly retryAfterMs: number }
+  /** expire, extend and cut: no entry of their own; `expired` is the tokens they expired. */
+  | {
+      readonly status: "expired" | "lot_changed" | "unchanged" | "no_lot";
+      readonly available: number;
+      readonly expired: number;
+    };
 
 export interface OutcomeRow extends Omit<EntryRow, "id"> {
   ord: number;
@@ -80,8 +108,27 @@ export function encodeRequests(requests: readonly ChangeRequest[]): string {
       rate_key: request.rateLimit?.key ?? null,
       rate_points: request.rateLimit?.points ?? null,
       rate_window_ms: request.rateLimit?.windowMs ?? null,
+      ...(request.op && request.op !== "change" ? { op: request.op } : {}),
+      ...(request.lot ? encodeLot(request.lot) : {}),
+      ...(request.ratio !== undefined ? { ratio: request.ratio } : {}),
     })),
   );
+}
+
+const isoOrNull = (time: Date | string | null | undefined) =>
+  time == null ? null : time instanceof Date ? time.toISOString() : time;
+
+function encodeLot(lot: LotFields): Record<string, unknown> {
+  return {
+    lot_source: lot.source ?? null,
+    lot_ref: lot.ref ?? null,
+    lot_chain: lot.chain ?? null,
+    lot_product: lot.product ?? null,
+    lot_starts_at: isoOrNull(lot.startsAt),
+    lot_expires_at: isoOrNull(lot.expiresAt),
+    lot_rollover: lot.rollover ?? null,
+    lot_supersede: lot.supersede ?? false,
+  };
 }
 
 /** The outcomes, in the order of the requests. */
@@ -112,6 +159,11 @@ function decodeOutcome(row: OutcomeRow): ChangeOutcome {
         available: row.available ?? 0,
         retryAfterMs: row.retry_after_ms ?? 1000,
       };
+    case "expired":
+    case "lot_changed":
+    case "unchanged":
+    case "no_lot":
+      return { status: row.status, available: row.available ?? 0, expired: row.amount ?? 0 };
     default:
       return { status: row.status, available: row.available ?? 0 };
   }
