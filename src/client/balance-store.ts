@@ -17,8 +17,11 @@ export interface BalanceStore {
   /** The confirmed reading, and whether it only came from storage. */
   current(): { reading: BalanceReading | null; stale: boolean };
   hasPending(): boolean;
-  /** A server reading; `settled` names spends it is known to include (their entries were seen). */
-  accept(reading: BalanceReading, settled?: Iterable<string>): void;
+  /**
+   * A server reading; `settled` names spends it is known to include (their entries were seen), and
+   * `change` the live change that brought it (shown as lastChange in the same snapshot).
+   */
+  accept(reading: BalanceReading, settled?: Iterable<string>, change?: BalanceChangeInfo): void;
   /** A reading from storage: shown until the server answers, marked stale. */
   showStale(reading: BalanceReading): void;
   addPending(key: string, amount: number): void;
@@ -74,8 +77,9 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
     },
     current: () => ({ reading: state.confirmed, stale: state.stale }),
     hasPending: () => state.pending.size > 0,
-    accept(reading, settled = []) {
+    accept(reading, settled = [], change) {
       for (const key of settled) state.pending.delete(key);
+      if (change) note(state, change);
       take(reading);
       settle(state, take);
       emit();
@@ -99,15 +103,20 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
       emit();
     },
     noteChange(change) {
-      if (state.lastChange && state.lastChange.version >= change.version) return;
-      state.lastChange = change;
-      emit();
+      if (note(state, change)) emit();
     },
     setFlags(patch) {
       state.flags = { ...state.flags, ...patch };
       emit();
     },
   };
+}
+
+/** Keeps a live change as the last one unless a newer one is known; says whether it did. */
+function note(state: StoreState, change: BalanceChangeInfo): boolean {
+  if (state.lastChange && state.lastChange.version >= change.version) return false;
+  state.lastChange = change;
+  return true;
 }
 
 /** Takes a server reading unless it is older than the confirmed one; says whether it did. */

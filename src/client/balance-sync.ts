@@ -92,17 +92,16 @@ export function applyLiveChange(
     return;
   }
   purchases.offer([entry], true);
-  if (change.reason !== "SNAPSHOT") {
-    store.noteChange({
-      reason: change.reason,
-      delta: change.delta,
-      version: change.version,
-      at: change.lastUpdated,
-    });
-  }
+  // The change's reason shows in the same snapshot as the balance it brought.
+  const info =
+    change.reason === "SNAPSHOT"
+      ? undefined
+      : { reason: change.reason, delta: change.delta, version: change.version, at: change.lastUpdated };
   const gap = known !== null && !stale && change.version > known.version + 1;
   if (gap) reread();
-  if (!gap || !store.hasPending()) store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : []);
+  if (!gap || !store.hasPending())
+    store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : [], info);
+  else if (info) store.noteChange(info);
 }
 
 /**
