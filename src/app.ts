@@ -20,6 +20,7 @@ import { createHttpServer } from "./http/server.js";
 import { createMetrics } from "./metrics.js";
 import { ledgerRoutes } from "./modules/ledger/ledger.rest.js";
 import { createLedgerService } from "./modules/ledger/ledger.service.js";
+import { createExpirySweeper } from "./modules/ledger/ledger.sweeper.js";
 import { createRateLimits } from "./modules/limits/rate-limits.js";
 import { BalanceHub } from "./modules/live/balance-hub.js";
 import { createPurchasesService } from "./modules/purchases/purchases.service.js";
@@ -109,6 +110,16 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     registry: metrics.registry,
     logger,
   });
+  const expiry = createExpirySweeper({
+    database,
+    ledger,
+    intervalMs: config.expirySweepIntervalMs,
+    logger,
+    metrics: {
+      expired: (tokens) => metrics.lotsExpiredTokens.inc(tokens),
+      lag: (seconds) => metrics.dueLotLag.set(seconds),
+    },
+  });
   let draining = false;
   // Registered before the request handler, so it applies to answers that are written at once too.
   server.prependListener("request", (_req, res: ServerResponse) => {
@@ -129,6 +140,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       ws = attachGraphqlWs({ server, yoga, guard, metrics, addressOf, logger });
       await listen(server, port, host);
       purge.start();
+      expiry.start();
       sweep?.start();
       health.start();
       return (server.address() as AddressInfo).port;
@@ -141,7 +153,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
       draining = true;
       await stopServer(server, timeoutMs, () => ws?.close(1001, "Server shutting down"));
       health.stop();
-      await Promise.all([hub.stop(), limits.stop(), purge.stop(), sweep?.stop()]);
+      await Promise.all([hub.stop(), limits.stop(), purge.stop(), expiry.stop(), sweep?.stop()]);
     },
   };
 }

@@ -93,6 +93,7 @@ export const envSchema = z.object({
   WEBHOOK_BODY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(30),
   RATE_LIMIT_RETENTION_HOURS: z.coerce.number().int().min(0).max(87_600).default(24),
   PURGE_INTERVAL_MINUTES: z.coerce.number().int().min(0).max(10_080).default(60),
+  EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(15_000),
   RATE_LIMIT_SPEND_PER_MINUTE: z.coerce.number().int().min(1).default(120),
   RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(20),
   REDIS_URL: optionalString.pipe(

@@ -78,6 +78,8 @@ export interface Config {
     /** How often a running server purges; 0: never (run `npm run purge` from a scheduler instead). */
     readonly purgeIntervalMinutes: number;
   };
+  /** How often a running server expires due lots (EXPIRE entries, balanceChanged); 0: never. */
+  readonly expirySweepIntervalMs: number;
   readonly rateLimits: {
     readonly spendsPerMinute: number;
     readonly authFailuresPerMinute: number;
@@ -203,6 +205,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rateLimitHours: e.RATE_LIMIT_RETENTION_HOURS,
       purgeIntervalMinutes: e.PURGE_INTERVAL_MINUTES,
     }),
+    expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
     rateLimits: Object.freeze({
       spendsPerMinute: e.RATE_LIMIT_SPEND_PER_MINUTE,
       authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,

@@ -108,6 +108,16 @@ export function createMetrics() {
       labelNames: ["limit"] as const,
       registers: [registry],
     }),
+    lotsExpiredTokens: new Counter({
+      name: "token_lots_expired_tokens_total",
+      help: "Tokens of lots that expired unused, written by the expiry sweeper (a spend's own touch step expires too, uncounted here).",
+      registers: [registry],
+    }),
+    dueLotLag: new Gauge({
+      name: "token_lots_due_lag_seconds",
+      help: "Seconds since the oldest lot that is due but not yet expired ended, at the last sweep (0: none).",
+      registers: [registry],
+    }),
   };
   for (const outcome of WEBHOOK_OUTCOMES) {
     if (outcome !== "processing") metrics.webhookOutcomes.inc({ outcome }, 0);

@@ -1,13 +1,17 @@
 import type { Logger } from "pino";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
 import { parseInput } from "../../validation.js";
+import { changeLotEnd, expireDue, refundPurchase } from "./ledger.lots.js";
 import { requestHash, written } from "./ledger.outcomes.js";
 import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { transferTokens } from "./ledger.transfer.js";
 import type {
+  ExpiryResult,
   LegacyImport,
   LegacyImportResult,
+  LotEndChange,
+  LotEndResult,
   PurchaseRefund,
   RefundResult,
   RefundReversal,
@@ -72,12 +76,22 @@ export interface LedgerService {
     options?: Pick<WriteOptions, "log">,
   ): Promise<TransferResult>;
   /**
-   * Takes back a credited purchase's tokens, as many as are left (under the balance's row lock, so
-   * the balance never goes below 0); reports `recovered` and `shortfall`. Once per store transaction.
+   * Takes back ceil(granted × ratio) of a purchase's tokens: its own lot first, its expired part
+   * counted as returned, the rest from the owner's other lots soonest-expiring first, never below 0
+   * (`shortfall`). Once per store transaction; it hits the lot's owner (ledger.lots.ts).
    */
   refundPurchase(refund: PurchaseRefund, options?: WriteOptions): Promise<RefundResult>;
-  /** Gives back exactly what a refund took, once per store transaction. */
+  /**
+   * Gives back exactly what a refund took, into the lots it took from (a part whose lot has ended
+   * expires at once), once per store transaction.
+   */
   reverseRefund(reversal: RefundReversal, options?: WriteOptions): Promise<ReversalResult>;
+  /** Moves the end of a store transaction's lot later (SUBSCRIPTION_EXTENDED); no tokens move. */
+  extendLot(change: LotEndChange, options?: WriteOptions): Promise<LotEndResult>;
+  /** Moves it earlier (an early EXPIRATION); a past end expires its free remainder now. */
+  cutLot(change: LotEndChange, options?: WriteOptions): Promise<LotEndResult>;
+  /** Expires the users' due lots by group commit (the expiry sweeper's call, ledger.sweeper.ts). */
+  expireDue(userIds: readonly string[]): Promise<ExpiryResult[]>;
   /**
    * Credits a legacy balance as one LEGACY_IMPORT entry, exactly once per customer (also when two
    * imports run at once); never above MAX_BALANCE (BalanceLimitError).
@@ -187,25 +201,20 @@ class Ledger implements LedgerService {
     return transferTokens(this.db, rawInput, transferredBy, options.log ?? this.logger);
   }
 
-  async refundPurchase(refund: PurchaseRefund, options: WriteOptions = {}): Promise<RefundResult> {
-    const purchase = await findByExternalRef(options.executor ?? this.db, "PURCHASE", refund.storeRef);
-    if (!purchase) return { status: "no-purchase" };
-    // The statement takes what is left of the purchase under the balance's row lock, so the balance
-    // never goes below 0; it records `recovered` and `shortfall` in the entry's metadata.
-    const request: ChangeRequest = {
-      userId: purchase.userId,
-      delta: -purchase.amount,
-      mode: "what_is_left",
-      kind: "REFUND",
-      description: `Refund of ${purchase.description ?? refund.storeRef}`,
-      metadata: { ...refund.metadata, refundedTokens: purchase.amount, purchaseEntryId: purchase.id },
-      externalRef: refund.storeRef,
-    };
-    const outcome = await this.apply(request, options);
-    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
-    const { entry } = written(outcome, request);
-    const recovered = -entry.amount;
-    return { status: "refunded", entry, purchase, recovered, shortfall: purchase.amount - recovered };
+  refundPurchase(refund: PurchaseRefund, options: WriteOptions = {}): Promise<RefundResult> {
+    return refundPurchase(options.executor ?? this.db, (request) => this.apply(request, options), refund);
+  }
+
+  extendLot(change: LotEndChange, options: WriteOptions = {}): Promise<LotEndResult> {
+    return changeLotEnd((request) => this.apply(request, options), "extend", change);
+  }
+
+  cutLot(change: LotEndChange, options: WriteOptions = {}): Promise<LotEndResult> {
+    return changeLotEnd((request) => this.apply(request, options), "cut", change);
+  }
+
+  expireDue(userIds: readonly string[]): Promise<ExpiryResult[]> {
+    return expireDue((request) => this.apply(request, {}), userIds);
   }
 
   async reverseRefund(reversal: RefundReversal, options: WriteOptions = {}): Promise<ReversalResult> {
@@ -215,6 +224,7 @@ class Ledger implements LedgerService {
       userId: refund.userId,
       delta: -refund.amount,
       kind: "REFUND_REVERSAL",
+      op: "reverse_refund",
       description: `Refund reversed for ${reversal.storeRef}`,
       metadata: { ...reversal.metadata, refundEntryId: refund.id },
       externalRef: reversal.storeRef,

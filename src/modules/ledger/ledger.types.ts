@@ -18,6 +18,8 @@ export interface TransferResult {
 export interface PurchaseRefund {
   readonly storeRef: string;
   readonly metadata: Record<string, unknown>;
+  /** The refunded share of the purchase, 0 < ratio <= 1 (default 1: all of it). */
+  readonly ratio?: number | undefined;
 }
 
 export type RefundResult =
@@ -27,8 +29,16 @@ export type RefundResult =
       readonly purchase: LedgerEntry;
       /** Tokens taken back: what was left of the purchase under the balance's row lock. */
       readonly recovered: number;
-      /** Tokens of the purchase already spent, which the refund could not take back. */
+      /** Tokens the refund should have taken but could not (spent, and no other lots left). */
       readonly shortfall: number;
+      /** ceil(granted × ratio): what the refund asks back. */
+      readonly target: number;
+      /** Taken from the purchase's own lot. */
+      readonly fromLot: number;
+      /** The lot's tokens that had expired unused: counted as returned. */
+      readonly alreadyExpired: number;
+      /** Taken from the owner's other lots, soonest-expiring first. */
+      readonly fromOthers: number;
     }
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
   | { readonly status: "no-purchase" };
@@ -56,3 +66,23 @@ export type ReversalResult =
   | { readonly status: "reversed"; readonly entry: LedgerEntry; readonly refund: LedgerEntry }
   | { readonly status: "duplicate"; readonly entry: LedgerEntry }
   | { readonly status: "no-refund" };
+
+/** A lot's new end, named by the store transaction that opened it. */
+export interface LotEndChange {
+  readonly storeRef: string;
+  readonly expiresAt: Date | string;
+}
+
+/** `changed`: the end moved (a cut to a past end expired `expired` tokens); `unchanged`: not later / not earlier. */
+export interface LotEndResult {
+  readonly status: "changed" | "unchanged" | "no-lot";
+  readonly expired: number;
+  /** The owner's balance after it. */
+  readonly balance: number;
+}
+
+export interface ExpiryResult {
+  readonly userId: string;
+  readonly expired: number;
+  readonly balance: number;
+}

@@ -1,0 +1,160 @@
+import pino from "pino";
+import postgres from "postgres";
+import { type DatabaseHandle, openDatabase } from "../../db/client.js";
+import { migrate } from "../../db/migrate.js";
+import { seedCredits } from "../../modules/ledger/ledger.seed.js";
+import { createLedgerService, type LedgerService } from "../../modules/ledger/ledger.service.js";
+
+/**
+ * `npm run bench:lots`: the ledger's spend throughput with 1, 3 and 10 live lots per user, and a sweep
+ * of BENCH_DUE_LOTS (default 10,000) lots due in the same minute while spends go on. In one process,
+ * through the ledger service and its group commit (BENCH_CONCURRENCY callers, default 32), on a
+ * throwaway PostgreSQL database; no HTTP, so the figures are the money function's and the writer's.
+ * The spend part runs unchanged on a commit without lots (the lot fields are then ignored), which is
+ * how the figures before and after are compared. Not a test: it prints figures.
+ *
+ *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
+ *   BENCH_SECONDS       seconds per measured run (default 8); BENCH_ROUNDS rounds (default 3)
+ *   BENCH_LOTS          comma list of live lots per user (default 1,3,10)
+ *   BENCH_DUE_LOTS      lots due in the same minute for the sweep run (0 skips it)
+ */
+const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const lotCounts = (process.env.BENCH_LOTS ?? "1,3,10").split(",").filter(Boolean).map(Number);
+const dueLots = Number(process.env.BENCH_DUE_LOTS ?? 10_000);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const USERS = 2_000;
+const DAY = 86_400_000;
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+type Credit = Parameters<typeof seedCredits>[1][number];
+
+/** USERS users of their own, each with `lots` live lots: one non-expiring grant, the rest periods. */
+async function seed(handle: DatabaseHandle, prefix: string, lots: number): Promise<string[]> {
+  const users = Array.from({ length: USERS }, (_, i) => `${prefix}-${i}`);
+  const now = Date.now();
+  const requests: Credit[] = users.flatMap((userId) => [
+    { userId, delta: 1_000_000, kind: "GRANT", description: "bench" } as Credit,
+    ...Array.from(
+      { length: lots - 1 },
+      (_, n): Credit => ({
+        userId,
+        delta: 100_000,
+        kind: "PURCHASE",
+        description: "bench period",
+        externalRef: `${userId}:p${n}`,
+        lot: {
+          source: "period",
+          ref: `${userId}:p${n}`,
+          chain: userId,
+          expiresAt: new Date(now + (n + 1) * 30 * DAY),
+        },
+      }),
+    ),
+  ]);
+  await seedCredits(handle, requests);
+  return users;
+}
+
+/** Spends of 1 by `concurrency` callers over `users` for `ms`; spends per second. */
+async function spendFor(ledger: LedgerService, users: string[], ms: number): Promise<number> {
+  const until = performance.now() + ms;
+  let done = 0;
+  let i = 0;
+  const worker = async () => {
+    while (performance.now() < until) {
+      i += 7919;
+      const userId = users[i % users.length] as string;
+      await ledger.spend(userId, { amount: 1, description: "bench" });
+      done += 1;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return done / ((performance.now() - started) / 1000);
+}
+
+async function sweepRun(handle: DatabaseHandle, ledger: LedgerService, users: string[]): Promise<void> {
+  // Loaded here: a commit without lots has no sweeper, and runs the spend part only.
+  const { createExpirySweeper } = await import("../../modules/ledger/ledger.sweeper.js");
+  const sweeper = createExpirySweeper({
+    database: handle,
+    ledger,
+    intervalMs: 0,
+    logger: pino({ level: "silent" }),
+  });
+  const due = Array.from({ length: dueLots }, (_, i) => `due-${i}`);
+  const dueAt = Date.now() + 30_000;
+  const seeded = performance.now();
+  await seedCredits(
+    handle,
+    due.map((userId, i) => ({
+      userId,
+      delta: 500,
+      kind: "PURCHASE",
+      description: "bench due period",
+      externalRef: `${userId}:due`,
+      // All within one minute's last seconds.
+      lot: { source: "period", ref: `${userId}:due`, expiresAt: new Date(dueAt + (i % 10) * 100) },
+    })),
+  );
+  console.log(`seeded ${dueLots} lots in ${((performance.now() - seeded) / 1000).toFixed(1)} s`);
+  const before = await spendFor(ledger, users, Math.max(1000, dueAt + 1500 - Date.now()));
+  let sweepDone = false;
+  const spending = (async () => {
+    const rates: number[] = [];
+    while (!sweepDone) rates.push(await spendFor(ledger, users, 1000));
+    return rates;
+  })();
+  const started = performance.now();
+  let expired = 0;
+  for (;;) {
+    const run = await sweeper.runOnce();
+    expired += run.tokens;
+    if (run.users === 0) break;
+  }
+  const sweepMs = performance.now() - started;
+  sweepDone = true;
+  const during = median(await spending);
+  console.log(
+    `sweep of ${dueLots} due lots: ${(sweepMs / 1000).toFixed(1)} s (${expired} tokens expired); spends ${before.toFixed(0)}/s before, ${during.toFixed(0)}/s during (median of 1 s windows)`,
+  );
+}
+
+async function main(): Promise<void> {
+  const name = `tl_bench_lots_${Date.now()}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const handle = await openDatabase({ url: url.toString(), poolSize: 8 });
+  try {
+    await migrate(handle);
+    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
+    const groups = new Map<number, string[]>();
+    for (const lots of lotCounts) groups.set(lots, await seed(handle, `lots${lots}`, lots));
+    await spendFor(ledger, groups.get(lotCounts[0] ?? 1) ?? [], 2000); // warm-up
+    const rates = new Map<number, number[]>(lotCounts.map((lots) => [lots, []]));
+    for (let round = 0; round < rounds; round += 1) {
+      for (const lots of lotCounts) {
+        rates.get(lots)?.push(await spendFor(ledger, groups.get(lots) ?? [], seconds * 1000));
+      }
+    }
+    for (const lots of lotCounts) {
+      const all = rates.get(lots) ?? [];
+      console.log(
+        `spends, ${lots} live lot(s) per user: ${median(all).toFixed(0)}/s (rounds: ${all.map((r) => r.toFixed(0)).join(", ")})`,
+      );
+    }
+    if (dueLots > 0) await sweepRun(handle, ledger, groups.get(lotCounts[0] ?? 1) ?? []);
+  } finally {
+    await handle.close();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+await main();
