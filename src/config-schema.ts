@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { productMapSchema, UPGRADE_POLICIES } from "./config-products.js";
 
 /**
  * What the environment may hold, as zod schemas: each variable's type, default and limits. Only
@@ -6,34 +7,11 @@ import { z } from "zod";
  * several variables together are there too.
  */
 
-const MAX_TOKENS = 2_000_000_000;
-
 const optionalString = z
   .string()
   .trim()
   .transform((value) => (value === "" ? undefined : value))
   .optional();
-
-const productMapSchema = z
-  .string()
-  .transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      ctx.addIssue({ code: "custom", message: 'must be a JSON object such as {"token_pack_small":100}' });
-      return z.NEVER;
-    }
-  })
-  .pipe(
-    z.record(
-      z.string().min(1),
-      z
-        .number({ error: "token amounts must be numbers" })
-        .int("token amounts must be whole numbers")
-        .positive("token amounts must be positive")
-        .max(MAX_TOKENS, `token amounts must be at most ${MAX_TOKENS}`),
-    ),
-  );
 
 export const envSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
@@ -84,6 +62,9 @@ export const envSchema = z.object({
       .optional(),
   ),
   PRODUCT_TOKEN_MAP: optionalString.pipe(productMapSchema.optional()),
+  SUBSCRIPTION_GRANT_FAMILY_SHARE: z.enum(["true", "false"], "must be true or false").default("false"),
+  SUBSCRIPTION_GRANT_PROMOTIONAL: z.enum(["true", "false"], "must be true or false").default("false"),
+  SUBSCRIPTION_ON_UPGRADE: z.enum(UPGRADE_POLICIES, "must be expire or keep").default("expire"),
   GRAPHQL_INTROSPECTION: z.enum(["true", "false"]).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   DATABASE_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(4_000),

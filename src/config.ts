@@ -1,11 +1,12 @@
 import { poolerProblems } from "./config-database.js";
+import type { ProductTokenMap, UpgradePolicy } from "./config-products.js";
 import { type Env, envSchema } from "./config-schema.js";
 
 /**
  * The seed's product map: what each RevenueCat product id is worth in tokens. Operators override it
  * with PRODUCT_TOKEN_MAP.
  */
-export const DEFAULT_PRODUCT_TOKEN_MAP: Readonly<Record<string, number>> = Object.freeze({
+export const DEFAULT_PRODUCT_TOKEN_MAP: ProductTokenMap = Object.freeze({
   pro_monthly: 500,
   pro_annual: 6000,
   token_pack_small: 100,
@@ -53,7 +54,13 @@ export interface Config {
     readonly previousWebhookSecret: string | undefined;
     readonly hmacSecret: string | undefined;
     readonly environments: readonly string[];
-    readonly productTokenMap: Readonly<Record<string, number>>;
+    readonly productTokenMap: ProductTokenMap;
+    /** Whether a subscription shared through Apple Family Sharing credits the member (default no). */
+    readonly grantFamilyShare: boolean;
+    /** Whether a RevenueCat promotional grant (`store` or `period_type` PROMOTIONAL) credits (default no). */
+    readonly grantPromotional: boolean;
+    /** An immediate upgrade expires the older lots' unused tokens (`expire`) or leaves them to their end. */
+    readonly onUpgrade: UpgradePolicy;
   };
   readonly graphqlIntrospection: boolean;
   /** How long a graceful stop waits for in-flight requests. */
@@ -193,6 +200,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         e.REVENUECAT_ENVIRONMENTS ?? (production ? ["PRODUCTION"] : ["PRODUCTION", "SANDBOX"]),
       ),
       productTokenMap: Object.freeze(e.PRODUCT_TOKEN_MAP ?? DEFAULT_PRODUCT_TOKEN_MAP),
+      grantFamilyShare: e.SUBSCRIPTION_GRANT_FAMILY_SHARE === "true",
+      grantPromotional: e.SUBSCRIPTION_GRANT_PROMOTIONAL === "true",
+      onUpgrade: e.SUBSCRIPTION_ON_UPGRADE,
     }),
     graphqlIntrospection: e.GRAPHQL_INTROSPECTION ? e.GRAPHQL_INTROSPECTION === "true" : !production,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

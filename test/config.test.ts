@@ -149,4 +149,68 @@ describe("configuration", () => {
     expect(generated).toEqual([]);
     expect(config.jwt.secret).toBe("e".repeat(40));
   });
+
+  it("PRODUCT_TOKEN_MAP: numbers and subscription objects side by side, with the subscription defaults filled in", () => {
+    const config = loadConfig({
+      PRODUCT_TOKEN_MAP: JSON.stringify({
+        pack_500: 500,
+        pro_monthly: { tokens: 1000, rollover: { cap: 500 }, creditGroup: "pro" },
+        "pro:annual": { tokens: 12000, expires: "period_end", trialTokens: 100 },
+      }),
+    });
+    expect(config.revenuecat.productTokenMap).toEqual({
+      pack_500: 500,
+      pro_monthly: {
+        tokens: 1000,
+        expires: "period_end",
+        trialTokens: 0,
+        rollover: { cap: 500 },
+        creditGroup: "pro",
+      },
+      "pro:annual": { tokens: 12000, expires: "period_end", trialTokens: 100 },
+    });
+    expect(config.revenuecat).toMatchObject({
+      grantFamilyShare: false,
+      grantPromotional: false,
+      onUpgrade: "expire",
+    });
+  });
+
+  it("PRODUCT_TOKEN_MAP: every problem of a subscription entry is listed at once, naming the product and the field", () => {
+    const problems = problemsOf({
+      PRODUCT_TOKEN_MAP: JSON.stringify({
+        pack: 0,
+        pro: { tokens: 1.5, expire: "period_end", trialTokens: -1 },
+        max: { tokens: 10, expires: "tomorrow", rollover: { cap: 0 } },
+        never: { tokens: 10, expires: "never", rollover: { cap: 5 } },
+        text: "100",
+      }),
+      SUBSCRIPTION_ON_UPGRADE: "merge",
+      SUBSCRIPTION_GRANT_FAMILY_SHARE: "yes",
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        "PRODUCT_TOKEN_MAP.pack: token amounts must be positive",
+        "PRODUCT_TOKEN_MAP.pro.tokens: tokens must be a whole number",
+        "PRODUCT_TOKEN_MAP.pro.trialTokens: trialTokens must be 0 or more",
+        'PRODUCT_TOKEN_MAP.pro: unknown "expire": a subscription entry has tokens, expires, trialTokens, introTokens, rollover, creditGroup',
+        'PRODUCT_TOKEN_MAP.max.expires: expires must be "period_end" or "never"',
+        "PRODUCT_TOKEN_MAP.max.rollover.cap: rollover.cap must be positive",
+        'PRODUCT_TOKEN_MAP.never.rollover: rollover needs "expires": "period_end" (tokens that never expire have nothing to roll over)',
+        'PRODUCT_TOKEN_MAP.text: must be a whole number of tokens or a subscription object such as {"tokens": 1000}',
+        "SUBSCRIPTION_ON_UPGRADE: must be expire or keep",
+        "SUBSCRIPTION_GRANT_FAMILY_SHARE: must be true or false",
+      ]),
+    );
+  });
+
+  it("SUBSCRIPTION_* switches: family sharing, promotional grants, and keeping the old lot on an upgrade", () => {
+    expect(
+      loadConfig({
+        SUBSCRIPTION_GRANT_FAMILY_SHARE: "true",
+        SUBSCRIPTION_GRANT_PROMOTIONAL: "true",
+        SUBSCRIPTION_ON_UPGRADE: "keep",
+      }).revenuecat,
+    ).toMatchObject({ grantFamilyShare: true, grantPromotional: true, onUpgrade: "keep" });
+  });
 });

@@ -187,6 +187,10 @@ export const WEBHOOK_OUTCOMES = [
   "credited",
   "refunded",
   "refund_reversed",
+  /** SUBSCRIPTION_EXTENDED moved a subscription lot's end later. */
+  "extended",
+  /** An EXPIRATION before a subscription lot's end ended it early. */
+  "cut",
   "duplicate",
   "ignored",
   "held",
@@ -216,10 +220,15 @@ export const revenuecatEventsTable = pgTable(
     deliveries: integer("deliveries").notNull().default(1),
     receivedAt: timestamp("received_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" }),
+    /** A credited subscription period's chain (`group:<creditGroup>` or `<STORE>:<original transaction>`). */
+    chainRef: text("chain_ref"),
   },
   (table) => [
     index("revenuecat_events_outcome").on(table.outcome),
     index("revenuecat_events_transaction").on(table.store, table.transactionId),
+    index("revenuecat_events_chain")
+      .on(table.userId, table.chainRef)
+      .where(sql`${table.chainRef} IS NOT NULL`),
   ],
 );
 

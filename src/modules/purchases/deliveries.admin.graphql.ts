@@ -22,6 +22,8 @@ const DeliveryFilterEnum = enumOf<DeliveryFilter>(
     credited: "A purchase that credited its tokens.",
     refunded: "A refund that took tokens back.",
     refund_reversed: "A reversed refund that gave them back.",
+    extended: "SUBSCRIPTION_EXTENDED: a subscription lot now ends later.",
+    cut: "An EXPIRATION before a subscription lot's end: the lot ended early, its unused tokens expired.",
     duplicate: "A repeat of an event already processed.",
     ignored: "An event type that moves no tokens (held purchases excluded).",
     unmapped: "A purchase of a product not in PRODUCT_TOKEN_MAP: map it, then reprocess.",

@@ -2,22 +2,18 @@ import type { Logger } from "pino";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
 import type { GroupCommitOptions } from "../../db/group-commit.js";
 import { withRetry } from "../../db/retry.js";
-import { MAX_BALANCE } from "../../db/schema.js";
 import { BalanceLimitError, isReferenceRace } from "../ledger/ledger.errors.js";
 import { hasLegacyImport } from "../ledger/ledger.queries.js";
 import type { LedgerService } from "../ledger/ledger.service.js";
 import { logOutcome } from "./outcome-log.js";
-import { type Decision, decide, type PurchasePolicyConfig } from "./purchase.policy.js";
-import { purchaseMetadata, type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
+import { decide, type PurchasePolicyConfig } from "./purchase.policy.js";
+import { isSettlement, Settlements } from "./purchase-settlements.js";
+import { type RevenuecatEvent, resolveUserId } from "./revenuecat.event.js";
 import { createDeliveryWriter, type DeliveryWriter } from "./webhook-deliveries.js";
 import {
   BALANCE_LIMIT_DETAIL,
   claimForReprocess,
   type DeliveryResult,
-  finish,
-  heldPurchase,
-  isWaiting,
-  lockStoreTransaction,
   recordFailure,
   recordReprocessFailure,
   reprocessable,
@@ -71,16 +67,15 @@ export function createPurchasesService(deps: {
   writer?: Omit<GroupCommitOptions, "retry">;
 }): PurchasesService {
   const deliveries = createDeliveryWriter(deps.database, deps.writer);
-  return new Purchases(deps.database.db, deliveries, deps.ledger, deps.logger, deps.config, deps.legacy);
+  const settlements = new Settlements(deliveries, deps.ledger, deps.config);
+  return new Purchases(deps.database.db, deliveries, settlements, deps.logger, deps.config, deps.legacy);
 }
-
-type Settlement = Extract<Decision, { action: "refund" | "reverse" }>;
 
 class Purchases implements PurchasesService {
   constructor(
     private readonly db: Database,
     private readonly deliveries: DeliveryWriter,
-    private readonly ledger: LedgerService,
+    private readonly settlements: Settlements,
     private readonly logger: Logger,
     private readonly config: PurchasePolicyConfig,
     private readonly legacy: LegacyAttributeWatch | undefined,
@@ -89,15 +84,16 @@ class Purchases implements PurchasesService {
   async handleDelivery(rawBody: string, event: RevenuecatEvent, log = this.logger): Promise<DeliveryResult> {
     const decision = decide(event, this.config);
     // Purchases and events that move nothing (nearly every delivery) take one statement, batched with
-    // the deliveries that arrive with them; refunds and reversals take a transaction of their own.
-    if (decision.action !== "refund" && decision.action !== "reverse") {
+    // the deliveries that arrive with them; refunds, reversals and a lot's new end take a transaction
+    // of their own.
+    if (!isSettlement(decision)) {
       return this.recorded(event, await this.deliveries.record({ rawBody, event, decision }), log);
     }
     try {
       const outcome = await this.inTransaction(async (tx) => {
         const claimed = await this.deliveries.recordIn(tx, { rawBody, event, decision: { action: "claim" } });
         if (claimed.outcome === "duplicate") return claimed;
-        return this.settle(tx, event, decision, log);
+        return this.settlements.settle(tx, event, decision, log);
       });
       return this.recorded(event, outcome, log);
     } catch (error) {
@@ -124,8 +120,7 @@ class Purchases implements PurchasesService {
         claimed.event = kept?.event ?? null;
         if (!kept) return result("duplicate", "not reprocessable");
         const decision = decide(kept.event, this.config);
-        if (decision.action === "refund" || decision.action === "reverse")
-          return this.settle(tx, kept.event, decision, log);
+        if (isSettlement(decision)) return this.settlements.settle(tx, kept.event, decision, log);
         return this.deliveries.recordIn(tx, { ...kept, decision, via: "reprocess" });
       });
     } catch (error) {
@@ -197,79 +192,5 @@ class Purchases implements PurchasesService {
     return withRetry(() => this.db.transaction(work), {
       alsoWhen: isReferenceRace,
     });
-  }
-
-  /** A claimed refund or reversal, carried out and recorded in the caller's transaction. */
-  private async settle(tx: Executor, event: RevenuecatEvent, decision: Settlement, log: Logger) {
-    const settled =
-      decision.action === "refund"
-        ? await this.refund(tx, event, decision.storeRef, log)
-        : await this.reverse(tx, event, decision.storeRef);
-    await finish(tx, event.id, settled);
-    return settled;
-  }
-
-  private async refund(tx: Executor, event: RevenuecatEvent, storeRef: string | null, log: Logger) {
-    if (!storeRef) return result("unmatched", "no credited purchase for transaction (none)");
-    await lockStoreTransaction(tx, storeRef);
-    if (await isWaiting(tx, event, "REFUND_REVERSED")) {
-      return result("ignored", `the refund of ${storeRef} was reversed before it arrived`);
-    }
-    const metadata = purchaseMetadata(event);
-    const refunded = await this.ledger.refundPurchase({ storeRef, metadata }, { executor: tx });
-    if (refunded.status === "no-purchase") {
-      return result("unmatched", `no credited purchase for transaction ${storeRef}`);
-    }
-    const { entry } = refunded;
-    if (refunded.status === "duplicate") {
-      return result("duplicate", `transaction ${storeRef} already refunded`, entry.userId, entry.id);
-    }
-    const { purchase, recovered, shortfall } = refunded;
-    if (shortfall > 0) {
-      log.warn(
-        { userId: purchase.userId, refundedTokens: purchase.amount, recovered, shortfall, eventId: event.id },
-        "refund could not recover every token: they were already spent",
-      );
-    }
-    return result(
-      "refunded",
-      `took back ${recovered} of ${purchase.amount} tokens`,
-      purchase.userId,
-      entry.id,
-    );
-  }
-
-  private async reverse(
-    tx: Executor,
-    event: RevenuecatEvent,
-    storeRef: string | null,
-  ): Promise<DeliveryResult> {
-    if (!storeRef) return result("unmatched", "no refund for transaction (none)");
-    await lockStoreTransaction(tx, storeRef);
-    const metadata = purchaseMetadata(event);
-    const reversed = await this.ledger.reverseRefund({ storeRef, metadata }, { executor: tx });
-    if (reversed.status === "reversed") {
-      const { entry, refund } = reversed;
-      return result("refund_reversed", `gave back ${-refund.amount} tokens`, entry.userId, entry.id);
-    }
-    if (reversed.status === "duplicate") {
-      const { entry } = reversed;
-      return result("duplicate", `refund of ${storeRef} already reversed`, entry.userId, entry.id);
-    }
-    // The refund came before its purchase and held it back; with the refund reversed, the purchase is
-    // credited after all (by the purchase path's own statement), and its own record says so. A full
-    // balance rolls the whole reversal back, to be recorded as failed and tried again.
-    const held = await heldPurchase(tx, event);
-    const decision = held ? decide(held.event, this.config) : null;
-    if (!held || decision?.action !== "credit")
-      return result("unmatched", `no refund for transaction ${storeRef}`);
-    const credited = await this.deliveries.recordIn(tx, { ...held, decision, via: "release" });
-    if (credited.atBalanceLimit) throw new BalanceLimitError(MAX_BALANCE, decision.tokens);
-    return result(
-      "refund_reversed",
-      `refund reversed: ${credited.detail}`,
-      credited.userId,
-      credited.ledgerEntryId,
-    );
   }
 }

@@ -27,7 +27,14 @@ export const revenuecatEventSchema = z.looseObject({
   currency: nullableString,
   period_type: nullableString,
   purchased_at_ms: z.number().nullish(),
+  /** A subscription period's end; null for a one-time purchase. */
+  expiration_at_ms: z.number().nullish(),
   event_timestamp_ms: z.number().nullish(),
+  /** Apple Family Sharing: the subscription was shared to this user, not bought by them. */
+  is_family_share: z.boolean().nullish(),
+  renewal_number: z.number().nullish(),
+  is_trial_conversion: z.boolean().nullish(),
+  new_product_id: nullableString,
 });
 
 export const revenuecatDeliverySchema = z.looseObject({

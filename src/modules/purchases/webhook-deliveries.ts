@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { type DatabaseHandle, type Executor, queryRows } from "../../db/client.js";
 import { createGroupCommit, type GroupCommitOptions } from "../../db/group-commit.js";
 import { MAX_BALANCE, type WebhookOutcome } from "../../db/schema.js";
-import type { Decision } from "./purchase.policy.js";
+import type { Decision, LotTerms } from "./purchase.policy.js";
 import { purchaseMetadata, type RevenuecatEvent } from "./revenuecat.event.js";
 import { type DeliveryResult, eventColumnsByName } from "./webhook-inbox.js";
 
@@ -14,7 +14,7 @@ import { type DeliveryResult, eventColumnsByName } from "./webhook-inbox.js";
 
 /** What revenuecat_record carries out: a credit, an outcome to record as it is, or a claim alone. */
 export type RecordedDecision =
-  | Exclude<Decision, { action: "refund" | "reverse" }>
+  | Exclude<Decision, { action: "refund" | "reverse" | "extend" | "cut" }>
   | { readonly action: "claim" };
 
 /**
@@ -93,6 +93,7 @@ function encode({ rawBody, event, decision, via = "deliver" }: Delivery): string
         store_ref: decision.storeRef,
         description: `${event.type} ${event.product_id}`,
         metadata: purchaseMetadata(event),
+        ...lotFields(decision.lot),
       });
     case "unmapped":
       return record(common, "unmapped", decision.reason, decision.userId);
@@ -101,6 +102,20 @@ function encode({ rawBody, event, decision, via = "deliver" }: Delivery): string
     case "fail":
       return record(common, "failed", decision.reason, null);
   }
+}
+
+/** The lot a subscription credit opens, as the money function's request fields (none: a pack's lot). */
+function lotFields(lot: LotTerms | undefined): Record<string, unknown> {
+  if (!lot) return {};
+  return {
+    lot_source: lot.source,
+    lot_chain: lot.chain,
+    lot_product: lot.product,
+    lot_starts_at: lot.startsAt,
+    lot_expires_at: lot.expiresAt,
+    lot_rollover: lot.rollover,
+    lot_supersede: lot.supersede,
+  };
 }
 
 function record(common: object, outcome: WebhookOutcome, detail: string, userId: string | null): string {

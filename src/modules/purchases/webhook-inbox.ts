@@ -157,6 +157,18 @@ export async function heldPurchase(tx: Executor, event: RevenuecatEvent): Promis
   return row && held ? { eventId: row.event_id, rawBody: row.raw_body, event: held } : null;
 }
 
+/** What the credited purchase of this store transaction cost (its event's `price`), if known. */
+export async function paidPrice(tx: Executor, event: RevenuecatEvent): Promise<number | null> {
+  const [row] = await queryRows<{ raw_body: string }>(
+    tx,
+    sql`SELECT raw_body FROM revenuecat_events
+         WHERE ${sameStoreTransaction(event)} AND outcome = 'credited'
+         ORDER BY received_at LIMIT 1`,
+  );
+  const price = row ? parseRecorded(row.raw_body)?.price : null;
+  return typeof price === "number" ? price : null;
+}
+
 function sameStoreTransaction(event: RevenuecatEvent): SQL {
   const store = event.store ?? null;
   return sql`transaction_id = ${event.transaction_id ?? null} AND (${store}::text IS NULL OR store = ${store})`;

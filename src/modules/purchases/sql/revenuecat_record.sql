@@ -17,7 +17,14 @@
 --   record     record `outcome`, `detail` and `user_id` as they are (ignored, unmapped, failed)
 --   credit     credit `tokens` to `user_id` once per store transaction (`store_ref`), through
 --              ledger_apply, with `description` and `metadata`; unless a refund of the same store
---              transaction came first and was not itself reversed: then the outcome is 'held'
+--              transaction came first and was not itself reversed: then the outcome is 'held'.
+--              Its lot's lot_ref is store_ref; a subscription's credit gives the lot's terms
+--              (lot_source, lot_chain, lot_product, lot_starts_at, lot_expires_at, lot_rollover),
+--              a pack's gives none (a lot that never expires).
+--              `lot_supersede` asks for an upgrade's supersede: it is passed on to ledger_apply only
+--              when the chain's last credited purchase for the user was of another product (an early
+--              renewal of the same product supersedes nothing). A credited lot's chain is recorded
+--              in revenuecat_events.chain_ref for that look-up.
 -- Outcomes: the recorded outcome and its detail, the user, the ledger entry; for a credit, `tokens`
 -- when credited and `credit_status`, ledger_apply's status (applied, duplicate, limit).
 CREATE OR REPLACE FUNCTION revenuecat_lock_key(store_ref text) RETURNS bigint
@@ -39,6 +46,7 @@ DECLARE
   done_outcome text;
   done_detail text;
   done_user text;
+  supersede boolean;
 BEGIN
   -- All work on one store transaction is serialised (its purchase, refund and reversal may arrive at
   -- once; webhook-inbox.ts takes the same lock for a refund or reversal); the locks are taken first,
@@ -54,7 +62,9 @@ BEGIN
       CROSS JOIN LATERAL jsonb_to_record(x.elem) AS r(
         event_id text, type text, app_user_id text, environment text, store text, product_id text,
         transaction_id text, raw_body text, via text, action text, outcome text, detail text,
-        user_id text, tokens integer, store_ref text, description text, metadata jsonb)
+        user_id text, tokens integer, store_ref text, description text, metadata jsonb,
+        lot_source text, lot_chain text, lot_product text, lot_starts_at text, lot_expires_at text,
+        lot_rollover jsonb, lot_supersede boolean)
      ORDER BY x.n
   LOOP
     IF coalesce(d.via, 'deliver') = 'deliver' THEN
@@ -118,11 +128,20 @@ BEGIN
       CONTINUE;
     END IF;
 
+    -- A pack's lot (no lot_source) never expires; its lot_ref lets a refund find it.
+    supersede := d.lot_source IS NOT NULL AND coalesce(d.lot_supersede, false) AND coalesce((
+      SELECT e.product_id IS DISTINCT FROM d.product_id FROM revenuecat_events e
+       WHERE e.user_id = d.user_id AND e.chain_ref = d.lot_chain AND e.outcome = 'credited'
+         AND e.event_id <> d.event_id
+       ORDER BY e.processed_at DESC, e.event_id DESC LIMIT 1), false);
     credits := credits || jsonb_build_object('ord', jsonb_array_length(credits), 'user_id', d.user_id,
       'delta', d.tokens, 'mode', 'exact', 'kind', 'PURCHASE', 'description', d.description,
-      'metadata', d.metadata, 'external_ref', d.store_ref);
+      'metadata', d.metadata, 'external_ref', d.store_ref,
+      'lot_source', d.lot_source, 'lot_ref', d.store_ref, 'lot_chain', d.lot_chain,
+      'lot_product', d.lot_product, 'lot_starts_at', d.lot_starts_at, 'lot_expires_at', d.lot_expires_at,
+      'lot_rollover', d.lot_rollover, 'lot_supersede', supersede);
     waiting := waiting || jsonb_build_object('ord', d.ord, 'event_id', d.event_id, 'user_id', d.user_id,
-      'tokens', d.tokens, 'store_ref', d.store_ref, 'product_id', d.product_id);
+      'tokens', d.tokens, 'store_ref', d.store_ref, 'product_id', d.product_id, 'chain_ref', d.lot_chain);
   END LOOP;
 
   IF jsonb_array_length(credits) = 0 THEN
@@ -146,7 +165,8 @@ BEGIN
     END IF;
     -- Record what the credit came to, in the same transaction.
     UPDATE revenuecat_events e SET outcome = done_outcome, detail = done_detail, user_id = done_user,
-           ledger_entry_id = credit.id, processed_at = now()
+           ledger_entry_id = credit.id, processed_at = now(),
+           chain_ref = CASE WHEN done_outcome = 'credited' THEN w->>'chain_ref' END
      WHERE e.event_id = w->>'event_id';
     RETURN QUERY SELECT (w->>'ord')::integer, done_outcome, done_detail, done_user, credit.id,
       CASE WHEN credit.status = 'applied' THEN (w->>'tokens')::integer END, credit.status;
