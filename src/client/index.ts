@@ -1,6 +1,5 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
-export { BALANCE_CHANGE_REASONS, TOKEN_SOURCES } from "./protocol.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
