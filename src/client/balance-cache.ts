@@ -1,3 +1,4 @@
+import { readingOf } from "./balance-sync.js";
 import type { BalanceReading, StorageLike } from "./types.js";
 
 interface Stored extends BalanceReading {
@@ -33,7 +34,7 @@ export function createBalanceCache(
       try {
         const stored = JSON.parse((await storage.getItem(key)) ?? "null") as Stored | null;
         if (stored?.user !== owner || typeof stored.balance !== "number") return null;
-        return { balance: stored.balance, version: stored.version, lastUpdated: stored.lastUpdated };
+        return readingOf(stored);
       } catch {
         return null;
       }

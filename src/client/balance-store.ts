@@ -1,4 +1,4 @@
-import type { BalanceReading, BalanceSnapshot } from "./types.js";
+import type { BalanceChangeInfo, BalanceReading, BalanceSnapshot } from "./types.js";
 
 /**
  * A spend sent but not yet part of the confirmed balance. `includedFrom` is set by the mutation's
@@ -17,13 +17,18 @@ export interface BalanceStore {
   /** The confirmed reading, and whether it only came from storage. */
   current(): { reading: BalanceReading | null; stale: boolean };
   hasPending(): boolean;
-  /** A server reading; `settled` names spends it is known to include (their entries were seen). */
-  accept(reading: BalanceReading, settled?: Iterable<string>): void;
+  /**
+   * A server reading; `settled` names spends it is known to include (their entries were seen), and
+   * `change` the live change that brought it (shown as lastChange in the same snapshot).
+   */
+  accept(reading: BalanceReading, settled?: Iterable<string>, change?: BalanceChangeInfo): void;
   /** A reading from storage: shown until the server answers, marked stale. */
   showStale(reading: BalanceReading): void;
   addPending(key: string, amount: number): void;
   /** The mutation's answer: committed with the balance it reported, or refused/failed (rolled back). */
   answer(key: string, reading: BalanceReading | null, committed: boolean): void;
+  /** A change that arrived live: kept as lastChange unless a newer one is known. */
+  noteChange(change: BalanceChangeInfo): void;
   setFlags(flags: Partial<Flags>): void;
 }
 
@@ -34,6 +39,7 @@ interface StoreState {
   /** The newest balance a mutation answered with, held back while another spend is unanswered. */
   held: BalanceReading | null;
   pending: Map<string, PendingSpend>;
+  lastChange: BalanceChangeInfo | null;
   flags: Flags;
 }
 
@@ -50,6 +56,7 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
     stale: false,
     held: null,
     pending: new Map(),
+    lastChange: null,
     flags: { loading: false, error: null, live: false },
   };
   const listeners = new Set<() => void>();
@@ -70,8 +77,9 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
     },
     current: () => ({ reading: state.confirmed, stale: state.stale }),
     hasPending: () => state.pending.size > 0,
-    accept(reading, settled = []) {
+    accept(reading, settled = [], change) {
       for (const key of settled) state.pending.delete(key);
+      if (change) note(state, change);
       take(reading);
       settle(state, take);
       emit();
@@ -94,11 +102,21 @@ export function createBalanceStore(onConfirmed: (reading: BalanceReading) => voi
       settle(state, take);
       emit();
     },
+    noteChange(change) {
+      if (note(state, change)) emit();
+    },
     setFlags(patch) {
       state.flags = { ...state.flags, ...patch };
       emit();
     },
   };
+}
+
+/** Keeps a live change as the last one unless a newer one is known; says whether it did. */
+function note(state: StoreState, change: BalanceChangeInfo): boolean {
+  if (state.lastChange && state.lastChange.version >= change.version) return false;
+  state.lastChange = change;
+  return true;
 }
 
 /** Takes a server reading unless it is older than the confirmed one; says whether it did. */
@@ -125,12 +143,18 @@ function settle(state: StoreState, take: (reading: BalanceReading) => void): voi
   }
 }
 
-function snapshotOf({ confirmed, stale, pending, flags }: StoreState): BalanceSnapshot {
+function snapshotOf({ confirmed, stale, pending, lastChange, flags }: StoreState): BalanceSnapshot {
   let inFlight = 0;
   for (const spend of pending.values()) inFlight += spend.amount;
+  const expiring = confirmed?.expiring ?? [];
   return {
     balance: confirmed ? Math.max(0, confirmed.balance - inFlight) : null,
     confirmedBalance: confirmed?.balance ?? null,
+    available: confirmed ? Math.max(0, confirmed.available - inFlight) : null,
+    held: confirmed?.held ?? 0,
+    expiring,
+    nextExpiry: expiring[0] ?? null,
+    lastChange,
     pending: inFlight,
     version: confirmed?.version ?? null,
     lastUpdated: confirmed?.lastUpdated ?? null,

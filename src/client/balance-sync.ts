@@ -92,13 +92,35 @@ export function applyLiveChange(
     return;
   }
   purchases.offer([entry], true);
+  // The change's reason shows in the same snapshot as the balance it brought.
+  const info =
+    change.reason === "SNAPSHOT"
+      ? undefined
+      : { reason: change.reason, delta: change.delta, version: change.version, at: change.lastUpdated };
   const gap = known !== null && !stale && change.version > known.version + 1;
   if (gap) reread();
-  if (!gap || !store.hasPending()) store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : []);
+  if (!gap || !store.hasPending())
+    store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : [], info);
+  else if (info) store.noteChange(info);
 }
 
-export function readingOf(value: BalanceReading): BalanceReading {
-  return { balance: value.balance, version: value.version, lastUpdated: value.lastUpdated ?? null };
+/**
+ * A reading from any source: the server's, or storage written by an older client (no held or
+ * expiring), whose expiring tokens already past are left out. Available is balance less held.
+ */
+export function readingOf(
+  value: Partial<Omit<BalanceReading, "available">> & Pick<BalanceReading, "balance" | "version">,
+): BalanceReading {
+  const held = value.held ?? 0;
+  const now = Date.now();
+  return {
+    balance: value.balance,
+    held,
+    available: value.balance - held,
+    expiring: (value.expiring ?? []).filter((tokens) => Date.parse(tokens.expiresAt) > now),
+    version: value.version,
+    lastUpdated: value.lastUpdated ?? null,
+  };
 }
 
 export function asLedgerError(error: unknown): TokenLedgerError {

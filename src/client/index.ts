@@ -3,8 +3,11 @@ export { TokenLedgerError } from "./errors.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
+  BalanceChangeInfo,
+  BalanceChangeReason,
   BalanceReading,
   BalanceSnapshot,
+  ExpiringTokens,
   FetchLike,
   LedgerEntry,
   PurchaseCreditOptions,
@@ -15,6 +18,7 @@ export type {
   StorageLike,
   TokenClient,
   TokenClientOptions,
+  TokenSource,
   TransactionKind,
   TransactionsPage,
 } from "./types.js";

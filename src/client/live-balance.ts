@@ -3,13 +3,17 @@ import { errorFromResponse, TokenLedgerError } from "./errors.js";
 import { type LiveSocket, openLiveSocket } from "./live-socket.js";
 import { BALANCE_CHANGED_SUBSCRIPTION } from "./operations.js";
 import { listenForPageReturn } from "./page-return.js";
+import type { BalanceChangeReason } from "./protocol.js";
 import { CloseCode } from "./protocol.js";
 import type { TokenSource } from "./token-source.js";
-import type { LedgerEntry } from "./types.js";
+import type { ExpiringTokens, LedgerEntry } from "./types.js";
 
 /** One balanceChanged event: a snapshot (no transaction) or a committed change. */
 export interface BalanceChange {
   balance: number;
+  held: number;
+  expiring: ExpiringTokens[];
+  reason: BalanceChangeReason;
   delta: number;
   version: number;
   lastUpdated: string;

@@ -33,6 +33,28 @@ export const TRANSACTION_KINDS = [
 ] as const;
 export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
 
+/**
+ * schema.graphql's BalanceChangeReason: why a live balance event happened. SNAPSHOT is the balance as
+ * it is (the first event of a subscription); GRANT includes a legacy balance carried over;
+ * ADJUSTMENT an operator's correction or transfer; REVERSAL a reversed refund; EXPIRE tokens that
+ * reached their end unused.
+ */
+export const BALANCE_CHANGE_REASONS = [
+  "SNAPSHOT",
+  "PURCHASE",
+  "SPEND",
+  "GRANT",
+  "ADJUSTMENT",
+  "REFUND",
+  "REVERSAL",
+  "EXPIRE",
+] as const;
+export type BalanceChangeReason = (typeof BALANCE_CHANGE_REASONS)[number];
+
+/** schema.graphql's TokenSource: where expiring tokens came from (PERIOD: a subscription period). */
+export const TOKEN_SOURCES = ["PACK", "PERIOD", "TRIAL", "GRANT", "ROLLOVER", "RESTORE", "LEGACY"] as const;
+export type TokenSource = (typeof TOKEN_SOURCES)[number];
+
 /** schema.graphql's SpendErrorCode: why the server refused a spend. */
 export const SPEND_REFUSAL_CODES = ["INSUFFICIENT_TOKENS", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED"] as const;
 export type SpendRefusalCode = (typeof SPEND_REFUSAL_CODES)[number];

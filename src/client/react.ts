@@ -8,7 +8,7 @@ import {
 } from "react";
 import type { TokenLedgerError } from "./errors.js";
 import { historyOf, type TransactionsSnapshot } from "./transactions.js";
-import type { SpendInput, SpendResult, TokenClient } from "./types.js";
+import type { BalanceChangeInfo, ExpiringTokens, SpendInput, SpendResult, TokenClient } from "./types.js";
 
 const TokenClientContext = createContext<TokenClient | null>(null);
 
@@ -41,6 +41,16 @@ export interface TokenBalanceState {
   stale: boolean;
   /** True while live updates are connected. */
   live: boolean;
+  /** What a spend can use now (balance less held tokens, less spends in flight); null until known. */
+  available: number | null;
+  /** Tokens set aside by holds (0 until holds exist). */
+  held: number;
+  /** Tokens that will expire unless spent, soonest first, one entry per instant. */
+  expiring: ExpiringTokens[];
+  /** The soonest of them, for a line such as "200 credits expire on 1 Jan"; null when none expire. */
+  nextExpiry: ExpiringTokens | null;
+  /** The last change that arrived live, with its reason (SPEND, PURCHASE, EXPIRE, ...); null until one does. */
+  lastChange: BalanceChangeInfo | null;
 }
 
 /**
@@ -60,6 +70,11 @@ export function useTokenBalance(): TokenBalanceState {
       pending: snapshot.pending,
       stale: snapshot.stale,
       live: snapshot.live,
+      available: snapshot.available,
+      held: snapshot.held,
+      expiring: snapshot.expiring,
+      nextExpiry: snapshot.nextExpiry,
+      lastChange: snapshot.lastChange,
     }),
     [snapshot, client],
   );

@@ -1,5 +1,5 @@
 import type { TokenLedgerError } from "./errors.js";
-import type { SpendRefusalCode, TransactionKind } from "./protocol.js";
+import type { BalanceChangeReason, SpendRefusalCode, TokenSource, TransactionKind } from "./protocol.js";
 
 /**
  * The part of `fetch` the client uses. The platform's global fetch fits, and so does any wrapper
@@ -45,14 +45,39 @@ export interface TokenClientOptions {
   requestTimeoutMs?: number;
 }
 
+/** Tokens that stop being usable at one instant unless spent before (spends take them first). */
+export interface ExpiringTokens {
+  amount: number;
+  /** ISO time: from then on they can no longer be spent. */
+  expiresAt: string;
+  /** Where they came from, usually one source such as PERIOD (a subscription period). */
+  sources: TokenSource[];
+}
+
 /** A balance as the server reported it at one version. */
 export interface BalanceReading {
+  /** Never counts tokens past their expiry. */
   balance: number;
+  /** Tokens set aside by holds; 0 until holds exist. */
+  held: number;
+  /** What a spend can use: balance less held. */
+  available: number;
+  /** Soonest first, one entry per expiry instant (at most 10); empty when nothing expires. */
+  expiring: ExpiringTokens[];
   version: number;
   lastUpdated: string | null;
 }
 
-export type { TransactionKind } from "./protocol.js";
+/** The last live change of the balance: why, by how much, at which version. */
+export interface BalanceChangeInfo {
+  reason: Exclude<BalanceChangeReason, "SNAPSHOT">;
+  delta: number;
+  version: number;
+  /** ISO time of the change. */
+  at: string;
+}
+
+export type { BalanceChangeReason, TokenSource, TransactionKind } from "./protocol.js";
 
 /** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
 export interface LedgerEntry {
@@ -72,6 +97,16 @@ export interface BalanceSnapshot {
   balance: number | null;
   /** The balance the server last confirmed. */
   confirmedBalance: number | null;
+  /** What a spend can use: the confirmed available less the spends in flight; null before any is known. */
+  available: number | null;
+  /** Tokens set aside by holds (0 until holds exist). */
+  held: number;
+  /** Tokens that will expire unless spent, soonest first: "200 tokens expire on 1 Jan". */
+  expiring: ExpiringTokens[];
+  /** The first of `expiring`, or null when nothing expires. */
+  nextExpiry: ExpiringTokens | null;
+  /** The last change that arrived live (SPEND, PURCHASE, EXPIRE, ...); null until one does. */
+  lastChange: BalanceChangeInfo | null;
   /** Tokens of spends sent but not yet confirmed or refused. */
   pending: number;
   version: number | null;

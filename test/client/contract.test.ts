@@ -2,8 +2,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildSchema, type GraphQLEnumType } from "graphql";
 import { describe, expect, it } from "vitest";
-import { CloseCode, SPEND_REFUSAL_CODES, TRANSACTION_KINDS } from "../../src/client/protocol.js";
-import { ENTRY_KINDS } from "../../src/db/schema.js";
+import {
+  BALANCE_CHANGE_REASONS,
+  CloseCode,
+  SPEND_REFUSAL_CODES,
+  TOKEN_SOURCES,
+  TRANSACTION_KINDS,
+} from "../../src/client/protocol.js";
+import { ENTRY_KINDS, LOT_SOURCES } from "../../src/db/schema.js";
 import {
   CLOSE_AUTH_UNAVAILABLE,
   CLOSE_RATE_LIMITED,
@@ -11,6 +17,7 @@ import {
   CLOSE_UNAUTHORIZED,
 } from "../../src/graphql/websocket.js";
 import { SPEND_ERROR_CODES } from "../../src/modules/ledger/ledger.payloads.js";
+import { BALANCE_CHANGE_REASONS as SERVER_REASONS } from "../../src/modules/live/balance-change.js";
 import { projectRoot } from "../helpers/process.js";
 
 // The client's protocol module (src/client/protocol.ts) against schema.graphql's enums and the
@@ -34,6 +41,16 @@ describe("the client's protocol module", () => {
   it("has schema.graphql's SpendErrorCode, which is the server's spend refusals", () => {
     expect(sorted(SPEND_REFUSAL_CODES)).toEqual(enumValues("SpendErrorCode"));
     expect(sorted(SPEND_ERROR_CODES)).toEqual(enumValues("SpendErrorCode"));
+  });
+
+  it("has schema.graphql's BalanceChangeReason, which is the server's reasons", () => {
+    expect(sorted(BALANCE_CHANGE_REASONS)).toEqual(enumValues("BalanceChangeReason"));
+    expect(sorted(SERVER_REASONS)).toEqual(enumValues("BalanceChangeReason"));
+  });
+
+  it("has schema.graphql's TokenSource, which is the server's lot sources", () => {
+    expect(sorted(TOKEN_SOURCES)).toEqual(enumValues("TokenSource"));
+    expect(sorted(LOT_SOURCES.map((source) => source.toUpperCase()))).toEqual(enumValues("TokenSource"));
   });
 
   it("has the server's WebSocket close codes", () => {

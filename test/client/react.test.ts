@@ -121,6 +121,33 @@ describe(`React hooks on ${driverName}`, () => {
     expect(tap.opened()).toBe(1);
   });
 
+  it("useTokenBalance: available, held, what expires, and why the balance last changed", async () => {
+    const { userId, token } = await server.fundUser(500);
+    const client = makeClient(server, token);
+    // The subscription's first event (the balance now) has arrived: what follows is live.
+    const started = new Promise<void>((resolve) => {
+      const stop = client.watchEntries((entry) => {
+        if (entry === null) resolve();
+        stop();
+      });
+    });
+    const { result } = renderHook(() => useTokenBalance(), { wrapper: withProvider(client) });
+    await started;
+    await waitFor(() => expect(result.current).toMatchObject({ balance: 500, live: true }), {
+      timeout: 20_000,
+    });
+    expect(result.current).toMatchObject({
+      available: 500,
+      held: 0,
+      expiring: [],
+      nextExpiry: null,
+      lastChange: null,
+    });
+    await server.purchase(userId);
+    await waitFor(() => expect(result.current).toMatchObject({ balance: 600, available: 600 }));
+    expect(result.current.lastChange).toMatchObject({ reason: "PURCHASE", delta: 100, version: 2 });
+  });
+
   it("the socket closes a little after the last component using it unmounts", async () => {
     const { token } = await server.fundUser(1);
     const tap = tapWebSocket();

@@ -52,6 +52,38 @@ describe(`stored balance on ${driverName}`, () => {
       });
   });
 
+  it("shows a balance stored by an older client, and leaves out stored expiries already past", async () => {
+    const { userId, token } = await server.fundUser(500);
+    const storage = memoryStorage();
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    const past = new Date(Date.now() - 1000).toISOString();
+    // An older client stored neither held nor available; this one's list may have aged meanwhile.
+    await storage.setItem(
+      "token-ledger:balance",
+      JSON.stringify({
+        user: userId,
+        balance: 500,
+        version: 1,
+        lastUpdated: past,
+        expiring: [
+          { amount: 100, expiresAt: past, sources: ["PERIOD"] },
+          { amount: 50, expiresAt: future, sources: ["PERIOD"] },
+        ],
+      }),
+    );
+    const client = makeClient(server, token, { storage });
+    const { states } = record(client);
+    await until(client, (state) => state.balance === 500 && !state.stale);
+    expect(states.find((state) => state.stale)).toMatchObject({
+      balance: 500,
+      available: 500,
+      held: 0,
+      expiring: [{ amount: 50, expiresAt: future, sources: ["PERIOD"] }],
+      nextExpiry: { amount: 50, expiresAt: future },
+    });
+    expect(client.getSnapshot()).toMatchObject({ available: 500, expiring: [], nextExpiry: null });
+  });
+
   it("never shows another user's stored balance", async () => {
     const alice = await server.fundUser(500);
     const bob = await server.fundUser(7);

@@ -11,6 +11,12 @@ export interface BalanceChangeEvent {
   version: number;
   lastUpdated: string;
   transaction: { id: string; amount: number; kind: string; balanceAfter: number } | null;
+  /** When the query asks for them (issue 18). */
+  reason?: string;
+  held?: number;
+  available?: number;
+  expiring?: { amount: number; expiresAt: string; sources: string[] }[];
+  nextExpiry?: { amount: number; expiresAt: string; sources: string[] } | null;
 }
 
 /**

@@ -19,13 +19,21 @@ function call(path: string, token: string | undefined, init: RequestInit = {}) {
 }
 
 describe(`REST routes on ${driverName}`, () => {
-  it("GET /balance answers { balance, last_updated }", async () => {
+  it("GET /balance answers { balance, held, available, next_expiry, expiring, last_updated }", async () => {
     const token = await fundedUser(500);
     const response = await call("/balance", token);
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { balance: number; last_updated: string };
-    expect(body.balance).toBe(500);
-    expect(new Date(body.last_updated).getTime()).toBeGreaterThan(0);
+    const body = (await response.json()) as Record<string, unknown>;
+    // A grant never expires: nothing is listed (test/live/expiring.test.ts lists what does).
+    expect(body).toEqual({
+      balance: 500,
+      held: 0,
+      available: 500,
+      next_expiry: null,
+      expiring: [],
+      last_updated: expect.any(String),
+    });
+    expect(new Date(body.last_updated as string).getTime()).toBeGreaterThan(0);
   });
 
   it("POST /spend spends and answers { success, new_balance, message }", async () => {

@@ -2,6 +2,13 @@ import { GraphQLError } from "graphql";
 import { ENTRY_KINDS, type EntryKind, MAX_BALANCE, MAX_USER_ID_LENGTH } from "../../db/schema.js";
 import { builder, registerNodeType } from "../../graphql/builder.js";
 import {
+  EXPIRING_DESCRIPTION,
+  ExpiringTokensRef,
+  expiringFor,
+  NEXT_EXPIRY_DESCRIPTION,
+  type WithExpiring,
+} from "./ledger.lots.graphql-types.js";
+import {
   GRANT_ERROR_CODES,
   type GrantErrorCode,
   type Payload,
@@ -107,11 +114,14 @@ export const TokenTransactionRef = builder.node(
   },
 );
 
+/** A balance, perhaps with its expiring tokens already read (a live event's). */
+export type BalanceView = Balance & WithExpiring;
+
 /**
  * A balance is a node whose id stays the same for its user, so client caches (Apollo, urql) update
  * it in place from any payload that returns it.
  */
-export const BalanceRef = builder.node(builder.objectRef<Balance>(registerNodeType("Balance")), {
+export const BalanceRef = builder.node(builder.objectRef<BalanceView>(registerNodeType("Balance")), {
   description: "A user's token balance.",
   id: { resolve: (balance) => balance.userId },
   isTypeOf: (value) => typeof value === "object" && value !== null && "lastUpdated" in value,
@@ -120,7 +130,29 @@ export const BalanceRef = builder.node(builder.objectRef<Balance>(registerNodeTy
       ? context.ledger.balanceOf(context.viewer.userId)
       : null,
   fields: (t) => ({
-    balance: t.exposeInt("balance", { description: "Whole tokens available to spend; never negative." }),
+    balance: t.exposeInt("balance", {
+      description:
+        "Whole tokens the user has; never negative. Tokens past their expiry are never counted, even in the moments before their EXPIRE entry is written.",
+    }),
+    held: t.exposeInt("held", {
+      description: "Tokens set aside by holds awaiting capture or release; 0 until holds exist.",
+    }),
+    available: t.int({
+      description:
+        "Tokens a spend can use now: balance less held. Like balance, never counts expired tokens.",
+      resolve: (balance) => balance.balance - balance.held,
+    }),
+    expiring: t.field({
+      type: [ExpiringTokensRef],
+      description: EXPIRING_DESCRIPTION,
+      resolve: (balance, _args, context) => expiringFor(balance, context.db),
+    }),
+    nextExpiry: t.field({
+      type: ExpiringTokensRef,
+      nullable: true,
+      description: NEXT_EXPIRY_DESCRIPTION,
+      resolve: async (balance, _args, context) => (await expiringFor(balance, context.db))[0] ?? null,
+    }),
     lastUpdated: t.expose("lastUpdated", {
       type: "DateTime",
       nullable: true,

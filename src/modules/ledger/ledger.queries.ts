@@ -6,7 +6,10 @@ import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/sche
 
 export interface Balance {
   readonly userId: string;
+  /** The tokens the user has: never counts a lot past its end, swept or not. */
   readonly balance: number;
+  /** Tokens pinned by active holds (issue 19; 0 until holds exist); what a spend can use is balance - held. */
+  readonly held: number;
   readonly version: number;
   /** Null until the first entry. */
   readonly lastUpdated: Date | null;
@@ -80,6 +83,8 @@ export function balanceAfter(entry: LedgerEntry): Balance {
   return {
     userId: entry.userId,
     balance: entry.balanceAfter,
+    // An entry does not record holds; none exist before issue 19.
+    held: 0,
     version: entry.balanceVersion,
     lastUpdated: entry.createdAt,
   };
@@ -89,25 +94,38 @@ export async function getBalance(db: Executor, userId: string): Promise<Balance>
   const [row] = await db
     .select({
       balance: balancesTable.balance,
+      held: balancesTable.held,
       version: balancesTable.version,
       lastUpdated: balancesTable.updatedAt,
     })
     .from(balancesTable)
     .where(eq(balancesTable.userId, userId));
-  return row ? { userId, ...row } : { userId, balance: 0, version: 0, lastUpdated: null };
+  return row ? { userId, ...row } : { userId, balance: 0, held: 0, version: 0, lastUpdated: null };
 }
 
-const BALANCE_STATEMENT = "SELECT balance, version, updated_at FROM token_balances WHERE user_id = $1";
+/**
+ * A lot is unusable from `expires_at` on, but the sweeper writes its EXPIRE entry up to one interval
+ * later (or the user's next write does): until then the stored balance still counts it. The read
+ * subtracts what is left of such due lots, so a client never sees tokens it cannot spend (design
+ * row 32); the version stays the stored one, and the EXPIRE event that follows carries the same
+ * balance with the next version. The due lots are found through the index token_lots_draw.
+ */
+const BALANCE_STATEMENT = `SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM token_lots l
+    WHERE l.user_id = b.user_id AND l.remaining > 0 AND l.expires_at <= now()), 0)::integer AS balance,
+  b.held, b.version, b.updated_at
+  FROM token_balances b WHERE b.user_id = $1`;
 
 /** The balance, as a prepared statement straight through the driver: the read every client makes. */
 export async function readBalance(database: Pick<DatabaseHandle, "query">, userId: string): Promise<Balance> {
-  const [row] = await database.query<{ balance: number; version: number; updated_at: Date | string }>(
-    BALANCE_STATEMENT,
-    [userId],
-  );
-  if (!row) return { userId, balance: 0, version: 0, lastUpdated: null };
+  const [row] = await database.query<{
+    balance: number;
+    held: number;
+    version: number;
+    updated_at: Date | string;
+  }>(BALANCE_STATEMENT, [userId]);
+  if (!row) return { userId, balance: 0, held: 0, version: 0, lastUpdated: null };
   const lastUpdated = row.updated_at instanceof Date ? row.updated_at : new Date(row.updated_at);
-  return { userId, balance: row.balance, version: row.version, lastUpdated };
+  return { userId, balance: Number(row.balance), held: row.held, version: row.version, lastUpdated };
 }
 
 /** One of the user's own entries; null for anyone else's. */

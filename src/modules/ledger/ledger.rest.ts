@@ -4,6 +4,7 @@ import type { Executor } from "../../db/client.js";
 import { readJson } from "../../http/body.js";
 import { HttpError, sendJson } from "../../http/errors.js";
 import type { Route } from "../../http/router.js";
+import { expiringOf } from "./ledger.lot-queries.js";
 import {
   type AdminErrorCode,
   adjustPayload,
@@ -46,9 +47,22 @@ function balanceRoute(deps: RouteDeps): Route {
     path: "/api/v1/tokens/balance",
     auth: "user",
     async handle(_req, res, { context }) {
-      const balance = await deps.ledger.balanceOf(userOf(context));
+      const userId = userOf(context);
+      const [balance, expiring] = await Promise.all([
+        deps.ledger.balanceOf(userId),
+        expiringOf(deps.db, userId),
+      ]);
+      const shown = expiring.map((tokens) => ({
+        amount: tokens.amount,
+        expires_at: tokens.expiresAt.toISOString(),
+        sources: tokens.sources,
+      }));
       sendJson(res, 200, {
         balance: balance.balance,
+        held: balance.held,
+        available: balance.balance - balance.held,
+        next_expiry: shown[0] ?? null,
+        expiring: shown,
         last_updated: balance.lastUpdated?.toISOString() ?? null,
       });
     },

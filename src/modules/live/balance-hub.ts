@@ -1,18 +1,13 @@
 import { Repeater, SlidingBuffer } from "graphql-yoga";
 import type { Logger } from "pino";
 import type { DatabaseHandle, Unlisten } from "../../db/client.js";
-import { BALANCE_CHANGED_CHANNEL, type BalanceChangedMessage } from "../ledger/ledger.events.js";
+import { BALANCE_CHANGED_CHANNEL } from "../ledger/ledger.events.js";
+import { type ExpiringTokens, expiringOf } from "../ledger/ledger.lot-queries.js";
 import { readBalance } from "../ledger/ledger.queries.js";
+import type { BalanceChange } from "./balance-change.js";
+import { type NotifiedChange, parseNotification } from "./balance-notification.js";
 
-export interface BalanceChange {
-  readonly userId: string;
-  readonly balance: number;
-  readonly delta: number;
-  readonly version: number;
-  readonly lastUpdated: Date;
-  /** Null for a snapshot (the first event, or a re-sync after the listener reconnected). */
-  readonly entryId: number | null;
-}
+export type { BalanceChange } from "./balance-change.js";
 
 interface Subscriber {
   lastVersion: number;
@@ -37,6 +32,8 @@ const SUBSCRIBER_BUFFER = 512;
  */
 export class BalanceHub {
   private readonly subscribers = new Map<string, Set<Subscriber>>();
+  /** Per user, the delivery under way: a user's notifications go out one after another, in order. */
+  private readonly deliveries = new Map<string, Promise<void>>();
   private unlisten: Unlisten | undefined;
   private connectedOnce = false;
 
@@ -107,38 +104,78 @@ export class BalanceHub {
   }
 
   private async snapshot(userId: string): Promise<BalanceChange> {
-    const balance = await readBalance(this.database, userId);
+    const [balance, expiring] = await Promise.all([
+      readBalance(this.database, userId),
+      this.expiring(userId),
+    ]);
     return {
       userId,
       balance: balance.balance,
+      held: balance.held,
       delta: 0,
       version: balance.version,
       lastUpdated: balance.lastUpdated ?? new Date(),
       entryId: null,
+      kind: null,
+      expiring,
     };
   }
 
-  /** One notification carries the changes of one committed batch, in order. */
+  /**
+   * One notification carries the changes of one committed batch, in order. Each user with
+   * subscribers here gets their changes after one read of their expiring tokens (once per
+   * notification and instance, whatever the number of subscribers); a user's next notification
+   * waits for it, so versions still arrive in order.
+   */
   private dispatch(payload: string): void {
-    let messages: BalanceChangedMessage[];
-    try {
-      messages = JSON.parse(payload) as BalanceChangedMessage[];
-    } catch {
-      this.logger.warn("ignored a malformed balance notification");
-      return;
+    const byUser = new Map<string, NotifiedChange[]>();
+    for (const change of parseNotification(payload, this.logger)) {
+      if (!this.subscribers.has(change.userId)) continue;
+      const changes = byUser.get(change.userId);
+      if (changes) changes.push(change);
+      else byUser.set(change.userId, [change]);
     }
-    for (const message of messages) {
-      const set = this.subscribers.get(message.userId);
-      if (!set) continue;
+    for (const [userId, changes] of byUser) {
+      const previous = this.deliveries.get(userId) ?? Promise.resolve();
+      const delivery = previous
+        .then(() => this.deliver(userId, changes))
+        .catch((error: unknown) =>
+          this.logger.warn({ err: error, userId }, "a balance event was not delivered"),
+        );
+      this.deliveries.set(userId, delivery);
+      void delivery.finally(() => {
+        if (this.deliveries.get(userId) === delivery) this.deliveries.delete(userId);
+      });
+    }
+  }
+
+  private async deliver(userId: string, changes: readonly NotifiedChange[]): Promise<void> {
+    const expiring = await this.expiring(userId);
+    const set = this.subscribers.get(userId);
+    if (!set) return;
+    for (const notified of changes) {
       const change: BalanceChange = {
-        userId: message.userId,
-        balance: message.balance,
-        delta: message.delta,
-        version: message.version,
-        lastUpdated: new Date(message.at),
-        entryId: Number(message.entryId),
+        userId,
+        balance: notified.balance,
+        held: notified.held,
+        delta: notified.delta,
+        version: notified.version,
+        lastUpdated: notified.at,
+        entryId: notified.entryId,
+        kind: notified.kind ?? null,
+        expiring,
       };
       for (const subscriber of set) subscriber.push(change);
+    }
+  }
+
+  /** The user's expiring tokens now; undefined when the read failed (the field then reads them itself). */
+  private async expiring(userId: string): Promise<readonly ExpiringTokens[] | undefined> {
+    try {
+      return await expiringOf(this.database.db, userId);
+    } catch (error) {
+      this.logger.warn({ err: error, userId }, "reading expiring tokens for a balance event failed");
+      return undefined;
     }
   }
 

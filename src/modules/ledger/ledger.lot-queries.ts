@@ -1,0 +1,110 @@
+import { and, asc, desc, eq, gt, isNotNull, sql } from "drizzle-orm";
+import type { Executor } from "../../db/client.js";
+import { type LotSource, lotsTable } from "../../db/schema.js";
+
+/** Reads of lots (what is left of each grant of tokens and when it expires); the money function writes them. */
+
+/** Tokens that stop being usable at one instant. */
+export interface ExpiringTokens {
+  readonly amount: number;
+  readonly expiresAt: Date;
+  /** Where the lots that expire then came from, in alphabetical order (usually one). */
+  readonly sources: readonly LotSource[];
+}
+
+/** How many expiry instants a balance lists: the soonest, which is what an app shows. */
+export const EXPIRING_LIST_MAX = 10;
+
+/**
+ * The user's usable tokens that will expire, soonest first, one row per expiry instant: lots with an
+ * end, something left and `expires_at` still ahead (a lot is unusable from `expires_at` on; one that
+ * is due but not yet swept is no longer counted, see readBalance). Tokens pinned by a hold are not in
+ * a lot's `remaining`, so they are not listed. Served by the index token_lots_draw.
+ */
+export async function expiringOf(
+  db: Executor,
+  userId: string,
+  limit = EXPIRING_LIST_MAX,
+): Promise<ExpiringTokens[]> {
+  const rows = await db
+    .select({
+      expiresAt: lotsTable.expiresAt,
+      amount: sql<string>`sum(${lotsTable.remaining})`,
+      sources: sql<
+        LotSource[] | string
+      >`array_agg(DISTINCT ${lotsTable.source} ORDER BY ${lotsTable.source})`,
+    })
+    .from(lotsTable)
+    .where(
+      and(
+        eq(lotsTable.userId, userId),
+        gt(lotsTable.remaining, 0),
+        isNotNull(lotsTable.expiresAt),
+        sql`${lotsTable.expiresAt} > now()`,
+      ),
+    )
+    .groupBy(lotsTable.expiresAt)
+    .orderBy(asc(lotsTable.expiresAt))
+    .limit(limit);
+  return rows.map((row) => ({
+    amount: Number(row.amount),
+    expiresAt: toDate(row.expiresAt as Date | string),
+    sources: textArray(row.sources),
+  }));
+}
+
+/** One lot as an operator sees it. */
+export interface Lot {
+  readonly id: number;
+  readonly userId: string;
+  readonly source: LotSource;
+  readonly sourceRef: string | null;
+  readonly chainRef: string | null;
+  readonly productId: string | null;
+  readonly granted: number;
+  readonly remaining: number;
+  readonly expired: number;
+  readonly startsAt: Date;
+  readonly expiresAt: Date | null;
+  readonly rollover: { cap: number } | null;
+  readonly entryId: number | null;
+  readonly createdAt: Date;
+}
+
+/**
+ * A user's lots for an operator: those with tokens left in the order a spend draws them (soonest
+ * expiry first, then oldest, non-expiring last), then, when asked, the empty ones newest first.
+ */
+export async function lotsOf(
+  db: Executor,
+  userId: string,
+  options: { readonly limit: number; readonly includeEmpty: boolean },
+): Promise<Lot[]> {
+  const live = await db
+    .select()
+    .from(lotsTable)
+    .where(and(eq(lotsTable.userId, userId), gt(lotsTable.remaining, 0)))
+    .orderBy(sql`${lotsTable.expiresAt} ASC NULLS LAST`, asc(lotsTable.id))
+    .limit(options.limit);
+  if (!options.includeEmpty || live.length >= options.limit) return live;
+  const empty = await db
+    .select()
+    .from(lotsTable)
+    .where(and(eq(lotsTable.userId, userId), eq(lotsTable.remaining, 0)))
+    .orderBy(desc(lotsTable.id))
+    .limit(options.limit - live.length);
+  return [...live, ...empty];
+}
+
+function toDate(value: Date | string): Date {
+  return value instanceof Date ? value : new Date(value);
+}
+
+/** A text[] as the drivers give it: an array, or PostgreSQL's literal `{a,b}` through a raw read. */
+function textArray(value: LotSource[] | string): LotSource[] {
+  if (Array.isArray(value)) return value;
+  return value
+    .replace(/^\{|\}$/g, "")
+    .split(",")
+    .filter(Boolean) as LotSource[];
+}
