@@ -80,7 +80,9 @@ describe(`balanceChanged's reason, held, available and expiring on ${driverName}
 
   it("names the reason from the entry when a notification has no kind (a money function older than lots)", async () => {
     const userId = newUserId();
-    const { entry } = await ledger().grant({ userId, amount: 10, reason: "setup" }, "ops");
+    const granted = await ledger().grant({ userId, amount: 10, reason: "setup" }, "ops");
+    if (granted.status !== "applied") throw new Error(`grant refused: ${granted.status}`);
+    const { entry } = granted;
     const subscription = await subscribe(userId);
     expect(await subscription.next()).toMatchObject({ version: 1, reason: "SNAPSHOT" });
     // What an instance still running the previous money function would announce during an upgrade.
