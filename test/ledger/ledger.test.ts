@@ -62,6 +62,7 @@ describe(`ledger service on ${driverName}`, () => {
     expect(await getBalance(database.handle.db, userId)).toEqual({
       userId,
       balance: 0,
+      held: 0,
       version: 0,
       lastUpdated: null,
     });
