@@ -1,6 +1,6 @@
 -- ledger_apply: the ledger's one write statement, and the only SQL that writes token_balances,
--- token_transactions, token_lots, token_lot_moves, token_holds and token_hold_pins (test/architecture.test.ts
--- holds it to that).
+-- token_transactions, token_lots, token_lot_moves, token_holds and token_hold_pins
+-- (test/architecture.test.ts holds it to that).
 -- This file is the current source; a migration copies it whole (CREATE OR REPLACE), and
 -- test/ledger/ledger-apply-source.test.ts fails when the newest migration that defines the function
 -- differs from it. To change the function: edit this file, copy the CREATE statement into a new
