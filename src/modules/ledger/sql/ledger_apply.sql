@@ -243,12 +243,16 @@ BEGIN
   -- batch's users becomes an expire_hold request placed before the batch's own (a negative ord, no
   -- outcome row of its own), so a capture or a release later in the batch finds it expired, and its
   -- pinned tokens go back to their lots (or expire, when the lot has ended).
-  SELECT requests || coalesce(jsonb_agg(jsonb_build_object('ord', -1000000 + h.n, 'user_id', h.user_id,
-           'op', 'expire_hold', 'hold_id', h.id, 'delta', 0, 'kind', 'SPEND') ORDER BY h.n), '[]'::jsonb)
-    INTO requests
-    FROM (SELECT d.id, d.user_id, row_number() OVER (ORDER BY d.user_id, d.expires_at, d.id)::integer AS n
-            FROM token_holds d
-           WHERE d.user_id = ANY (due_users) AND d.status = 'active' AND d.expires_at <= clock) AS h;
+  -- One index probe (token_holds_user_active) when nothing is due, and the batch stays as it is.
+  IF EXISTS (SELECT 1 FROM token_holds d
+              WHERE d.user_id = ANY (due_users) AND d.status = 'active' AND d.expires_at <= clock) THEN
+    SELECT requests || jsonb_agg(jsonb_build_object('ord', -1000000 + h.n, 'user_id', h.user_id,
+             'op', 'expire_hold', 'hold_id', h.id, 'delta', 0, 'kind', 'SPEND') ORDER BY h.n)
+      INTO requests
+      FROM (SELECT d.id, d.user_id, row_number() OVER (ORDER BY d.user_id, d.expires_at, d.id)::integer AS n
+              FROM token_holds d
+             WHERE d.user_id = ANY (due_users) AND d.status = 'active' AND d.expires_at <= clock) AS h;
+  END IF;
 
   -- Fixed-window counters, one upsert for the batch: each key counts all of its requests at once,
   -- and remembers the count it had before them and when its window ends. A request's place among
