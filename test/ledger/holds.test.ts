@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import type { ChangeRequest } from "../../src/modules/ledger/ledger.statements.js";
 import { createExpirySweeper } from "../../src/modules/ledger/ledger.sweeper.js";
 import { InvalidInputError } from "../../src/validation.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
@@ -88,6 +89,21 @@ describe(`holds in the ledger on ${driverName}`, () => {
       });
       expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 10, held: 8 });
     }
+    // In one statement: the first in arrival order wins.
+    const u = user();
+    await applyAt(db, [grant(u, 10)]);
+    const reserve = (ord: number): ChangeRequest => ({
+      userId: u,
+      delta: -8,
+      kind: "SPEND",
+      description: null,
+      idempotencyKey: `${u}:${ord}`,
+      op: "reserve",
+      hold: { ttlSeconds: 60, limit: 16 },
+    });
+    const outcomes = await applyAt(db, [reserve(0), reserve(1)]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(["reserved", "insufficient"]);
+    expect(outcomes[1]).toEqual({ status: "insufficient", available: 2 });
   });
 
   it("row 38: a spend while a hold is active uses only free tokens, refused although the balance covers it", async () => {
@@ -109,6 +125,7 @@ describe(`holds in the ledger on ${driverName}`, () => {
     const db = database.current();
     const ledger = ledgerOf(db);
     const u = user();
+    const seen = await listenFor(u);
     await applyAt(db, [grant(u, 100), period(u, 50, `${u}:p`, T0, at(T0, 10))], T0);
     const captured = await atClock(db, plus(HOUR), async (executor) => {
       const reserved = await ledger.reserve(u, { amount: 80, idempotencyKey: key() }, { executor });
@@ -132,6 +149,15 @@ describe(`holds in the ledger on ${driverName}`, () => {
     expect(captured.shortfall).toBe(0);
     expect((await lotsOf(db, u)).map((lot) => lot.remaining)).toEqual([90, 0]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 90, held: 0 });
+    // The capture is its SPEND entry in the live feed, with the hold's id.
+    await until(() => seen.some((change) => change.kind === "SPEND"));
+    expect(seen.find((change) => change.kind === "SPEND")).toMatchObject({
+      balance: 90,
+      held: 0,
+      delta: -60,
+      entryId: captured.entry.id,
+      holdId: Number(captured.hold.id),
+    });
   });
 
   it("row 40: above the hold, REJECT refuses and the hold stays active; CAP takes the extra from free tokens, never below 0", async () => {
@@ -358,9 +384,9 @@ describe(`holds in the ledger on ${driverName}`, () => {
     const u = user();
     await applyAt(db, [grant(u, 100)]);
     for (const ttlSeconds of [0, -5, 86_401, 1.5]) {
-      await expect(ledger.reserve(u, { amount: 1, ttlSeconds, idempotencyKey: key() })).rejects.toThrow(
-        InvalidInputError,
-      );
+      const refused = ledger.reserve(u, { amount: 1, ttlSeconds, idempotencyKey: key() });
+      await expect(refused).rejects.toThrow(InvalidInputError);
+      await expect(refused).rejects.toThrow(/^ttlSeconds: /);
     }
     await expect(ledger.reserve(u, { amount: 1, idempotencyKey: key() })).resolves.toMatchObject({
       status: "reserved",
