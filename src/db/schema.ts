@@ -10,6 +10,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import { sqlList } from "./schema-checks.js";
 
 /** Every kind of ledger entry. Corrections are new entries of their own kind, never edits. */
 export const ENTRY_KINDS = [
@@ -29,9 +30,6 @@ export type EntryKind = (typeof ENTRY_KINDS)[number];
 export const MAX_BALANCE = 2_000_000_000;
 /** The longest user id (JWT `sub`, RevenueCat app_user_id) a balance can belong to. */
 export const MAX_USER_ID_LENGTH = 255;
-
-/** `'A', 'B', ...` for a CHECK constraint; the values are our own constants, never input. */
-const sqlList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
 
 export const balancesTable = pgTable(
   "token_balances",
@@ -248,3 +246,5 @@ export const legacyAttributeClearsTable = pgTable("legacy_attribute_clears", {
   attribute: text("attribute").notNull(),
   clearedAt: timestamp("cleared_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
+
+export * from "./schema-holds.js";

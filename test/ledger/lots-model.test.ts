@@ -173,8 +173,13 @@ function comparable(outcome: ChangeOutcome): ModelOutcome {
     case "limit":
     case "rate_limited":
       return { status: outcome.status, available: outcome.available };
-    default:
+    case "expired":
+    case "lot_changed":
+    case "unchanged":
+    case "no_lot":
       return { status: outcome.status, available: outcome.available, expired: outcome.expired };
+    default:
+      throw new Error(`a lot change answered ${outcome.status}`);
   }
 }
 

@@ -1,15 +1,22 @@
 import type { Logger } from "pino";
-import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
+import type { Database, DatabaseHandle } from "../../db/client.js";
 import { parseInput } from "../../validation.js";
+import * as holds from "./ledger.holds.js";
 import { changeLotEnd, expireDue, refundPurchase } from "./ledger.lots.js";
+import type { SpendOptions, WriteOptions } from "./ledger.options.js";
 import { requestHash, written } from "./ledger.outcomes.js";
 import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { transferTokens } from "./ledger.transfer.js";
 import type {
   AdjustResult,
-  GrantResult,
+  CaptureResult,
   ExpiryResult,
+  GrantResult,
+  Hold,
+  HoldActor,
+  HoldExpiryResult,
+  HoldPage,
   LegacyImport,
   LegacyImportResult,
   LotEndChange,
@@ -17,6 +24,8 @@ import type {
   PurchaseRefund,
   RefundResult,
   RefundReversal,
+  ReleaseResult,
+  ReserveResult,
   ReversalResult,
   SpendResult,
   TransferResult,
@@ -24,22 +33,8 @@ import type {
 import { adjustInputSchema, grantInputSchema, spendInputSchema } from "./ledger.validation.js";
 import { createLedgerWriter, type LedgerWriterOptions } from "./ledger.writer.js";
 
+export type { SpendOptions, WriteOptions } from "./ledger.options.js";
 export type * from "./ledger.types.js";
-
-export interface WriteOptions {
-  /** The request's logger, so the ledger's lines carry the request id. */
-  readonly log?: Logger | undefined;
-  /**
-   * Run inside the caller's transaction (the webhook's). By default an operation joins the group
-   * commit: it is written with whatever else arrived meanwhile, and resolves once that has committed.
-   */
-  readonly executor?: Executor | undefined;
-}
-
-export interface SpendOptions extends WriteOptions {
-  /** Count the spend against this fixed-window limit in the same statement (`rate_limited` past it). */
-  readonly rateLimit?: ChangeRequest["rateLimit"];
-}
 
 /**
  * The only door for money: every balance change is one of these operations. Shared invariants: a
@@ -103,14 +98,24 @@ export interface LedgerService {
   importLegacy(legacy: LegacyImport, options?: WriteOptions): Promise<LegacyImportResult>;
   /** The user's balance now (0, version 0, for a user who never had one). */
   balanceOf(userId: string): Promise<Balance>;
+  /** Holds (issue 19): reserve, capture, release and read them (ledger.holds.ts). */
+  reserve(userId: string, input: unknown, options?: SpendOptions): Promise<ReserveResult>;
+  capture(holdId: string, input: unknown, actor: HoldActor, options?: WriteOptions): Promise<CaptureResult>;
+  release(holdId: string, actor: HoldActor, options?: WriteOptions): Promise<ReleaseResult>;
+  holdOf(holdId: string, actor: HoldActor): Promise<Hold | null>;
+  holdsOf(userId: string, query: holds.HoldQuery): Promise<HoldPage>;
+  /** Ends holds past their TTL by group commit (the expiry sweeper's call). */
+  expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]>;
 }
 
 export function createLedgerService(deps: {
   database: Pick<DatabaseHandle, "db" | "query">;
   logger: Logger;
   writer?: LedgerWriterOptions;
+  holds?: holds.HoldSettings;
 }): LedgerService {
-  return new Ledger(deps.database, createLedgerWriter(deps.database, deps.writer), deps.logger);
+  const writer = createLedgerWriter(deps.database, deps.writer);
+  return new Ledger(deps.database, writer, deps.logger, deps.holds ?? holds.DEFAULT_HOLD_SETTINGS);
 }
 
 class Ledger implements LedgerService {
@@ -120,6 +125,7 @@ class Ledger implements LedgerService {
     private readonly database: Pick<DatabaseHandle, "db" | "query">,
     private readonly writer: ReturnType<typeof createLedgerWriter>,
     private readonly logger: Logger,
+    private readonly holdSettings: holds.HoldSettings,
   ) {
     this.db = database.db;
   }
@@ -254,6 +260,27 @@ class Ledger implements LedgerService {
     if (outcome.status === "duplicate") return { status: "already-imported", entry: outcome.entry };
     const result = written(outcome, request, ["balance_limit"]);
     return result.status === "applied" ? { status: "imported", entry: result.entry } : result;
+  }
+
+  reserve(userId: string, input: unknown, options: SpendOptions = {}): Promise<ReserveResult> {
+    return holds.reserve(this.holdContext(options), userId, input, options.rateLimit);
+  }
+  capture(holdId: string, input: unknown, actor: HoldActor, options: WriteOptions = {}) {
+    return holds.capture(this.holdContext(options), holdId, input, actor);
+  }
+  release(holdId: string, actor: HoldActor, options: WriteOptions = {}): Promise<ReleaseResult> {
+    return holds.release(this.holdContext(options), holdId, actor);
+  }
+  holdOf = (holdId: string, actor: HoldActor): Promise<Hold | null> => holds.holdOf(this.db, holdId, actor);
+  holdsOf = (userId: string, query: holds.HoldQuery): Promise<HoldPage> =>
+    holds.holdsOf(this.db, userId, query);
+  expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]> {
+    return holds.expireHolds(this.holdContext({}), due);
+  }
+  private holdContext({ executor, ...options }: WriteOptions): holds.HoldContext {
+    const apply = (request: ChangeRequest) => this.apply(request, { executor, ...options });
+    const read = holds.holdReader(this.database, executor);
+    return { executor: executor ?? this.db, apply, settings: this.holdSettings, read };
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */
