@@ -75,6 +75,9 @@ export const envSchema = z.object({
   RATE_LIMIT_RETENTION_HOURS: z.coerce.number().int().min(0).max(87_600).default(24),
   PURGE_INTERVAL_MINUTES: z.coerce.number().int().min(0).max(10_080).default(60),
   EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(15_000),
+  HOLD_DEFAULT_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(600),
+  HOLD_MAX_ACTIVE_PER_USER: z.coerce.number().int().min(1).max(10_000).default(16),
+  HOLD_CAPTURE_OVERAGE: z.enum(["REJECT", "CAP"], "must be REJECT or CAP").default("REJECT"),
   RATE_LIMIT_SPEND_PER_MINUTE: z.coerce.number().int().min(1).default(120),
   RATE_LIMIT_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(20),
   REDIS_URL: optionalString.pipe(

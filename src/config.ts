@@ -87,6 +87,12 @@ export interface Config {
   };
   /** How often a running server expires due lots (EXPIRE entries, balanceChanged); 0: never. */
   readonly expirySweepIntervalMs: number;
+  /** Holds (issue 19): a reserve's TTL when it gives none, active holds per user, a capture's overage. */
+  readonly holds: {
+    readonly defaultTtlSeconds: number;
+    readonly maxActivePerUser: number;
+    readonly captureOverage: "REJECT" | "CAP";
+  };
   readonly rateLimits: {
     readonly spendsPerMinute: number;
     readonly authFailuresPerMinute: number;
@@ -216,6 +222,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       purgeIntervalMinutes: e.PURGE_INTERVAL_MINUTES,
     }),
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
+    holds: Object.freeze({
+      defaultTtlSeconds: e.HOLD_DEFAULT_TTL_SECONDS,
+      maxActivePerUser: e.HOLD_MAX_ACTIVE_PER_USER,
+      captureOverage: e.HOLD_CAPTURE_OVERAGE,
+    }),
     rateLimits: Object.freeze({
       spendsPerMinute: e.RATE_LIMIT_SPEND_PER_MINUTE,
       authFailuresPerMinute: e.RATE_LIMIT_AUTH_FAILURES_PER_MINUTE,

@@ -6,6 +6,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -248,3 +249,61 @@ export const legacyAttributeClearsTable = pgTable("legacy_attribute_clears", {
   attribute: text("attribute").notNull(),
   clearedAt: timestamp("cleared_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
+
+export const HOLD_STATUSES = ["active", "captured", "released", "expired"] as const;
+export type HoldStatus = (typeof HOLD_STATUSES)[number];
+
+/**
+ * Holds (issue 19): tokens set aside for a job whose price is known only after it. An active hold's
+ * tokens are pinned from lots (token_hold_pins) and counted in `token_balances.held`; it ends
+ * captured (one SPEND entry), released, or expired (by its TTL). Written only by the money function;
+ * its status changes, so unlike entries and pins it is not append-only.
+ */
+export const holdsTable = pgTable(
+  "token_holds",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    userId: text("user_id").notNull(),
+    amount: integer("amount").notNull(),
+    status: text("status").$type<HoldStatus>().notNull(),
+    /** What a capture took (CAP may take more than `amount`); null until captured. */
+    captured: integer("captured"),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }).notNull(),
+    closedAt: timestamp("closed_at", { withTimezone: true, mode: "date" }),
+    idempotencyKey: text("idempotency_key"),
+    requestHash: text("request_hash"),
+    description: text("description"),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>(),
+  },
+  (table) => [
+    uniqueIndex("token_holds_user_key").on(table.userId, table.idempotencyKey),
+    // The sweeper's question (which holds are due?) and the touch step's (this user's due holds).
+    index("token_holds_due").on(table.expiresAt).where(sql`${table.status} = 'active'`),
+    index("token_holds_user_active").on(table.userId, table.expiresAt).where(sql`${table.status} = 'active'`),
+    index("token_holds_user_newest").on(table.userId, table.id.desc()),
+    check(
+      "token_holds_amounts",
+      sql`${table.amount} > 0 AND (${table.captured} IS NULL OR ${table.captured} >= 0)`,
+    ),
+    check("token_holds_status", sql`${table.status} IN (${sqlList(HOLD_STATUSES)})`),
+    check(
+      "token_holds_ttl",
+      sql`${table.expiresAt} > ${table.createdAt} AND ${table.expiresAt} <= ${table.createdAt} + interval '24 hours'`,
+    ),
+  ],
+);
+
+/** Which lots an active hold's tokens are pinned from. Append-only: a pin counts while its hold is active. */
+export const holdPinsTable = pgTable(
+  "token_hold_pins",
+  {
+    holdId: bigint("hold_id", { mode: "number" }).notNull(),
+    lotId: bigint("lot_id", { mode: "number" }).notNull(),
+    amount: integer("amount").notNull(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.holdId, table.lotId] }),
+    check("token_hold_pins_amount", sql`${table.amount} > 0`),
+  ],
+);

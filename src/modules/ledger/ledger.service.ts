@@ -1,13 +1,19 @@
 import type { Logger } from "pino";
 import type { Database, DatabaseHandle, Executor } from "../../db/client.js";
 import { parseInput } from "../../validation.js";
+import * as holds from "./ledger.holds.js";
 import { changeLotEnd, expireDue, refundPurchase } from "./ledger.lots.js";
 import { requestHash, written } from "./ledger.outcomes.js";
 import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { transferTokens } from "./ledger.transfer.js";
 import type {
+  CaptureResult,
   ExpiryResult,
+  Hold,
+  HoldActor,
+  HoldExpiryResult,
+  HoldPage,
   LegacyImport,
   LegacyImportResult,
   LotEndChange,
@@ -15,6 +21,8 @@ import type {
   PurchaseRefund,
   RefundResult,
   RefundReversal,
+  ReleaseResult,
+  ReserveResult,
   ReversalResult,
   TransferResult,
   WriteResult,
@@ -99,14 +107,24 @@ export interface LedgerService {
   importLegacy(legacy: LegacyImport, options?: WriteOptions): Promise<LegacyImportResult>;
   /** The user's balance now (0, version 0, for a user who never had one). */
   balanceOf(userId: string): Promise<Balance>;
+  /** Holds (issue 19): reserve, capture, release and read them (ledger.holds.ts). */
+  reserve(userId: string, input: unknown, options?: SpendOptions): Promise<ReserveResult>;
+  capture(holdId: string, input: unknown, actor: HoldActor, options?: WriteOptions): Promise<CaptureResult>;
+  release(holdId: string, actor: HoldActor, options?: WriteOptions): Promise<ReleaseResult>;
+  holdOf(holdId: string, actor: HoldActor): Promise<Hold | null>;
+  holdsOf(userId: string, query: Parameters<typeof holds.holdsOf>[2]): Promise<HoldPage>;
+  /** Ends holds past their TTL by group commit (the expiry sweeper's call). */
+  expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]>;
 }
 
 export function createLedgerService(deps: {
   database: Pick<DatabaseHandle, "db" | "query">;
   logger: Logger;
   writer?: LedgerWriterOptions;
+  holds?: holds.HoldSettings;
 }): LedgerService {
-  return new Ledger(deps.database, createLedgerWriter(deps.database, deps.writer), deps.logger);
+  const writer = createLedgerWriter(deps.database, deps.writer);
+  return new Ledger(deps.database, writer, deps.logger, deps.holds ?? holds.DEFAULT_HOLD_SETTINGS);
 }
 
 class Ledger implements LedgerService {
@@ -116,6 +134,7 @@ class Ledger implements LedgerService {
     private readonly database: Pick<DatabaseHandle, "db" | "query">,
     private readonly writer: ReturnType<typeof createLedgerWriter>,
     private readonly logger: Logger,
+    private readonly holdSettings: holds.HoldSettings,
   ) {
     this.db = database.db;
   }
@@ -246,6 +265,34 @@ class Ledger implements LedgerService {
     const outcome = await this.apply(request, options);
     if (outcome.status === "duplicate") return { status: "already-imported", entry: outcome.entry };
     return { status: "imported", entry: written(outcome, request).entry };
+  }
+
+  reserve(userId: string, input: unknown, options: SpendOptions = {}): Promise<ReserveResult> {
+    const apply = (request: ChangeRequest) => this.apply(request, options);
+    return holds.reserve(apply, this.holdSettings, userId, input, options.rateLimit);
+  }
+
+  capture(
+    holdId: string,
+    input: unknown,
+    actor: HoldActor,
+    options: WriteOptions = {},
+  ): Promise<CaptureResult> {
+    const apply = (request: ChangeRequest) => this.apply(request, options);
+    return holds.capture(options.executor ?? this.db, apply, this.holdSettings, holdId, input, actor);
+  }
+
+  release(holdId: string, actor: HoldActor, options: WriteOptions = {}): Promise<ReleaseResult> {
+    const apply = (request: ChangeRequest) => this.apply(request, options);
+    return holds.release(options.executor ?? this.db, apply, holdId, actor);
+  }
+
+  holdOf = (holdId: string, actor: HoldActor): Promise<Hold | null> => holds.holdOf(this.db, holdId, actor);
+  holdsOf = (userId: string, query: Parameters<typeof holds.holdsOf>[2]): Promise<HoldPage> =>
+    holds.holdsOf(this.db, userId, query);
+
+  expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]> {
+    return holds.expireHolds((request) => this.apply(request, {}), due);
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.js";
 import { type EntryKind, type LotSource, MAX_BALANCE } from "../../db/schema.js";
 import { type EntryRow, type LedgerEntry, toEntry } from "./ledger.queries.js";
+import type { Hold, HoldOverage, HoldStatus } from "./ledger.types.js";
 
 /**
  * The one statement that moves money, `ledger_apply` (its source and contract:
@@ -37,9 +38,43 @@ export interface ChangeRequest {
   readonly lot?: LotFields | undefined;
   /** A refund's share of the purchase, 0 < ratio <= 1 (default 1). */
   readonly ratio?: number | undefined;
+  /** The hold a capture, release or expire_hold names; a reserve's TTL and active-hold limit. */
+  readonly hold?: HoldFields | undefined;
 }
 
-export type LedgerOp = "change" | "expire" | "refund" | "reverse_refund" | "extend" | "cut";
+export interface HoldFields {
+  readonly id?: string | undefined;
+  readonly ttlSeconds?: number | undefined;
+  readonly limit?: number | undefined;
+  readonly overage?: HoldOverage | undefined;
+}
+
+export type LedgerOp =
+  | "change"
+  | "expire"
+  | "refund"
+  | "reverse_refund"
+  | "extend"
+  | "cut"
+  | "reserve"
+  | "capture"
+  | "release"
+  | "expire_hold";
+
+/** The outcomes of hold ops that write no entry; `hold` is the hold after the request (if any). */
+export const HOLD_OUTCOMES = [
+  "reserved",
+  "hold_replay",
+  "too_many_holds",
+  "released",
+  "hold_closed",
+  "hold_expired",
+  "hold_released",
+  "hold_already_captured",
+  "amount_exceeds_hold",
+  "hold_not_found",
+] as const;
+export type HoldOutcome = (typeof HOLD_OUTCOMES)[number];
 
 /** The lot a credit opens, or the lot a refund, extension or cut names (by `ref`). */
 export interface LotFields {
@@ -78,6 +113,13 @@ export type ChangeOutcome =
       readonly status: "expired" | "lot_changed" | "unchanged" | "no_lot";
       readonly available: number;
       readonly expired: number;
+    }
+  | {
+      readonly status: HoldOutcome;
+      readonly available: number;
+      readonly hold: Hold | null;
+      /** hold_replay: the hash of the request that made the hold. */
+      readonly requestHash: string | null;
     };
 
 export interface OutcomeRow extends Omit<EntryRow, "id"> {
@@ -111,6 +153,7 @@ export function encodeRequests(requests: readonly ChangeRequest[]): string {
       ...(request.op && request.op !== "change" ? { op: request.op } : {}),
       ...(request.lot ? encodeLot(request.lot) : {}),
       ...(request.ratio !== undefined ? { ratio: request.ratio } : {}),
+      ...(request.hold ? encodeHold(request.hold) : {}),
     })),
   );
 }
@@ -130,6 +173,35 @@ function encodeLot(lot: LotFields): Record<string, unknown> {
     lot_supersede: lot.supersede ?? false,
   };
 }
+
+function encodeHold(hold: HoldFields): Record<string, unknown> {
+  return {
+    hold_id: hold.id ?? null,
+    hold_ttl_seconds: hold.ttlSeconds ?? null,
+    hold_limit: hold.limit ?? null,
+    overage: hold.overage ?? null,
+  };
+}
+
+/** A hold as ledger_apply answers it (to_jsonb of its token_holds row). */
+export function toHold(row: Record<string, unknown>): Hold {
+  const time = (value: unknown) => (value == null ? null : new Date(value as string));
+  return {
+    id: String(row.id),
+    userId: String(row.user_id),
+    amount: Number(row.amount),
+    status: row.status as HoldStatus,
+    captured: row.captured == null ? null : Number(row.captured),
+    createdAt: time(row.created_at) as Date,
+    expiresAt: time(row.expires_at) as Date,
+    closedAt: time(row.closed_at),
+    description: (row.description as string | null) ?? null,
+    metadata: (row.metadata as Record<string, unknown> | null) ?? null,
+  };
+}
+
+const isHoldOutcome = (status: string): status is HoldOutcome =>
+  (HOLD_OUTCOMES as readonly string[]).includes(status);
 
 /** The outcomes, in the order of the requests. */
 export function decodeOutcomes(rows: readonly OutcomeRow[], count: number): ChangeOutcome[] {
@@ -165,7 +237,16 @@ function decodeOutcome(row: OutcomeRow): ChangeOutcome {
     case "no_lot":
       return { status: row.status, available: row.available ?? 0, expired: row.amount ?? 0 };
     default:
-      return { status: row.status, available: row.available ?? 0 };
+      if (isHoldOutcome(row.status))
+        return {
+          status: row.status,
+          available: row.available ?? 0,
+          hold: row.metadata
+            ? toHold(typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata)
+            : null,
+          requestHash: row.request_hash,
+        };
+      return { status: row.status, available: row.available ?? 0 } as ChangeOutcome;
   }
 }
 

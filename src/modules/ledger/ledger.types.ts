@@ -86,3 +86,67 @@ export interface ExpiryResult {
   readonly expired: number;
   readonly balance: number;
 }
+
+/** Holds (issue 19; ledger.holds.ts). */
+export type HoldStatus = "active" | "captured" | "released" | "expired";
+
+export interface Hold {
+  /** A bigint, as a decimal string. */
+  readonly id: string;
+  readonly userId: string;
+  readonly amount: number;
+  readonly status: HoldStatus;
+  /** What its capture took; null until captured. */
+  readonly captured: number | null;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  readonly closedAt: Date | null;
+  readonly description: string | null;
+  readonly metadata: Record<string, unknown> | null;
+}
+
+/** Who acts on a hold: a non-admin acts on (and sees) only its own holds. */
+export interface HoldActor {
+  readonly userId: string;
+  readonly admin: boolean;
+}
+
+export type HoldOverage = "REJECT" | "CAP";
+
+export type ReserveResult =
+  | { readonly status: "reserved"; readonly hold: Hold; readonly replayed: boolean }
+  | { readonly status: "insufficient"; readonly required: number; readonly available: number }
+  | { readonly status: "too_many_holds"; readonly limit: number }
+  | { readonly status: "rate_limited"; readonly retryAfterSeconds: number; readonly available: number }
+  | { readonly status: "key_reused"; readonly available: number };
+
+export type CaptureResult =
+  | {
+      readonly status: "captured";
+      readonly hold: Hold;
+      readonly entry: LedgerEntry;
+      readonly replayed: boolean;
+      /** What a CAP capture asked beyond the hold and the free balance could not cover. */
+      readonly shortfall: number;
+    }
+  | { readonly status: "hold_not_found" }
+  | {
+      readonly status: "hold_expired" | "hold_released" | "hold_already_captured" | "amount_exceeds_hold";
+      readonly hold: Hold;
+    };
+
+export type ReleaseResult =
+  | { readonly status: "released"; readonly hold: Hold; readonly replayed: boolean }
+  | { readonly status: "hold_not_found" }
+  | { readonly status: "hold_already_captured"; readonly hold: Hold };
+
+export interface HoldPage {
+  readonly holds: Hold[];
+  readonly hasMore: boolean;
+}
+
+/** Holds the sweeper expired, per user asked about. */
+export interface HoldExpiryResult {
+  readonly holdId: string;
+  readonly expired: boolean;
+}

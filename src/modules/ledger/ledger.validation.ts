@@ -113,3 +113,36 @@ export const transferInputSchema = z
     path: ["toUserId"],
   });
 export type TransferInput = z.infer<typeof transferInputSchema>;
+
+/** A hold's time to live: 1 s to 24 h (design §C3). */
+export const HOLD_MAX_TTL_SECONDS = 86_400;
+
+export const reserveInputSchema = z.object({
+  amount: amountSchema,
+  ttlSeconds: z
+    .number({ error: "ttlSeconds must be a number" })
+    .int("ttlSeconds must be a whole number")
+    .min(1, "ttlSeconds must be at least 1")
+    .max(HOLD_MAX_TTL_SECONDS, `ttlSeconds must be at most ${HOLD_MAX_TTL_SECONDS} (24 hours)`)
+    .nullish(),
+  description: descriptionSchema.nullish(),
+  metadata: metadataSchema.nullish(),
+  idempotencyKey: idempotencyKeySchema,
+});
+export type ReserveInput = z.infer<typeof reserveInputSchema>;
+
+export const captureInputSchema = z.object({
+  /** 0 is allowed: a job that used nothing may still capture (an entry of 0) rather than release. */
+  amount: z
+    .number({ error: "amount must be a number" })
+    .int("amount must be a whole number")
+    .min(0, "amount must be at least 0")
+    .max(MAX_BALANCE, `amount must be at most ${MAX_BALANCE}`),
+  overage: z.enum(["REJECT", "CAP"], "overage must be REJECT or CAP").nullish(),
+  description: descriptionSchema.nullish(),
+  metadata: metadataSchema.nullish(),
+});
+export type CaptureInput = z.infer<typeof captureInputSchema>;
+
+/** A hold id is a bigint's decimal digits; anything else names no hold. */
+export const isHoldId = (id: string): boolean => /^[1-9][0-9]{0,17}$/.test(id);

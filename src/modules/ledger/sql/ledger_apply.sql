@@ -1,5 +1,6 @@
 -- ledger_apply: the ledger's one write statement, and the only SQL that writes token_balances,
--- token_transactions, token_lots and token_lot_moves (test/architecture.test.ts holds it to that).
+-- token_transactions, token_lots, token_lot_moves, token_holds and token_hold_pins (test/architecture.test.ts
+-- holds it to that).
 -- This file is the current source; a migration copies it whole (CREATE OR REPLACE), and
 -- test/ledger/ledger-apply-source.test.ts fails when the newest migration that defines the function
 -- differs from it. To change the function: edit this file, copy the CREATE statement into a new
@@ -35,10 +36,26 @@
 --                     REFUND_REVERSAL); what no move accounts for opens a non-expiring restore lot.
 --   extend / cut      lot_ref, lot_expires_at: a later / earlier end (a lot move of 0, no entry); a
 --                     cut to a past end expires the free remainder now.
+--   reserve           delta (-tokens), idempotency_key + request_hash (one hold per user and key),
+--                     hold_ttl_seconds, hold_limit (active holds per user), description, metadata:
+--                     pins free tokens from the lots soonest-expiring first (token_hold_pins; the
+--                     lots' remaining falls, the balance stays, held rises). No entry.
+--   capture           hold_id, delta (-tokens asked), overage ('REJECT' default, or 'CAP'): one SPEND
+--                     entry (external_ref 'hold:<id>', metadata {holdId, held, captured, requested,
+--                     shortfall}); the pins are consumed soonest-expiring first, the rest goes back to
+--                     its lots (expiring at once where a lot has ended); above the hold, REJECT
+--                     refuses (the hold stays active) and CAP takes min(extra, available) from free
+--                     lots. Captured again: the earlier entry (`duplicate`).
+--   release           hold_id: the pins go back (as above); no entry.
+--   expire_hold       hold_id (the sweeper's): the hold ends by its TTL like a release.
+-- Holds act on the hold's owner only (hold_id and user_id must match, else hold_not_found). A spend,
+-- a refund and a new hold use only free tokens: balance - held, which is the lots' remaining.
 -- Every batch first expires the due lots (expires_at <= its clock) of every user it touches, each
 -- as one EXPIRE entry, carrying a lot's rollover (cap minus the chain's live rollover lots) into a
 -- rollover lot that ends one period later. One clock per batch: the transaction's start, or in
--- tests the transaction-local setting ledger.clock. Outcomes, one row per request:
+-- tests the transaction-local setting ledger.clock. Then every active hold of those users whose
+-- expires_at <= the clock expires (as an expire_hold placed before the batch's requests), so a
+-- capture after a hold's end is refused even before any sweep. Outcomes, one row per request:
 --   applied       the entry written (a 'what_is_left' debit records recovered/shortfall in metadata)
 --   replay        the idempotency key was used: the earlier entry and its request hash, and the
 --                 balance now in `available`
@@ -46,14 +63,23 @@
 --   insufficient  the balance would go below 0; the balance in `available`
 --   limit         the balance would pass max_balance; the balance in `available`
 --   rate_limited  past the counter's points; the balance in `available`, and retry_after_ms
---   expired / lot_changed / unchanged / no_lot   (expire, extend, cut) the balance in `available`,
---                 the tokens expired in `amount`
+--   expired / lot_changed / unchanged / no_lot   (expire, extend, cut) the tokens expired in `amount`
+--   reserved, hold_replay (request_hash is the hold's), too_many_holds, released, hold_closed (a
+--                 release or expiry of a hold already released or expired), hold_expired,
+--                 hold_released, hold_already_captured, amount_exceeds_hold, hold_not_found,
+--                 unchanged (an expire_hold before the hold's end): `metadata` is the hold
+--                 (to_jsonb of its token_holds row); a capture answers `applied` or `duplicate`
+--                 with its SPEND entry, `insufficient` a reserve beyond what is free.
+-- `available` is always what a spend may use now: balance - held.
 -- A refusal fails alone; its neighbours are applied. Every balance the batch touches is locked, in
 -- user order, before anything changes, so concurrent batches wait for each other instead of
 -- deadlocking; lots are written only under their owner's balance lock. Every change to a lot has a
--- token_lot_moves row, so balance = sum of lots' remaining = sum of entries. One NOTIFY (channel
--- token_balance_changed, a JSON array of {userId, balance, delta, version, entryId, at, kind, held};
--- see ledger.events.ts) carries the batch's changes, EXPIRE entries included, delivered at commit.
+-- token_lot_moves row, so balance = sum of lots' remaining + pins of active holds = sum of entries.
+-- One NOTIFY (channel token_balance_changed, a JSON array of {userId, balance, delta, version,
+-- entryId, at, kind, held, holdId?}; see ledger.events.ts) carries the batch's changes, EXPIRE
+-- entries included, delivered at commit. A hold change without an entry (kind HOLD, RELEASE,
+-- HOLD_EXPIRED) has entryId null and delta 0, and also raises the balance's version, so entry
+-- versions may skip where the live feed does not.
 CREATE OR REPLACE FUNCTION ledger_apply(requests jsonb, max_balance integer)
 RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
@@ -103,6 +129,10 @@ DECLARE
   already integer;
   from_others integer;
   lot_meta jsonb;
+  hold token_holds%ROWTYPE;
+  free integer;
+  used integer;
+  swept jsonb := '{}';
 BEGIN
   -- A refund, its reversal, an extension or a cut hits the owner of the lot (or of the refund) it
   -- names, whoever the request names (a TRANSFER of the subscription moves no tokens).
@@ -187,6 +217,17 @@ BEGIN
     EXIT WHEN NOT again;
   END LOOP;
 
+  -- Holds past their TTL expire on touch too (§C5), after the lots: each due active hold of the
+  -- batch's users becomes an expire_hold request placed before the batch's own (a negative ord, no
+  -- outcome row of its own), so a capture or a release later in the batch finds it expired, and its
+  -- pinned tokens go back to their lots (or expire, when the lot has ended).
+  SELECT requests || coalesce(jsonb_agg(jsonb_build_object('ord', -1000000 + h.n, 'user_id', h.user_id,
+           'op', 'expire_hold', 'hold_id', h.id, 'delta', 0, 'kind', 'SPEND') ORDER BY h.n), '[]'::jsonb)
+    INTO requests
+    FROM (SELECT d.id, d.user_id, row_number() OVER (ORDER BY d.user_id, d.expires_at, d.id)::integer AS n
+            FROM token_holds d
+           WHERE d.user_id = ANY (due_users) AND d.status = 'active' AND d.expires_at <= clock) AS h;
+
   -- Fixed-window counters, one upsert for the batch: each key counts all of its requests at once,
   -- and remembers the count it had before them and when its window ends. A request's place among
   -- the batch's requests for its key (rate_place, in arrival order) tells whether it passes.
@@ -215,7 +256,8 @@ BEGIN
         rate_key text, rate_points integer, rate_window_ms integer,
         op text, lot_source text, lot_ref text, lot_chain text, lot_product text,
         lot_starts_at timestamptz, lot_expires_at timestamptz, lot_rollover jsonb,
-        lot_supersede boolean, ratio numeric)
+        lot_supersede boolean, ratio numeric,
+        hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text)
      ORDER BY x.ord
   LOOP
     ord := req.ord; status := NULL; id := NULL; user_id := req.user_id; amount := NULL;
@@ -230,14 +272,173 @@ BEGIN
       counter := counters -> req.rate_key;
       IF (counter ->> 'before')::integer + req.rate_place > req.rate_points THEN
         status := 'rate_limited';
-        available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+        available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
         retry_after_ms := greatest(1, ceil(extract(epoch FROM (counter ->> 'ends')::timestamptz - now()) * 1000))::integer;
         RETURN NEXT;
         CONTINUE;
       END IF;
     END IF;
 
-    IF op IN ('expire', 'extend', 'cut') THEN
+    IF op IN ('reserve', 'capture', 'release', 'expire_hold') THEN
+      -- Holds (issue 19). The hold is read under its owner's balance lock, so a capture, a release
+      -- and the sweeper's expiry of one hold are serialized and only the first resolves it.
+      hold := NULL; used := NULL; request_hash := NULL;
+      IF op = 'reserve' THEN
+        SELECT h.* INTO hold FROM token_holds h
+         WHERE h.user_id = req.user_id AND h.idempotency_key = req.idempotency_key;
+      ELSE
+        SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
+      END IF;
+      SELECT b.balance - b.held INTO free FROM token_balances b WHERE b.user_id = req.user_id;
+      free := coalesce(free, 0);
+      IF op = 'reserve' AND hold.id IS NOT NULL THEN
+        status := 'hold_replay'; request_hash := hold.request_hash;
+      ELSIF op = 'reserve' AND (SELECT count(*) FROM token_holds h
+                                 WHERE h.user_id = req.user_id AND h.status = 'active') >= req.hold_limit THEN
+        status := 'too_many_holds';
+      ELSIF op = 'reserve' AND free < -req.delta THEN
+        status := 'insufficient';
+      ELSIF op = 'reserve' THEN
+        -- Pin free tokens from the lots, soonest expiry first: the lots' remaining falls, the balance
+        -- stays, held rises.
+        INSERT INTO token_holds AS h
+          (user_id, amount, status, created_at, expires_at, idempotency_key, request_hash, description, metadata)
+        VALUES (req.user_id, -req.delta, 'active', clock, clock + req.hold_ttl_seconds * interval '1 second',
+          req.idempotency_key, req.request_hash, req.description, req.metadata)
+        RETURNING * INTO hold;
+        need := -req.delta;
+        WITH live AS (
+          SELECT l.id, l.remaining,
+                 sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS before
+            FROM token_lots l
+           WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
+        ), took AS (
+          UPDATE token_lots l SET remaining = l.remaining - least(live.remaining, need - live.before)
+            FROM live WHERE l.id = live.id AND live.before < need
+          RETURNING l.id, least(live.remaining, need - live.before) AS n
+        ), moved AS (
+          INSERT INTO token_lot_moves (lot_id, amount, reason) SELECT took.id, -took.n, 'hold' FROM took
+        ), pinned AS (
+          INSERT INTO token_hold_pins (hold_id, lot_id, amount) SELECT hold.id, took.id, took.n FROM took
+          RETURNING amount
+        )
+        SELECT coalesce(sum(pinned.amount), 0) INTO drawn FROM pinned;
+        IF drawn <> need THEN
+          RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens a hold needs', req.user_id, drawn, need
+            USING ERRCODE = 'internal_error';
+        END IF;
+        UPDATE token_balances b SET held = b.held + need, version = b.version + 1, updated_at = now()
+         WHERE b.user_id = req.user_id
+        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        notes := notes || json_build_object('userId', req.user_id, 'balance', new_balance, 'delta', 0,
+          'version', new_version, 'entryId', NULL, 'at', changed_at, 'kind', 'HOLD', 'held', new_held,
+          'holdId', hold.id)::text;
+        status := 'reserved';
+      ELSIF hold.id IS NULL THEN
+        status := 'hold_not_found';
+      ELSIF op = 'capture' AND hold.status = 'captured' THEN
+        SELECT t.* INTO entry FROM token_transactions t WHERE t.kind = 'SPEND' AND t.external_ref = 'hold:' || hold.id;
+        status := 'duplicate';
+      ELSIF op = 'capture' AND hold.status <> 'active' THEN
+        status := 'hold_' || hold.status;
+      ELSIF op = 'capture' AND -req.delta > hold.amount AND coalesce(req.overage, 'REJECT') <> 'CAP' THEN
+        status := 'amount_exceeds_hold';
+      ELSIF op = 'capture' THEN
+        -- One SPEND of what is captured: the pins first (soonest expiry first), and with CAP what the
+        -- hold lacks from free lots, never below 0 (the shortfall is recorded). Held falls by the hold.
+        take := least(-req.delta, hold.amount + free);
+        used := least(take, hold.amount);
+        UPDATE token_balances b
+           SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+         WHERE b.user_id = req.user_id
+        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        INSERT INTO token_transactions AS t
+          (user_id, amount, balance_after, balance_version, kind, description, metadata, external_ref, created_at)
+        VALUES (req.user_id, -take, new_balance, new_version, 'SPEND', coalesce(req.description, hold.description),
+          coalesce(req.metadata, '{}'::jsonb) || jsonb_build_object('holdId', hold.id::text, 'held', hold.amount,
+            'captured', take, 'requested', -req.delta, 'shortfall', -req.delta - take),
+          'hold:' || hold.id, changed_at)
+        RETURNING * INTO entry;
+        notes := notes || json_build_object('userId', entry.user_id, 'balance', entry.balance_after,
+          'delta', entry.amount, 'version', entry.balance_version, 'entryId', entry.id,
+          'at', entry.created_at, 'kind', entry.kind, 'held', new_held, 'holdId', hold.id)::text;
+        UPDATE token_holds h SET status = 'captured', captured = take, closed_at = clock WHERE h.id = hold.id;
+        need := take - used;
+        IF need > 0 THEN
+          WITH live AS (
+            SELECT l.id, l.remaining,
+                   sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS before
+              FROM token_lots l
+             WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
+          ), took AS (
+            UPDATE token_lots l SET remaining = l.remaining - least(live.remaining, need - live.before)
+              FROM live WHERE l.id = live.id AND live.before < need
+            RETURNING l.id, least(live.remaining, need - live.before) AS n
+          ), moved AS (
+            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
+              SELECT entry.id, took.id, -took.n, 'capture_overage' FROM took
+            RETURNING amount
+          )
+          SELECT coalesce(-sum(moved.amount), 0) INTO drawn FROM moved;
+          IF drawn <> need THEN
+            RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens a capture covers', req.user_id, drawn, need
+              USING ERRCODE = 'internal_error';
+          END IF;
+        END IF;
+        status := 'applied';
+      ELSIF hold.status = 'captured' THEN
+        status := 'hold_already_captured';
+      ELSIF hold.status <> 'active' THEN
+        -- Released or expired already: a release replays; the sweeper's request counts an expiry
+        -- once, when this batch's touch step did it.
+        status := CASE WHEN op = 'expire_hold' AND swept ? hold.id::text THEN 'hold_expired' ELSE 'hold_closed' END;
+        swept := swept - hold.id::text;
+      ELSIF op = 'expire_hold' AND hold.expires_at > clock THEN
+        status := 'unchanged';
+      ELSE
+        -- Release, or expiry by the clock: held falls, no entry.
+        used := 0;
+        UPDATE token_holds h SET status = CASE op WHEN 'release' THEN 'released' ELSE 'expired' END, closed_at = clock
+         WHERE h.id = hold.id;
+        UPDATE token_balances b SET held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+         WHERE b.user_id = req.user_id
+        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        notes := notes || json_build_object('userId', req.user_id, 'balance', new_balance, 'delta', 0,
+          'version', new_version, 'entryId', NULL, 'at', changed_at,
+          'kind', CASE op WHEN 'release' THEN 'RELEASE' ELSE 'HOLD_EXPIRED' END, 'held', new_held,
+          'holdId', hold.id)::text;
+        status := CASE op WHEN 'release' THEN 'released' ELSE 'hold_expired' END;
+        IF req.ord < 0 THEN
+          swept := swept || jsonb_build_object(hold.id::text, true);
+        END IF;
+      END IF;
+      IF used IS NOT NULL THEN
+        -- The pins the hold did not use go back to their lots, the soonest-expiring consumed first;
+        -- what goes back to a lot that has ended expires now (after the request's own entry).
+        WITH pins AS (
+          SELECT p.lot_id, p.amount, l.expires_at,
+                 sum(p.amount) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - p.amount AS before
+            FROM token_hold_pins p JOIN token_lots l ON l.id = p.lot_id
+           WHERE p.hold_id = hold.id
+        ), back AS (
+          UPDATE token_lots l SET remaining = l.remaining + (p.amount - greatest(0, least(p.amount, used - p.before)))
+            FROM pins p WHERE l.id = p.lot_id AND p.amount - greatest(0, least(p.amount, used - p.before)) > 0
+          RETURNING l.id, l.expires_at, p.amount - greatest(0, least(p.amount, used - p.before)) AS n
+        ), moved AS (
+          INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
+            SELECT entry.id, back.id, back.n, CASE op WHEN 'capture' THEN 'capture_rest' WHEN 'release' THEN 'release'
+                                                      ELSE 'hold_expired' END FROM back
+        )
+        SELECT coalesce(array_agg(back.id ORDER BY back.expires_at, back.id), '{}') INTO ids
+          FROM back WHERE back.expires_at <= clock;
+        to_expire := ids;
+        expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
+      END IF;
+      IF hold.id IS NOT NULL AND entry.id IS NULL THEN
+        SELECT to_jsonb(h) INTO metadata FROM token_holds h WHERE h.id = hold.id;
+      END IF;
+      amount := 0;
+    ELSIF op IN ('expire', 'extend', 'cut') THEN
       -- expire: the touch step did the work; the row says how many tokens it expired for the user
       -- (the first request of a user in the batch gets them). extend/cut: move the lot's end.
       amount := 0;
@@ -283,7 +484,7 @@ BEGIN
         status := CASE WHEN req.idempotency_key IS NOT NULL AND entry.idempotency_key = req.idempotency_key
                        THEN 'replay' ELSE 'duplicate' END;
         IF status = 'replay' THEN
-          available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+          available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
         END IF;
       ELSE
         lot := NULL; refunded := NULL; lot_meta := NULL;
@@ -292,7 +493,7 @@ BEGIN
           -- §B6: target = ceil(granted × ratio); the refunded lot's own remainder first, its expired
           -- part counts as returned, the rest from the owner's other lots (FEFO), never below 0.
           SELECT l.* INTO lot FROM token_lots l WHERE l.source_ref = req.lot_ref;
-          SELECT b.balance INTO n FROM token_balances b WHERE b.user_id = req.user_id;
+          SELECT b.balance - b.held INTO n FROM token_balances b WHERE b.user_id = req.user_id;
           n := coalesce(n, 0);
           IF lot.id IS NOT NULL THEN
             target := ceil(lot.granted * coalesce(req.ratio, 1))::integer;
@@ -317,18 +518,18 @@ BEGIN
             lot_meta := jsonb_build_object('refundEntryId', refunded.id);
           END IF;
         ELSIF req.mode = 'what_is_left' THEN
-          SELECT -least(b.balance, -req.delta) INTO take FROM token_balances b WHERE b.user_id = req.user_id;
+          SELECT -least(b.balance - b.held, -req.delta) INTO take FROM token_balances b WHERE b.user_id = req.user_id;
           take := coalesce(take, 0);
           lot_meta := jsonb_build_object('recovered', -take, 'shortfall', take - req.delta);
         END IF;
         -- One conditional UPDATE moves the balance; the CHECKs on token_balances back its bounds.
         UPDATE token_balances b
            SET balance = (b.balance::bigint + take)::integer, version = b.version + 1, updated_at = now()
-         WHERE b.user_id = req.user_id AND b.balance::bigint + take BETWEEN 0 AND max_balance
+         WHERE b.user_id = req.user_id AND b.balance::bigint + take BETWEEN b.held AND max_balance
         RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
         IF NOT FOUND THEN
           status := CASE WHEN take < 0 THEN 'insufficient' ELSE 'limit' END;
-          available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+          available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
           RETURN NEXT;
           CONTINUE;
         END IF;
@@ -456,9 +657,11 @@ BEGIN
       metadata := entry.metadata; external_ref := entry.external_ref;
       idempotency_key := entry.idempotency_key; request_hash := entry.request_hash;
       created_at := entry.created_at;
+    ELSIF req.ord < 0 THEN
+      CONTINUE;  -- an expiry the touch step added: no row of its own
     ELSE
       -- expired, lot_changed, unchanged, no_lot: the balance now, and in `amount` the tokens expired.
-      available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+      available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
     END IF;
     RETURN NEXT;
   END LOOP;

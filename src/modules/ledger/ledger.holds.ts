@@ -1,0 +1,228 @@
+import { and, desc, eq, lt } from "drizzle-orm";
+import type { Executor } from "../../db/client.js";
+import { holdsTable } from "../../db/schema.js";
+import { parseInput } from "../../validation.js";
+import { requestHash } from "./ledger.outcomes.js";
+import type { ChangeOutcome, ChangeRequest } from "./ledger.statements.js";
+import type {
+  CaptureResult,
+  Hold,
+  HoldActor,
+  HoldExpiryResult,
+  HoldOverage,
+  HoldPage,
+  HoldStatus,
+  ReleaseResult,
+  ReserveResult,
+} from "./ledger.types.js";
+import { captureInputSchema, isHoldId, reserveInputSchema } from "./ledger.validation.js";
+
+/**
+ * Holds (issue 19): set tokens aside before a job whose price is known only after it, charge what it
+ * used, give back the rest. Each operation is one request to ledger_apply (the rules are in its
+ * contract, src/modules/ledger/sql/ledger_apply.sql: pins soonest-expiring first, a capture is one
+ * SPEND entry, the TTL is enforced by the batch's clock). The service (ledger.service.ts) gives each
+ * its way to apply a request; refusals are values, as the contract with the API says.
+ */
+type Apply = (request: ChangeRequest) => Promise<ChangeOutcome>;
+
+export interface HoldSettings {
+  /** A reserve's TTL when it gives none (HOLD_DEFAULT_TTL_SECONDS). */
+  readonly defaultTtlSeconds: number;
+  /** Active holds one user may have (HOLD_MAX_ACTIVE_PER_USER). */
+  readonly maxActivePerUser: number;
+  /** What a capture above its hold does when it does not say (HOLD_CAPTURE_OVERAGE). */
+  readonly captureOverage: HoldOverage;
+}
+
+export const DEFAULT_HOLD_SETTINGS: HoldSettings = {
+  defaultTtlSeconds: 600,
+  maxActivePerUser: 16,
+  captureOverage: "REJECT",
+};
+
+/** Reserves `amount` free tokens for the user, idempotent by (user, key) with a request hash. */
+export async function reserve(
+  apply: Apply,
+  settings: HoldSettings,
+  userId: string,
+  rawInput: unknown,
+  rateLimit: ChangeRequest["rateLimit"],
+): Promise<ReserveResult> {
+  const input = parseInput(reserveInputSchema, rawInput);
+  const description = input.description ?? null;
+  const metadata = input.metadata ?? null;
+  const hash = requestHash({
+    op: "reserve",
+    amount: input.amount,
+    ttlSeconds: input.ttlSeconds ?? null,
+    description,
+    metadata,
+  });
+  const outcome = await apply({
+    userId,
+    delta: -input.amount,
+    kind: "SPEND",
+    description,
+    metadata,
+    idempotencyKey: input.idempotencyKey,
+    requestHash: hash,
+    rateLimit,
+    op: "reserve",
+    hold: { ttlSeconds: input.ttlSeconds ?? settings.defaultTtlSeconds, limit: settings.maxActivePerUser },
+  });
+  switch (outcome.status) {
+    case "reserved":
+      return { status: "reserved", hold: holdIn(outcome), replayed: false };
+    case "hold_replay":
+      return outcome.requestHash === hash
+        ? { status: "reserved", hold: holdIn(outcome), replayed: true }
+        : { status: "key_reused", available: outcome.available };
+    case "insufficient":
+      return { status: "insufficient", required: input.amount, available: outcome.available };
+    case "too_many_holds":
+      return { status: "too_many_holds", limit: settings.maxActivePerUser };
+    case "rate_limited":
+      return {
+        status: "rate_limited",
+        retryAfterSeconds: Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)),
+        available: outcome.available,
+      };
+    default:
+      throw new Error(`ledger_apply answered ${outcome.status} to a reserve`);
+  }
+}
+
+/** Captures `amount` of a hold as one SPEND entry; idempotent by the hold (the same amount replays). */
+export async function capture(
+  executor: Executor,
+  apply: Apply,
+  settings: HoldSettings,
+  holdId: string,
+  rawInput: unknown,
+  actor: HoldActor,
+): Promise<CaptureResult> {
+  const input = parseInput(captureInputSchema, rawInput);
+  const found = await holdOf(executor, holdId, actor);
+  if (!found) return { status: "hold_not_found" };
+  const outcome = await apply({
+    userId: found.userId,
+    delta: -input.amount,
+    kind: "SPEND",
+    description: input.description ?? null,
+    metadata: input.metadata ?? null,
+    op: "capture",
+    hold: { id: found.id, overage: input.overage ?? settings.captureOverage },
+  });
+  switch (outcome.status) {
+    case "applied":
+    case "duplicate": {
+      const { entry } = outcome;
+      const hold = (await holdOf(executor, found.id, actor)) ?? found;
+      if (outcome.status === "duplicate" && Number(entry.metadata?.requested) !== input.amount)
+        return { status: "hold_already_captured", hold };
+      const shortfall = Number(entry.metadata?.shortfall ?? 0);
+      return { status: "captured", hold, entry, replayed: outcome.status === "duplicate", shortfall };
+    }
+    case "hold_expired":
+    case "hold_released":
+    case "amount_exceeds_hold":
+      return { status: outcome.status, hold: holdIn(outcome) };
+    case "hold_not_found":
+      return { status: "hold_not_found" };
+    default:
+      throw new Error(`ledger_apply answered ${outcome.status} to a capture`);
+  }
+}
+
+/** Releases a hold; a released or expired hold replays, a captured one is refused. */
+export async function release(
+  executor: Executor,
+  apply: Apply,
+  holdId: string,
+  actor: HoldActor,
+): Promise<ReleaseResult> {
+  const found = await holdOf(executor, holdId, actor);
+  if (!found) return { status: "hold_not_found" };
+  const outcome = await apply(holdRequest(found, "release"));
+  switch (outcome.status) {
+    case "released":
+    case "hold_closed":
+      return { status: "released", hold: holdIn(outcome), replayed: outcome.status === "hold_closed" };
+    case "hold_already_captured":
+      return { status: "hold_already_captured", hold: holdIn(outcome) };
+    case "hold_not_found":
+      return { status: "hold_not_found" };
+    default:
+      throw new Error(`ledger_apply answered ${outcome.status} to a release`);
+  }
+}
+
+/** Ends holds past their TTL (the sweeper's call); `expired` is false when it was already closed. */
+export function expireHolds(
+  apply: Apply,
+  holds: readonly { readonly id: string; readonly userId: string }[],
+): Promise<HoldExpiryResult[]> {
+  return Promise.all(
+    holds.map(async (hold) => {
+      const outcome = await apply(holdRequest(hold, "expire_hold"));
+      return { holdId: hold.id, expired: outcome.status === "hold_expired" };
+    }),
+  );
+}
+
+function holdRequest(
+  hold: { readonly id: string; readonly userId: string },
+  op: "release" | "expire_hold",
+): ChangeRequest {
+  return { userId: hold.userId, delta: 0, kind: "SPEND", description: null, op, hold: { id: hold.id } };
+}
+
+function holdIn(outcome: ChangeOutcome): Hold {
+  if (!("hold" in outcome) || !outcome.hold)
+    throw new Error(`ledger_apply answered ${outcome.status} without its hold`);
+  return outcome.hold;
+}
+
+/** A hold by id, if the actor may see it (its owner, or an admin). */
+export async function holdOf(executor: Executor, holdId: string, actor: HoldActor): Promise<Hold | null> {
+  if (!isHoldId(holdId)) return null;
+  const [row] = await executor
+    .select()
+    .from(holdsTable)
+    .where(eq(holdsTable.id, Number(holdId)))
+    .limit(1);
+  if (!row || (!actor.admin && row.userId !== actor.userId)) return null;
+  return toHold(row);
+}
+
+/** A user's holds, newest first; `after` is the id of the last hold of the previous page. */
+export async function holdsOf(
+  executor: Executor,
+  userId: string,
+  query: {
+    readonly status?: HoldStatus | undefined;
+    readonly first: number;
+    readonly after?: string | undefined;
+  },
+): Promise<HoldPage> {
+  const first = Math.max(1, Math.min(100, Math.trunc(query.first)));
+  const rows = await executor
+    .select()
+    .from(holdsTable)
+    .where(
+      and(
+        eq(holdsTable.userId, userId),
+        query.status ? eq(holdsTable.status, query.status) : undefined,
+        query.after && isHoldId(query.after) ? lt(holdsTable.id, Number(query.after)) : undefined,
+      ),
+    )
+    .orderBy(desc(holdsTable.id))
+    .limit(first + 1);
+  return { holds: rows.slice(0, first).map(toHold), hasMore: rows.length > first };
+}
+
+function toHold(row: typeof holdsTable.$inferSelect): Hold {
+  const { idempotencyKey: _key, requestHash: _hash, ...hold } = row;
+  return { ...hold, id: String(row.id) };
+}

@@ -1,0 +1,349 @@
+import { randomUUID } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { InvalidInputError } from "../../src/validation.js";
+import { driverName, useTestDatabase } from "../helpers/database.js";
+import { atClock, expectHoldInvariant, ledgerOf, owner, pinsOf } from "./holds-helpers.js";
+import { applyAt, at, entriesOf, grant, lotsOf, pack, period } from "./lots-helpers.js";
+
+// Holds at the ledger level: the golden rows 36-49 of design §E (credits-and-holds.md), each named.
+// A test that needs a clock runs the service inside a transaction whose ledger.clock it sets
+// (options.executor); the others go through the group commit. Each ends on the invariants:
+// balance = Σ lots' remaining + Σ active pins = Σ entries, 0 <= held <= balance.
+
+const database = useTestDatabase();
+const T0 = new Date("2032-03-01T00:00:00.000Z");
+const HOUR = 3_600_000;
+const user = () => `hold-${randomUUID()}`;
+const key = () => randomUUID();
+const plus = (ms: number) => new Date(T0.getTime() + ms);
+const unlistens: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(unlistens.splice(0).map((stop) => stop()));
+});
+
+async function listenFor(userId: string): Promise<Record<string, unknown>[]> {
+  const seen: Record<string, unknown>[] = [];
+  const stop = await database.current().handle.listen("token_balance_changed", (payload) => {
+    for (const change of JSON.parse(payload) as Record<string, unknown>[])
+      if (change.userId === userId) seen.push(change);
+  });
+  unlistens.push(stop);
+  return seen;
+}
+
+const until = async (check: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20));
+};
+
+describe(`holds in the ledger on ${driverName}`, () => {
+  it("row 36: a reserve with enough available pins FEFO; held and available move, balance stays; event HOLD", async () => {
+    const db = database.current();
+    const u = user();
+    const seen = await listenFor(u);
+    await applyAt(db, [grant(u, 100), period(u, 50, `${u}:p`, T0, at(T0, 10))], T0);
+    const ledger = ledgerOf(db);
+    const result = await atClock(db, plus(HOUR), (executor) =>
+      ledger.reserve(u, { amount: 60, idempotencyKey: key(), description: "AI image" }, { executor }),
+    );
+    expect(result.status).toBe("reserved");
+    if (result.status !== "reserved") return;
+    expect(result.hold).toMatchObject({ userId: u, amount: 60, status: "active", captured: null });
+    expect(result.hold.expiresAt.getTime() - result.hold.createdAt.getTime()).toBe(600_000);
+    const lots = await lotsOf(db, u);
+    expect(lots.map((lot) => [lot.source, lot.remaining])).toEqual([
+      ["grant", 90],
+      ["period", 0],
+    ]);
+    expect((await pinsOf(db.handle.db, result.hold.id)).map((pin) => pin.amount)).toEqual([10, 50]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 150, held: 60 });
+    await until(() => seen.some((change) => change.kind === "HOLD"));
+    expect(seen.find((change) => change.kind === "HOLD")).toMatchObject({
+      balance: 150,
+      held: 60,
+      delta: 0,
+      entryId: null,
+      holdId: Number(result.hold.id),
+    });
+  });
+
+  it("row 37: two holds racing for the last tokens (one batch, or two) never both succeed", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    for (let round = 0; round < 3; round += 1) {
+      const u = user();
+      await applyAt(db, [grant(u, 10)]);
+      const results = await Promise.all([
+        ledger.reserve(u, { amount: 8, idempotencyKey: key() }),
+        ledger.reserve(u, { amount: 8, idempotencyKey: key() }),
+      ]);
+      expect(results.map((result) => result.status).sort()).toEqual(["insufficient", "reserved"]);
+      expect(results.find((result) => result.status === "insufficient")).toEqual({
+        status: "insufficient",
+        required: 8,
+        available: 2,
+      });
+      expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 10, held: 8 });
+    }
+  });
+
+  it("row 38: a spend while a hold is active uses only free tokens, refused although the balance covers it", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100)]);
+    await ledger.reserve(u, { amount: 70, idempotencyKey: key() });
+    await expect(ledger.spend(u, { amount: 40, description: "too much" })).rejects.toMatchObject({
+      name: "InsufficientTokensError",
+      available: 30,
+    });
+    const spent = await ledger.spend(u, { amount: 30, description: "the rest" });
+    expect(spent.entry.balanceAfter).toBe(70);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 70, held: 70 });
+  });
+
+  it("row 39: a capture below the hold is one SPEND; pins consumed soonest-expiring first, the rest back to its lots", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100), period(u, 50, `${u}:p`, T0, at(T0, 10))], T0);
+    const captured = await atClock(db, plus(HOUR), async (executor) => {
+      const reserved = await ledger.reserve(u, { amount: 80, idempotencyKey: key() }, { executor });
+      if (reserved.status !== "reserved") throw new Error(reserved.status);
+      return ledger.capture(reserved.hold.id, { amount: 60, description: "used" }, owner(u), { executor });
+    });
+    expect(captured.status).toBe("captured");
+    if (captured.status !== "captured") return;
+    expect(captured.hold).toMatchObject({ status: "captured", captured: 60 });
+    expect(captured.entry).toMatchObject({
+      kind: "SPEND",
+      amount: -60,
+      externalRef: `hold:${captured.hold.id}`,
+    });
+    expect(captured.entry.metadata).toMatchObject({
+      holdId: captured.hold.id,
+      held: 80,
+      captured: 60,
+      shortfall: 0,
+    });
+    expect(captured.shortfall).toBe(0);
+    expect((await lotsOf(db, u)).map((lot) => lot.remaining)).toEqual([90, 0]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 90, held: 0 });
+  });
+
+  it("row 40: above the hold, REJECT refuses and the hold stays active; CAP takes the extra from free tokens, never below 0", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100)]);
+    const one = await ledger.reserve(u, { amount: 50, idempotencyKey: key() });
+    if (one.status !== "reserved") throw new Error(one.status);
+    const refused = await ledger.capture(one.hold.id, { amount: 80 }, owner(u));
+    expect(refused).toMatchObject({ status: "amount_exceeds_hold", hold: { status: "active" } });
+    const capped = await ledger.capture(one.hold.id, { amount: 80, overage: "CAP" }, owner(u));
+    expect(capped).toMatchObject({ status: "captured", shortfall: 0, entry: { amount: -80 } });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 20, held: 0 });
+    // Not enough free tokens for the extra: the capture takes what is there and records the rest.
+    const two = await ledger.reserve(u, { amount: 15, idempotencyKey: key() });
+    if (two.status !== "reserved") throw new Error(two.status);
+    const short = await ledgerOf(db, { captureOverage: "CAP" }).capture(
+      two.hold.id,
+      { amount: 100 },
+      owner(u),
+    );
+    expect(short).toMatchObject({ status: "captured", shortfall: 80, entry: { amount: -20 } });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("row 41: a capture after expires_at, before any sweep, is HOLD_EXPIRED and the hold is released in the same statement", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100)], T0);
+    const reserved = await atClock(db, T0, (executor) =>
+      ledger.reserve(u, { amount: 40, ttlSeconds: 60, idempotencyKey: key() }, { executor }),
+    );
+    if (reserved.status !== "reserved") throw new Error(reserved.status);
+    const late = await atClock(db, plus(60_000), (executor) =>
+      ledger.capture(reserved.hold.id, { amount: 10 }, owner(u), { executor }),
+    );
+    expect(late).toMatchObject({ status: "hold_expired", hold: { status: "expired" } });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 100, held: 0 });
+    expect((await entriesOf(db, u)).map((entry) => entry.kind)).toEqual(["GRANT"]);
+  });
+
+  it("row 42: a hold outlives the lot it pinned; the capture succeeds from the pins and the unused part expires then", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [period(u, 50, `${u}:p`, T0, plus(HOUR))], T0);
+    const [first, second] = await atClock(db, T0, async (executor) => [
+      await ledger.reserve(u, { amount: 30, ttlSeconds: 86_400, idempotencyKey: key() }, { executor }),
+      await ledger.reserve(u, { amount: 10, ttlSeconds: 86_400, idempotencyKey: key() }, { executor }),
+    ]);
+    if (first?.status !== "reserved" || second?.status !== "reserved") throw new Error("not reserved");
+    const captured = await atClock(db, plus(2 * HOUR), (executor) =>
+      ledger.capture(first.hold.id, { amount: 10 }, owner(u), { executor }),
+    );
+    expect(captured.status).toBe("captured");
+    const released = await atClock(db, plus(3 * HOUR), (executor) =>
+      ledger.release(second.hold.id, owner(u), { executor }),
+    );
+    expect(released).toMatchObject({ status: "released", replayed: false, hold: { status: "released" } });
+    const kinds = (await entriesOf(db, u)).map((entry) => [
+      entry.kind,
+      entry.amount,
+      entry.metadata?.reason ?? null,
+    ]);
+    expect(kinds).toEqual([
+      ["PURCHASE", 50, null],
+      ["EXPIRE", -10, "expired"],
+      ["SPEND", -10, null],
+      ["EXPIRE", -20, "hold_past_end"],
+      ["EXPIRE", -10, "hold_past_end"],
+    ]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("row 44: capture replays with the same amount; another amount, a capture after release, a release after capture are refused", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100)]);
+    const a = await ledger.reserve(u, { amount: 20, idempotencyKey: key() });
+    const b = await ledger.reserve(u, { amount: 20, idempotencyKey: key() });
+    if (a.status !== "reserved" || b.status !== "reserved") throw new Error("not reserved");
+    const first = await ledger.capture(a.hold.id, { amount: 15 }, owner(u));
+    const again = await ledger.capture(a.hold.id, { amount: 15 }, owner(u));
+    expect(again).toMatchObject({ status: "captured", replayed: true });
+    if (first.status !== "captured" || again.status !== "captured") throw new Error("not captured");
+    expect(again.entry.id).toBe(first.entry.id);
+    expect(await ledger.capture(a.hold.id, { amount: 16 }, owner(u))).toMatchObject({
+      status: "hold_already_captured",
+    });
+    expect(await ledger.release(a.hold.id, owner(u))).toMatchObject({ status: "hold_already_captured" });
+    expect(await ledger.release(b.hold.id, owner(u))).toMatchObject({ status: "released", replayed: false });
+    expect(await ledger.release(b.hold.id, owner(u))).toMatchObject({ status: "released", replayed: true });
+    expect(await ledger.capture(b.hold.id, { amount: 5 }, owner(u))).toMatchObject({
+      status: "hold_released",
+    });
+    // Someone else's hold is not found; an admin acts on anyone's.
+    expect(await ledger.release(b.hold.id, owner(user()))).toEqual({ status: "hold_not_found" });
+    expect(await ledger.capture("999999999999", { amount: 1 }, owner(u))).toEqual({
+      status: "hold_not_found",
+    });
+    expect(await ledger.release(b.hold.id, { userId: "ops", admin: true })).toMatchObject({ replayed: true });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 85, held: 0 });
+  });
+
+  it("row 45: a reserve replayed with its key after the hold expired returns the original hold, EXPIRED; other input is refused", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    const k = key();
+    await applyAt(db, [grant(u, 100)], T0);
+    const input = { amount: 40, ttlSeconds: 60, idempotencyKey: k };
+    const first = await atClock(db, T0, (executor) => ledger.reserve(u, input, { executor }));
+    const replay = await atClock(db, plus(HOUR), (executor) => ledger.reserve(u, input, { executor }));
+    if (first.status !== "reserved") throw new Error(first.status);
+    expect(replay).toMatchObject({
+      status: "reserved",
+      replayed: true,
+      hold: { id: first.hold.id, status: "expired" },
+    });
+    expect(await ledger.reserve(u, { ...input, amount: 41 })).toEqual({
+      status: "key_reused",
+      available: 100,
+    });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 100, held: 0 });
+  });
+
+  it("row 46: a store refund while tokens are pinned takes only free tokens; the hold stays capturable", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [pack(u, 100, `TEST_STORE:${u}`)]);
+    const hold = await ledger.reserve(u, { amount: 80, idempotencyKey: key() });
+    if (hold.status !== "reserved") throw new Error(hold.status);
+    const refund = await ledger.refundPurchase({ storeRef: `TEST_STORE:${u}`, metadata: {} });
+    expect(refund).toMatchObject({ status: "refunded", recovered: 20, shortfall: 80, fromLot: 20 });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 80, held: 80 });
+    expect(await ledger.capture(hold.hold.id, { amount: 80 }, owner(u))).toMatchObject({
+      status: "captured",
+    });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("row 47: an upgrade supersedes a lot a hold pins from: the free part expires now, the pinned part at capture", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [period(u, 100, `${u}:a`, T0, at(T0, 30))], T0);
+    const hold = await atClock(db, plus(HOUR), (executor) =>
+      ledger.reserve(u, { amount: 60, ttlSeconds: 86_400, idempotencyKey: key() }, { executor }),
+    );
+    if (hold.status !== "reserved") throw new Error(hold.status);
+    await applyAt(
+      db,
+      [period(u, 500, `${u}:b`, plus(2 * HOUR), at(T0, 30), { supersede: true })],
+      plus(2 * HOUR),
+    );
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 560, held: 60 });
+    const captured = await atClock(db, plus(3 * HOUR), (executor) =>
+      ledger.capture(hold.hold.id, { amount: 20 }, owner(u), { executor }),
+    );
+    expect(captured.status).toBe("captured");
+    const kinds = (await entriesOf(db, u)).map((entry) => [
+      entry.kind,
+      entry.amount,
+      entry.metadata?.reason ?? null,
+    ]);
+    expect(kinds).toEqual([
+      ["PURCHASE", 100, null],
+      ["PURCHASE", 500, null],
+      ["EXPIRE", -40, "superseded"],
+      ["SPEND", -20, null],
+      ["EXPIRE", -40, "hold_past_end"],
+    ]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 500, held: 0 });
+  });
+
+  it("row 48: ttlSeconds <= 0 or > 86400 is invalid input naming ttlSeconds; the hold past the limit is TOO_MANY_HOLDS", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100)]);
+    for (const ttlSeconds of [0, -5, 86_401, 1.5]) {
+      await expect(ledger.reserve(u, { amount: 1, ttlSeconds, idempotencyKey: key() })).rejects.toThrow(
+        InvalidInputError,
+      );
+    }
+    await expect(ledger.reserve(u, { amount: 1, idempotencyKey: key() })).resolves.toMatchObject({
+      status: "reserved",
+    });
+    const more = await Promise.all(
+      Array.from({ length: 15 }, () => ledger.reserve(u, { amount: 1, idempotencyKey: key() })),
+    );
+    expect(more.every((result) => result.status === "reserved")).toBe(true);
+    expect(await ledger.reserve(u, { amount: 1, idempotencyKey: key() })).toEqual({
+      status: "too_many_holds",
+      limit: 16,
+    });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 100, held: 16 });
+  });
+
+  it("row 49: the process dies after the job, before the capture: the hold expires at its TTL and the tokens return", async () => {
+    const db = database.current();
+    const u = user();
+    await applyAt(db, [grant(u, 100)]);
+    const dying = ledgerOf(db);
+    const hold = await dying.reserve(u, { amount: 100, ttlSeconds: 1, idempotencyKey: key() });
+    if (hold.status !== "reserved") throw new Error(hold.status);
+    // The job ran and its process died: nothing captures. Another instance spends after the TTL.
+    await new Promise((resolve) => setTimeout(resolve, hold.hold.expiresAt.getTime() - Date.now() + 50));
+    const after = await ledgerOf(db).spend(u, { amount: 60, description: "after the TTL" });
+    expect(after.entry.balanceAfter).toBe(40);
+    expect(await ledgerOf(db).holdOf(hold.hold.id, owner(u))).toMatchObject({ status: "expired" });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 40, held: 0 });
+  });
+});
