@@ -1,6 +1,7 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
-export { BALANCE_CHANGE_REASONS, TOKEN_SOURCES } from "./protocol.js";
+export { HoldError } from "./holds.js";
+export { BALANCE_CHANGE_REASONS, HOLD_STATUSES, TOKEN_SOURCES } from "./protocol.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
@@ -8,11 +9,22 @@ export type {
   BalanceChangeReason,
   BalanceReading,
   BalanceSnapshot,
+  CaptureInput,
+  CaptureResult,
   ExpiringTokens,
   FetchLike,
+  Hold,
+  HoldErrorCode,
+  HoldJob,
+  HoldOverage,
+  HoldRefusalCode,
+  HoldResult,
+  HoldStatus,
   LedgerEntry,
   PurchaseCreditOptions,
   PurchaseCreditResult,
+  ReserveInput,
+  ReserveResult,
   SpendErrorCode,
   SpendInput,
   SpendResult,
@@ -22,4 +34,6 @@ export type {
   TokenSource,
   TransactionKind,
   TransactionsPage,
+  WithHoldOptions,
+  WithHoldResult,
 } from "./types.js";

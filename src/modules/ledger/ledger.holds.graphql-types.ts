@@ -75,7 +75,11 @@ export const HoldRef = builder.objectRef<Hold>("Hold").implement({
       description: "When it was captured, released or expired; null while ACTIVE.",
     }),
     description: t.exposeString("description", { nullable: true, description: "What it was for." }),
-    metadata: t.expose("metadata", { type: "JSON", nullable: true, description: "Caller-supplied JSON object." }),
+    metadata: t.expose("metadata", {
+      type: "JSON",
+      nullable: true,
+      description: "Caller-supplied JSON object.",
+    }),
   }),
 });
 
@@ -93,7 +97,8 @@ function holdPayloadType(name: string, description: string) {
         resolve: (payload) => payload.errorCode,
       }),
       replayed: t.exposeBoolean("replayed", {
-        description: "True when this repeats an earlier answer (the same key, or the same hold already done).",
+        description:
+          "True when this repeats an earlier answer (the same key, or the same hold already done).",
       }),
       hold: t.field({
         type: HoldRef,
@@ -181,7 +186,11 @@ export const CaptureHoldInput = builder.inputType("CaptureHoldInput", {
       required: false,
       description: `The SPEND entry's description, 1 to ${DESCRIPTION_MAX_LENGTH} characters.`,
     }),
-    metadata: t.field({ type: "JSON", required: false, description: "A JSON object kept on the SPEND entry." }),
+    metadata: t.field({
+      type: "JSON",
+      required: false,
+      description: "A JSON object kept on the SPEND entry.",
+    }),
   }),
 });
 

@@ -44,17 +44,22 @@ builder.queryFields((t) => ({
         }),
       },
       resolve: async (_root, args, context) => {
-        const userId = args.userId === null || args.userId === undefined ? context.viewer.userId : String(args.userId);
+        const userId =
+          args.userId === null || args.userId === undefined ? context.viewer.userId : String(args.userId);
         if (userId !== context.viewer.userId && !context.viewer.isAdmin) {
           throw new GraphQLError("Listing another user's holds needs the tokens:admin scope", {
             extensions: { code: "FORBIDDEN" },
           });
         }
-        if (userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) throw badInput(`userId: 1 to ${MAX_USER_ID_LENGTH} characters`);
-        if (args.last !== null && args.last !== undefined) throw badInput("holds pages forward only: use first and after");
-        if (args.before !== null && args.before !== undefined) throw badInput("holds pages forward only: use first and after");
+        if (userId.length === 0 || userId.length > MAX_USER_ID_LENGTH)
+          throw badInput(`userId: 1 to ${MAX_USER_ID_LENGTH} characters`);
+        if (args.last !== null && args.last !== undefined)
+          throw badInput("holds pages forward only: use first and after");
+        if (args.before !== null && args.before !== undefined)
+          throw badInput("holds pages forward only: use first and after");
         const first = args.first ?? 20;
-        if (!Number.isInteger(first) || first < 1 || first > MAX_HOLDS_PAGE) throw badInput(`first: 1 to ${MAX_HOLDS_PAGE}`);
+        if (!Number.isInteger(first) || first < 1 || first > MAX_HOLDS_PAGE)
+          throw badInput(`first: 1 to ${MAX_HOLDS_PAGE}`);
         const after = args.after === null || args.after === undefined ? undefined : decodeCursor(args.after);
         const page = await context.ledger.holdsOf(userId, { status: args.status ?? undefined, first, after });
         const edges = page.holds.map((hold) => ({ cursor: encodeCursor(hold.id), node: hold }));

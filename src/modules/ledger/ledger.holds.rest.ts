@@ -60,7 +60,11 @@ export function holdRoutes(deps: Deps): Route[] {
           metadata: body.metadata,
           idempotencyKey: keyOf(req),
         };
-        const payload = await reservePayload({ ...deps, logger: context.logger }, viewerOf(context).userId, input);
+        const payload = await reservePayload(
+          { ...deps, logger: context.logger },
+          viewerOf(context).userId,
+          input,
+        );
         await send(deps, res, payload, payload.replayed ? 200 : 201);
       },
     },
@@ -86,7 +90,11 @@ export function holdRoutes(deps: Deps): Route[] {
       path: `${BASE}/:id/release`,
       auth: "user",
       async handle(_req, res, { context, params }) {
-        const payload = await releasePayload({ ...deps, logger: context.logger }, actorOf(context), params.id ?? "");
+        const payload = await releasePayload(
+          { ...deps, logger: context.logger },
+          actorOf(context),
+          params.id ?? "",
+        );
         await send(deps, res, payload, 200);
       },
     },
