@@ -174,7 +174,8 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
   });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
   const maxQueued = config.writeQueueLimit;
-  const ledger = createLedgerService({ database, logger, writer: { onBatch: onLedgerBatch, maxQueued } });
+  const writer = { onBatch: onLedgerBatch, maxQueued };
+  const ledger = createLedgerService({ database, logger, writer, holds: config.holds });
   const purchases = createPurchasesService({
     database,
     ledger,
