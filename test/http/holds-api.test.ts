@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { newUserId, useTestApp } from "../helpers/app.js";
 import { driverName } from "../helpers/database.js";
@@ -94,8 +95,7 @@ const doors = [
   ["REST", rest],
 ] as const;
 
-let keys = 0;
-const key = () => `job-${(keys += 1)}`;
+const key = () => `job-${randomUUID()}`;
 
 describe.each(doors)(`holds through %s on ${driverName}`, (doorName, door) => {
   const refusal = (code: string, status: number) =>
