@@ -66,18 +66,37 @@ DECLARE
   from_others integer;
   lot_meta jsonb;
 BEGIN
-  -- A refund, its reversal, an extension or a cut hits the owner of the lot (or of the refund) it
-  -- names, whoever the request names (a TRANSFER of the subscription moves no tokens).
+  -- A refund, an extension or a cut hits the owner of the lot it names (or, for a lot this batch
+  -- opens, of the credit that opens it), whoever the request names (a TRANSFER of the subscription
+  -- moves no tokens); a reversal hits the owner of the refund it names (or of this batch's refund).
+  -- A lot or refund that turns out to be another user's in the loop below is answered no_lot.
   IF jsonb_path_exists(requests, '$[*] ? (@.op == "refund" || @.op == "reverse_refund" || @.op == "extend" || @.op == "cut")') THEN
-    SELECT jsonb_agg(CASE WHEN coalesce(l.user_id, t.user_id) IS NULL THEN r
-                          ELSE jsonb_set(r, '{user_id}', to_jsonb(coalesce(l.user_id, t.user_id))) END
+    SELECT jsonb_agg(CASE WHEN o.owner IS NULL THEN r ELSE jsonb_set(r, '{user_id}', to_jsonb(o.owner)) END
                      ORDER BY (r ->> 'ord')::integer)
       INTO requests
       FROM jsonb_array_elements(requests) AS r
-      LEFT JOIN token_lots l
-        ON r ->> 'op' IN ('refund', 'extend', 'cut') AND l.source_ref = r ->> 'lot_ref'
-      LEFT JOIN token_transactions t
-        ON r ->> 'op' = 'reverse_refund' AND t.kind = 'REFUND' AND t.external_ref = r ->> 'external_ref';
+      LEFT JOIN LATERAL (
+        SELECT coalesce(
+          (SELECT l.user_id FROM token_lots l WHERE l.source_ref = r ->> 'lot_ref'),
+          (SELECT c ->> 'user_id' FROM jsonb_array_elements(requests) AS c
+            WHERE coalesce(c ->> 'op', 'change') = 'change' AND (c ->> 'delta')::integer > 0
+              AND c ->> 'lot_ref' = r ->> 'lot_ref' AND (c ->> 'ord')::integer < (r ->> 'ord')::integer
+            ORDER BY (c ->> 'ord')::integer LIMIT 1)) AS owner
+         WHERE r ->> 'op' IN ('refund', 'extend', 'cut')
+      ) AS o ON true;
+    SELECT jsonb_agg(CASE WHEN o.owner IS NULL THEN r ELSE jsonb_set(r, '{user_id}', to_jsonb(o.owner)) END
+                     ORDER BY (r ->> 'ord')::integer)
+      INTO requests
+      FROM jsonb_array_elements(requests) AS r
+      LEFT JOIN LATERAL (
+        SELECT coalesce(
+          (SELECT t.user_id FROM token_transactions t WHERE t.kind = 'REFUND' AND t.external_ref = r ->> 'external_ref'),
+          (SELECT c ->> 'user_id' FROM jsonb_array_elements(requests) AS c
+            WHERE c ->> 'op' = 'refund' AND c ->> 'external_ref' = r ->> 'external_ref'
+              AND (c ->> 'ord')::integer < (r ->> 'ord')::integer
+            ORDER BY (c ->> 'ord')::integer LIMIT 1)) AS owner
+         WHERE r ->> 'op' = 'reverse_refund'
+      ) AS o ON true;
   END IF;
 
   -- Every balance the batch credits exists, and every balance it touches is locked, in user order,
@@ -209,7 +228,7 @@ BEGIN
         touched := touched - req.user_id;
       ELSE
         SELECT l.* INTO lot FROM token_lots l WHERE l.source_ref = req.lot_ref;
-        IF lot.id IS NULL THEN
+        IF lot.id IS NULL OR lot.user_id <> req.user_id THEN
           status := 'no_lot';
         ELSIF op = 'extend' AND lot.expires_at IS NOT NULL AND req.lot_expires_at > lot.expires_at THEN
           status := 'lot_changed';
@@ -254,6 +273,12 @@ BEGIN
           -- §B6: target = ceil(granted × ratio); the refunded lot's own remainder first, its expired
           -- part counts as returned, the rest from the owner's other lots (FEFO), never below 0.
           SELECT l.* INTO lot FROM token_lots l WHERE l.source_ref = req.lot_ref;
+          IF lot.user_id <> req.user_id THEN
+            status := 'no_lot';
+            available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+            RETURN NEXT;
+            CONTINUE;
+          END IF;
           SELECT b.balance INTO n FROM token_balances b WHERE b.user_id = req.user_id;
           n := coalesce(n, 0);
           IF lot.id IS NOT NULL THEN
@@ -274,6 +299,12 @@ BEGIN
           SELECT t.* INTO refunded FROM token_transactions t
            WHERE t.kind = 'REFUND' AND t.external_ref = req.external_ref;
           take := coalesce(req.delta, 0);
+          IF refunded.user_id <> req.user_id THEN
+            status := 'no_lot';
+            available := coalesce((SELECT b.balance FROM token_balances b WHERE b.user_id = req.user_id), 0);
+            RETURN NEXT;
+            CONTINUE;
+          END IF;
           IF refunded.id IS NOT NULL THEN
             take := -refunded.amount;
             lot_meta := jsonb_build_object('refundEntryId', refunded.id);
@@ -335,21 +366,18 @@ BEGIN
         IF need > 0 THEN
           -- The draw: soonest expiry first, then oldest, non-expiring last; never from a lot at or
           -- after its end (the touch step expired those, and the predicate says so again).
-          WITH live AS (
-            SELECT l.id, l.remaining,
-                   sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS before
-              FROM token_lots l
+          drawn := 0;
+          FOR mv IN
+            SELECT l.id, l.remaining FROM token_lots l
              WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
-          ), took AS (
-            UPDATE token_lots l SET remaining = l.remaining - least(live.remaining, need - live.before)
-              FROM live WHERE l.id = live.id AND live.before < need
-            RETURNING l.id, least(live.remaining, need - live.before) AS n
-          ), moved AS (
-            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
-              SELECT entry.id, took.id, -took.n, lower(req.kind) FROM took
-            RETURNING amount
-          )
-          SELECT coalesce(-sum(moved.amount), 0) INTO drawn FROM moved;
+             ORDER BY l.expires_at ASC NULLS LAST, l.id
+          LOOP
+            n := least(mv.remaining, need - drawn);
+            UPDATE token_lots l SET remaining = l.remaining - n WHERE l.id = mv.id;
+            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.id, -n, lower(req.kind));
+            drawn := drawn + n;
+            EXIT WHEN drawn = need;
+          END LOOP;
           IF drawn <> need THEN
             RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens its balance covers', req.user_id, drawn, need
               USING ERRCODE = 'internal_error';

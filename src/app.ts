@@ -120,6 +120,11 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
     metrics: {
       expired: (tokens) => metrics.lotsExpiredTokens.inc(tokens),
       lag: (seconds) => metrics.dueLotLag.set(seconds),
+      holdsExpired: (holds) => metrics.holdsExpired.inc(holds),
+      holds: (active, tokens) => {
+        metrics.holdsActive.set(active);
+        metrics.holdsHeldTokens.set(tokens);
+      },
     },
   });
   let draining = false;
@@ -174,8 +179,12 @@ function createServices(config: Config, database: DatabaseHandle, logger: Logger
   });
   const onLedgerBatch = (size: number) => metrics.ledgerBatchSize.observe(size);
   const maxQueued = config.writeQueueLimit;
-  const writer = { onBatch: onLedgerBatch, maxQueued };
-  const ledger = createLedgerService({ database, logger, writer, holds: config.holds });
+  const ledger = createLedgerService({
+    database,
+    logger,
+    writer: { onBatch: onLedgerBatch, maxQueued },
+    holds: { ...config.holds, onCaptureShortfall: (tokens) => metrics.holdCaptureShortfalls.inc(tokens) },
+  });
   const purchases = createPurchasesService({
     database,
     ledger,

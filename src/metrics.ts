@@ -118,6 +118,26 @@ export function createMetrics() {
       help: "Seconds since the oldest lot that is due but not yet expired ended, at the last sweep (0: none).",
       registers: [registry],
     }),
+    holdsActive: new Gauge({
+      name: "token_holds_active",
+      help: "Active holds (issue 19), counted at the last expiry sweep.",
+      registers: [registry],
+    }),
+    holdsHeldTokens: new Gauge({
+      name: "token_holds_held_tokens",
+      help: "Tokens set aside by active holds, at the last expiry sweep.",
+      registers: [registry],
+    }),
+    holdsExpired: new Counter({
+      name: "token_holds_expired_total",
+      help: "Holds the expiry sweeper ended at their TTL (a request's own touch step expires too, uncounted here).",
+      registers: [registry],
+    }),
+    holdCaptureShortfalls: new Counter({
+      name: "token_hold_capture_shortfall_tokens_total",
+      help: "Tokens a CAP capture asked beyond its hold that the free balance could not cover.",
+      registers: [registry],
+    }),
   };
   for (const outcome of WEBHOOK_OUTCOMES) {
     if (outcome !== "processing") metrics.webhookOutcomes.inc({ outcome }, 0);

@@ -1,5 +1,8 @@
 import { randomUUID } from "node:crypto";
+import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import type { LedgerService } from "../../src/modules/ledger/ledger.service.js";
+import { createExpirySweeper } from "../../src/modules/ledger/ledger.sweeper.js";
 import { InvalidInputError } from "../../src/validation.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
 import { atClock, expectHoldInvariant, ledgerOf, owner, pinsOf } from "./holds-helpers.js";
@@ -146,12 +149,12 @@ describe(`holds in the ledger on ${driverName}`, () => {
     // Not enough free tokens for the extra: the capture takes what is there and records the rest.
     const two = await ledger.reserve(u, { amount: 15, idempotencyKey: key() });
     if (two.status !== "reserved") throw new Error(two.status);
-    const short = await ledgerOf(db, { captureOverage: "CAP" }).capture(
-      two.hold.id,
-      { amount: 100 },
-      owner(u),
-    );
+    const shortfalls: number[] = [];
+    const capping = ledgerOf(db, { captureOverage: "CAP", onCaptureShortfall: (n) => shortfalls.push(n) });
+    const short = await capping.capture(two.hold.id, { amount: 100 }, owner(u));
     expect(short).toMatchObject({ status: "captured", shortfall: 80, entry: { amount: -20 } });
+    expect(await capping.capture(two.hold.id, { amount: 100 }, owner(u))).toMatchObject({ replayed: true });
+    expect(shortfalls).toEqual([80]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
   });
 
@@ -203,6 +206,47 @@ describe(`holds in the ledger on ${driverName}`, () => {
       ["EXPIRE", -10, "hold_past_end"],
     ]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("row 43: the hold's TTL passes and the sweeper runs: EXPIRED, available restored, event HOLD_EXPIRED; counted once", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    const seen = await listenFor(u);
+    await applyAt(db, [grant(u, 50)]);
+    const hold = await ledger.reserve(u, { amount: 30, ttlSeconds: 1, idempotencyKey: key() });
+    const other = await ledger.reserve(u, { amount: 5, ttlSeconds: 600, idempotencyKey: key() });
+    if (hold.status !== "reserved" || other.status !== "reserved") throw new Error("not reserved");
+    await new Promise((resolve) => setTimeout(resolve, hold.hold.expiresAt.getTime() - Date.now() + 50));
+    const counted = { expired: 0, active: -1, tokens: -1 };
+    const sweeper = (ledger: LedgerService) =>
+      createExpirySweeper({
+        database: db.handle,
+        ledger,
+        intervalMs: 0,
+        logger: pino({ level: "silent" }),
+        metrics: {
+          expired: () => {},
+          lag: () => {},
+          holdsExpired: (n) => (counted.expired += n),
+          holds: (active, tokens) => Object.assign(counted, { active, tokens }),
+        },
+      });
+    // Two sweepers at once (two instances): the hold is expired and counted once.
+    const [one, two] = await Promise.all([sweeper(ledger).runOnce(), sweeper(ledgerOf(db)).runOnce()]);
+    expect((one.holds ?? 0) + (two.holds ?? 0)).toBe(1);
+    expect(counted.expired).toBe(1);
+    expect(await ledger.holdOf(hold.hold.id, owner(u))).toMatchObject({ status: "expired" });
+    expect(await ledger.holdOf(other.hold.id, owner(u))).toMatchObject({ status: "active" });
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 50, held: 5 });
+    await until(() => seen.some((change) => change.kind === "HOLD_EXPIRED"));
+    expect(seen.find((change) => change.kind === "HOLD_EXPIRED")).toMatchObject({
+      held: 5,
+      delta: 0,
+      entryId: null,
+      holdId: Number(hold.hold.id),
+    });
+    expect(await sweeper(ledger).runOnce()).toEqual({ users: 0, tokens: 0 });
   });
 
   it("row 44: capture replays with the same amount; another amount, a capture after release, a release after capture are refused", async () => {

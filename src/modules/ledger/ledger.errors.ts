@@ -53,5 +53,9 @@ export class RateLimitedError extends Error {
  * again, whole, and it finds the winner's entry as a duplicate.
  */
 export function isReferenceRace(error: unknown): boolean {
-  return violates(error, UNIQUE_VIOLATION, "token_transactions_kind_external_ref");
+  return (
+    violates(error, UNIQUE_VIOLATION, "token_transactions_kind_external_ref") ||
+    // The same for two credits of one store transaction's lot (lot_ref) to different users.
+    violates(error, UNIQUE_VIOLATION, "token_lots_source_ref")
+  );
 }

@@ -26,6 +26,20 @@ import { captureInputSchema, isHoldId, reserveInputSchema } from "./ledger.valid
  */
 type Apply = (request: ChangeRequest) => Promise<ChangeOutcome>;
 
+/** How an operation reads (the caller's transaction, or the database) and writes. */
+export interface HoldContext {
+  readonly executor: Executor;
+  readonly apply: Apply;
+  readonly settings: HoldSettings;
+}
+
+export interface HoldQuery {
+  readonly status?: HoldStatus | undefined;
+  readonly first: number;
+  /** The id of the last hold of the previous page. */
+  readonly after?: string | undefined;
+}
+
 export interface HoldSettings {
   /** A reserve's TTL when it gives none (HOLD_DEFAULT_TTL_SECONDS). */
   readonly defaultTtlSeconds: number;
@@ -33,6 +47,8 @@ export interface HoldSettings {
   readonly maxActivePerUser: number;
   /** What a capture above its hold does when it does not say (HOLD_CAPTURE_OVERAGE). */
   readonly captureOverage: HoldOverage;
+  /** Told the tokens a CAP capture could not cover (the capture-shortfall metric). */
+  readonly onCaptureShortfall?: ((tokens: number) => void) | undefined;
 }
 
 export const DEFAULT_HOLD_SETTINGS: HoldSettings = {
@@ -43,8 +59,7 @@ export const DEFAULT_HOLD_SETTINGS: HoldSettings = {
 
 /** Reserves `amount` free tokens for the user, idempotent by (user, key) with a request hash. */
 export async function reserve(
-  apply: Apply,
-  settings: HoldSettings,
+  { apply, settings }: HoldContext,
   userId: string,
   rawInput: unknown,
   rateLimit: ChangeRequest["rateLimit"],
@@ -95,9 +110,7 @@ export async function reserve(
 
 /** Captures `amount` of a hold as one SPEND entry; idempotent by the hold (the same amount replays). */
 export async function capture(
-  executor: Executor,
-  apply: Apply,
-  settings: HoldSettings,
+  { executor, apply, settings }: HoldContext,
   holdId: string,
   rawInput: unknown,
   actor: HoldActor,
@@ -122,6 +135,7 @@ export async function capture(
       if (outcome.status === "duplicate" && Number(entry.metadata?.requested) !== input.amount)
         return { status: "hold_already_captured", hold };
       const shortfall = Number(entry.metadata?.shortfall ?? 0);
+      if (outcome.status === "applied" && shortfall > 0) settings.onCaptureShortfall?.(shortfall);
       return { status: "captured", hold, entry, replayed: outcome.status === "duplicate", shortfall };
     }
     case "hold_expired":
@@ -137,8 +151,7 @@ export async function capture(
 
 /** Releases a hold; a released or expired hold replays, a captured one is refused. */
 export async function release(
-  executor: Executor,
-  apply: Apply,
+  { executor, apply }: HoldContext,
   holdId: string,
   actor: HoldActor,
 ): Promise<ReleaseResult> {
@@ -160,7 +173,7 @@ export async function release(
 
 /** Ends holds past their TTL (the sweeper's call); `expired` is false when it was already closed. */
 export function expireHolds(
-  apply: Apply,
+  { apply }: HoldContext,
   holds: readonly { readonly id: string; readonly userId: string }[],
 ): Promise<HoldExpiryResult[]> {
   return Promise.all(
@@ -197,15 +210,7 @@ export async function holdOf(executor: Executor, holdId: string, actor: HoldActo
 }
 
 /** A user's holds, newest first; `after` is the id of the last hold of the previous page. */
-export async function holdsOf(
-  executor: Executor,
-  userId: string,
-  query: {
-    readonly status?: HoldStatus | undefined;
-    readonly first: number;
-    readonly after?: string | undefined;
-  },
-): Promise<HoldPage> {
+export async function holdsOf(executor: Executor, userId: string, query: HoldQuery): Promise<HoldPage> {
   const first = Math.max(1, Math.min(100, Math.trunc(query.first)));
   const rows = await executor
     .select()

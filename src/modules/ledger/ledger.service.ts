@@ -112,7 +112,7 @@ export interface LedgerService {
   capture(holdId: string, input: unknown, actor: HoldActor, options?: WriteOptions): Promise<CaptureResult>;
   release(holdId: string, actor: HoldActor, options?: WriteOptions): Promise<ReleaseResult>;
   holdOf(holdId: string, actor: HoldActor): Promise<Hold | null>;
-  holdsOf(userId: string, query: Parameters<typeof holds.holdsOf>[2]): Promise<HoldPage>;
+  holdsOf(userId: string, query: holds.HoldQuery): Promise<HoldPage>;
   /** Ends holds past their TTL by group commit (the expiry sweeper's call). */
   expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]>;
 }
@@ -268,31 +268,23 @@ class Ledger implements LedgerService {
   }
 
   reserve(userId: string, input: unknown, options: SpendOptions = {}): Promise<ReserveResult> {
-    const apply = (request: ChangeRequest) => this.apply(request, options);
-    return holds.reserve(apply, this.holdSettings, userId, input, options.rateLimit);
+    return holds.reserve(this.holdContext(options), userId, input, options.rateLimit);
   }
-
-  capture(
-    holdId: string,
-    input: unknown,
-    actor: HoldActor,
-    options: WriteOptions = {},
-  ): Promise<CaptureResult> {
-    const apply = (request: ChangeRequest) => this.apply(request, options);
-    return holds.capture(options.executor ?? this.db, apply, this.holdSettings, holdId, input, actor);
+  capture(holdId: string, input: unknown, actor: HoldActor, options: WriteOptions = {}) {
+    return holds.capture(this.holdContext(options), holdId, input, actor);
   }
-
   release(holdId: string, actor: HoldActor, options: WriteOptions = {}): Promise<ReleaseResult> {
-    const apply = (request: ChangeRequest) => this.apply(request, options);
-    return holds.release(options.executor ?? this.db, apply, holdId, actor);
+    return holds.release(this.holdContext(options), holdId, actor);
   }
-
   holdOf = (holdId: string, actor: HoldActor): Promise<Hold | null> => holds.holdOf(this.db, holdId, actor);
-  holdsOf = (userId: string, query: Parameters<typeof holds.holdsOf>[2]): Promise<HoldPage> =>
+  holdsOf = (userId: string, query: holds.HoldQuery): Promise<HoldPage> =>
     holds.holdsOf(this.db, userId, query);
-
   expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]> {
-    return holds.expireHolds((request) => this.apply(request, {}), due);
+    return holds.expireHolds(this.holdContext({}), due);
+  }
+  private holdContext(options: WriteOptions): holds.HoldContext {
+    const apply = (request: ChangeRequest) => this.apply(request, options);
+    return { executor: options.executor ?? this.db, apply, settings: this.holdSettings };
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */

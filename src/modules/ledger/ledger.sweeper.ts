@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { DatabaseHandle } from "../../db/client.js";
+import { type HoldSweepMetrics, sweepDueHolds } from "./ledger.hold-sweep.js";
 import type { LedgerService } from "./ledger.service.js";
 
 /**
@@ -8,7 +9,8 @@ import type { LedgerService } from "./ledger.service.js";
  * due lots, `batchSize` lots' owners at a time through the group commit, until none are left. It
  * only makes expiry visible (EXPIRE entries, balanceChanged): the money function never draws a lot
  * at or after its end, and expires a user's due lots whenever it touches the user. Several
- * instances may sweep at once: the second finds the lot already at 0 and writes nothing.
+ * instances may sweep at once: the second finds the lot already at 0 and writes nothing. Then it
+ * ends the holds past their TTL the same way (ledger.hold-sweep.ts).
  */
 export interface ExpirySweeper {
   start(): void;
@@ -20,9 +22,11 @@ export interface ExpirySweeper {
 export interface SweepSummary {
   readonly users: number;
   readonly tokens: number;
+  /** Holds ended at their TTL (absent when none). */
+  readonly holds?: number;
 }
 
-export interface SweepMetrics {
+export interface SweepMetrics extends HoldSweepMetrics {
   /** Tokens expired by the sweeper. */
   expired(tokens: number): void;
   /** Seconds since the oldest unswept due lot ended (0 when none), measured at each sweep's start. */
@@ -32,11 +36,11 @@ export interface SweepMetrics {
 /** At most this many batches per sweep, so one sweep always ends; the next goes on. */
 const MAX_ROUNDS = 100;
 /** Owners whose expiry is in the group commit's queue at once. */
-const SLICE = 32;
+const SLICE = 8;
 
 export function createExpirySweeper(deps: {
   database: Pick<DatabaseHandle, "query">;
-  ledger: Pick<LedgerService, "expireDue">;
+  ledger: Pick<LedgerService, "expireDue" | "expireHolds">;
   intervalMs: number;
   logger: Logger;
   batchSize?: number;
@@ -75,13 +79,15 @@ export function createExpirySweeper(deps: {
       }
       if (due.length < batchSize) break;
     }
-    return { users, tokens };
+    const holds = await sweepDueHolds(deps, batchSize, () => stopped);
+    return { users, tokens, ...(holds > 0 ? { holds } : {}) };
   }
 
   const run = () => {
     running = runOnce().then(
       (summary) => {
-        if (summary.tokens > 0) deps.logger.info(summary, "expiry sweep: due lots expired");
+        if (summary.tokens > 0 || summary.holds)
+          deps.logger.info(summary, "expiry sweep: due lots and holds expired");
       },
       (error: unknown) =>
         deps.logger.warn({ err: error }, "expiry sweep failed; it runs again at the next interval"),

@@ -4,6 +4,7 @@ import { type DatabaseHandle, openDatabase } from "../../db/client.js";
 import { migrate } from "../../db/migrate.js";
 import { seedCredits } from "../../modules/ledger/ledger.seed.js";
 import { createLedgerService, type LedgerService } from "../../modules/ledger/ledger.service.js";
+import { cpuSeconds } from "./processes.js";
 
 /**
  * `npm run bench:lots`: the ledger's spend throughput with 1, 3 and 10 live lots per user, and a sweep
@@ -59,6 +60,31 @@ async function seed(handle: DatabaseHandle, prefix: string, lots: number): Promi
   return users;
 }
 
+/**
+ * CPU seconds so far of this process and of the PostgreSQL backends serving this database (found in
+ * pg_stat_activity, so other databases' work on a shared server is not counted): on a noisy machine
+ * CPU per spend moves far less than spends per second.
+ */
+let cpuOf: () => Promise<{ node: number; db: number }> = async () => ({ node: 0, db: 0 });
+
+interface Run {
+  rate: number;
+  nodeMs: number;
+  dbMs: number;
+}
+
+async function measure(ledger: LedgerService, users: string[], ms: number): Promise<Run> {
+  const before = await cpuOf();
+  const started = performance.now();
+  const count = (await spendFor(ledger, users, ms)) * ((performance.now() - started) / 1000);
+  const after = await cpuOf();
+  return {
+    rate: count / ((performance.now() - started) / 1000),
+    nodeMs: ((after.node - before.node) * 1000) / count,
+    dbMs: ((after.db - before.db) * 1000) / count,
+  };
+}
+
 /** Spends of 1 by `concurrency` callers over `users` for `ms`; spends per second. */
 async function spendFor(ledger: LedgerService, users: string[], ms: number): Promise<number> {
   const until = performance.now() + ms;
@@ -102,7 +128,7 @@ async function sweepRun(handle: DatabaseHandle, ledger: LedgerService, users: st
     })),
   );
   console.log(`seeded ${dueLots} lots in ${((performance.now() - seeded) / 1000).toFixed(1)} s`);
-  const before = await spendFor(ledger, users, Math.max(1000, dueAt + 1500 - Date.now()));
+  const before = await spendFor(ledger, users, Math.max(3000, dueAt + 1500 - Date.now()));
   let sweepDone = false;
   const spending = (async () => {
     const rates: number[] = [];
@@ -134,19 +160,28 @@ async function main(): Promise<void> {
   try {
     await migrate(handle);
     const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
+    cpuOf = async () => {
+      const pids = await admin<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = ${name}`;
+      const usage = process.cpuUsage();
+      return {
+        node: (usage.user + usage.system) / 1e6,
+        db: pids.reduce((sum, { pid }) => sum + (cpuSeconds(pid) || 0), 0),
+      };
+    };
     const groups = new Map<number, string[]>();
     for (const lots of lotCounts) groups.set(lots, await seed(handle, `lots${lots}`, lots));
     await spendFor(ledger, groups.get(lotCounts[0] ?? 1) ?? [], 2000); // warm-up
-    const rates = new Map<number, number[]>(lotCounts.map((lots) => [lots, []]));
+    const runs = new Map<number, Run[]>(lotCounts.map((lots) => [lots, []]));
     for (let round = 0; round < rounds; round += 1) {
       for (const lots of lotCounts) {
-        rates.get(lots)?.push(await spendFor(ledger, groups.get(lots) ?? [], seconds * 1000));
+        runs.get(lots)?.push(await measure(ledger, groups.get(lots) ?? [], seconds * 1000));
       }
     }
     for (const lots of lotCounts) {
-      const all = rates.get(lots) ?? [];
+      const all = runs.get(lots) ?? [];
+      const rates = all.map((run) => run.rate);
       console.log(
-        `spends, ${lots} live lot(s) per user: ${median(all).toFixed(0)}/s (rounds: ${all.map((r) => r.toFixed(0)).join(", ")})`,
+        `spends, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per spend: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
       );
     }
     if (dueLots > 0) await sweepRun(handle, ledger, groups.get(lotCounts[0] ?? 1) ?? []);
