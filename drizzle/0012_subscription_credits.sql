@@ -104,7 +104,10 @@ BEGIN
 
     -- A pack's lot (no lot_source) never expires; its lot_ref lets a refund find it.
     supersede := d.lot_source IS NOT NULL AND coalesce(d.lot_supersede, false) AND coalesce((
-      SELECT e.product_id IS DISTINCT FROM d.product_id FROM revenuecat_events e
+      SELECT e.product_id IS DISTINCT FROM d.product_id
+             AND coalesce((e.raw_body::jsonb #>> '{event,expiration_at_ms}')::numeric
+                          < extract(epoch FROM d.lot_expires_at::timestamptz) * 1000, true)
+        FROM revenuecat_events e
        WHERE e.user_id = d.user_id AND e.chain_ref = d.lot_chain AND e.outcome = 'credited'
          AND e.event_id <> d.event_id
        ORDER BY e.processed_at DESC, e.event_id DESC LIMIT 1), false);

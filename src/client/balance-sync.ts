@@ -108,18 +108,18 @@ export function applyLiveChange(
 }
 
 /**
- * A reading from any source: the server's, or storage written by an older client (no held,
- * available or expiring), whose expiring tokens already past are left out.
+ * A reading from any source: the server's, or storage written by an older client (no held or
+ * expiring), whose expiring tokens already past are left out. Available is balance less held.
  */
 export function readingOf(
-  value: Partial<BalanceReading> & Pick<BalanceReading, "balance" | "version">,
+  value: Partial<Omit<BalanceReading, "available">> & Pick<BalanceReading, "balance" | "version">,
 ): BalanceReading {
   const held = value.held ?? 0;
   const now = Date.now();
   return {
     balance: value.balance,
     held,
-    available: value.available ?? value.balance - held,
+    available: value.balance - held,
     expiring: (value.expiring ?? []).filter((tokens) => Date.parse(tokens.expiresAt) > now),
     version: value.version,
     lastUpdated: value.lastUpdated ?? null,

@@ -1,7 +1,6 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
 export { HoldError } from "./holds.js";
-export { BALANCE_CHANGE_REASONS, HOLD_STATUSES, TOKEN_SOURCES } from "./protocol.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {

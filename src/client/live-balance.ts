@@ -12,7 +12,6 @@ import type { ExpiringTokens, LedgerEntry } from "./types.js";
 export interface BalanceChange {
   balance: number;
   held: number;
-  available: number;
   expiring: ExpiringTokens[];
   reason: BalanceChangeReason;
   /** The hold behind a HOLD, CAPTURE, RELEASE or HOLD_EXPIRED change. */

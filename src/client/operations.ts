@@ -3,7 +3,9 @@
  * parser. The entry fields are the ones LedgerEntry promises.
  */
 const ENTRY = "id amount balanceAfter kind idempotencyKey createdAt description metadata";
-const BALANCE = "id balance held available version lastUpdated expiring { amount expiresAt sources }";
+const EXPIRING = "expiring { amount expiresAt sources }";
+/** `available` is balance less held: the client works it out rather than asking for it. */
+const BALANCE = `id balance held version lastUpdated ${EXPIRING}`;
 
 export const BALANCE_QUERY = `query TokenBalance { balance { ${BALANCE} } }`;
 
@@ -21,8 +23,7 @@ export const SPEND_MUTATION = `mutation SpendTokens($input: SpendTokensInput!) {
 success newBalance message errorCode retryAfterSeconds transaction { ${ENTRY} } balance { ${BALANCE} } } }`;
 
 export const BALANCE_CHANGED_SUBSCRIPTION = `subscription TokenBalanceChanged {
-balanceChanged { balance held available delta reason holdId version lastUpdated
-expiring { amount expiresAt sources } transaction { ${ENTRY} } } }`;
+balanceChanged { balance held delta reason holdId version lastUpdated ${EXPIRING} transaction { ${ENTRY} } } }`;
 
 const HOLD = "id amount status captured createdAt expiresAt closedAt description metadata";
 const HOLD_PAYLOAD = `success message errorCode replayed hold { ${HOLD} } balance { ${BALANCE} }`;

@@ -13,6 +13,7 @@ const READS = [
   "query { consoleAccess }",
   'query { userBalance(userId: "u") { balance } }',
   'query { userTransactions(userId: "u") { amount } }',
+  'query { userLots(userId: "u") { remaining } }',
   "query { webhookDeliveries { eventId } }",
   'query { webhookDelivery(eventId: "e") { rawBody } }',
   "query { serviceHealth { at } }",

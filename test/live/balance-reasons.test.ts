@@ -78,6 +78,24 @@ describe(`balanceChanged's reason, held, available and expiring on ${driverName}
     expect(await subscription.next()).toMatchObject({ balance: 100, reason: "ADJUSTMENT" });
   });
 
+  it("names the reason from the entry when a notification has no kind (a money function older than lots)", async () => {
+    const userId = newUserId();
+    const { entry } = await ledger().grant({ userId, amount: 10, reason: "setup" }, "ops");
+    const subscription = await subscribe(userId);
+    expect(await subscription.next()).toMatchObject({ version: 1, reason: "SNAPSHOT" });
+    // What an instance still running the previous money function would announce during an upgrade.
+    const old = {
+      userId,
+      balance: 10,
+      delta: 10,
+      version: 2,
+      entryId: entry.id,
+      at: new Date().toISOString(),
+    };
+    await notify(JSON.stringify([old]));
+    expect(await subscription.next()).toMatchObject({ version: 2, reason: "GRANT", held: 0, available: 10 });
+  });
+
   it("logs and drops a malformed notification; the events after it still arrive, in order", async () => {
     const userId = newUserId();
     await ledger().grant({ userId, amount: 10, reason: "setup" }, "ops");

@@ -59,6 +59,27 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
     expect(await balanceOf(t, sub.userId)).toBe(1000);
   });
 
+  it("row 2: five twins of one period under different event ids, delivered at once, open one lot", async () => {
+    const sub = new Subscription(newUserId());
+    const now = Date.now();
+    const body = sub.period("RENEWAL", now - HOUR, now + 30 * DAY);
+    const twins = Array.from({ length: 5 }, (_, i) => {
+      const twin = structuredClone(body);
+      twin.event.id = `${body.event.id}-${i}`;
+      return twin;
+    });
+    const outcomes = await Promise.all(twins.map((twin) => send(t, twin)));
+    expect(outcomes.map((o) => o.outcome).sort()).toEqual([
+      "credited",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+    ]);
+    expect(await lotsOf(t, sub.userId)).toHaveLength(1);
+    expect(await balanceOf(t, sub.userId)).toBe(1000);
+  });
+
   it("row 3: a RENEWAL before the old period's end: both lots live, spends take the sooner one, its rest expires at its own end", async () => {
     const sub = new Subscription(newUserId());
     const now = Date.now();
@@ -97,6 +118,21 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
       [1000, 0, iso(end + 30 * DAY)],
     ]);
     expect(await balanceOf(t, sub.userId)).toBe(1000);
+  });
+
+  it("a product's rollover cap reaches the lot: at the period's end up to the cap carries over (row 33, from the webhook)", async () => {
+    const sub = new Subscription(newUserId(), "pro_rollover");
+    const now = Date.now();
+    const end = now + 3000;
+    await send(t, sub.period("INITIAL_PURCHASE", now - 30 * DAY + 3000, end));
+    await spend(t, sub.userId, 200);
+    await until(end);
+    await sweep(t, sub.userId);
+    expect((await lotsOf(t, sub.userId)).map((l) => [l.source, l.remaining, l.expired])).toEqual([
+      ["period", 0, 300],
+      ["rollover", 500, 0],
+    ]);
+    expect(await balanceOf(t, sub.userId)).toBe(500);
   });
 
   it("row 5: a period processed after its end is born expired: PURCHASE and EXPIRE, net 0", async () => {
@@ -258,6 +294,21 @@ describe(`subscription credits through the webhook on ${driverName}`, () => {
     await send(t, sub.period("INITIAL_PURCHASE", now - 29 * DAY, now + DAY));
     await send(t, sub.period("RENEWAL", now, now + 31 * DAY));
     expect((await lotsOf(t, sub.userId)).map((l) => l.remaining)).toEqual([800, 800]);
+  });
+
+  it("row 13: an older period of A processed after the upgrade to B (a late reprocess) supersedes nothing", async () => {
+    const sub = new Subscription(newUserId());
+    const now = Date.now();
+    await send(t, sub.period("INITIAL_PURCHASE", now - 10 * DAY, now + 20 * DAY));
+    const upgraded = new Subscription(sub.userId, "pro_max");
+    await send(t, upgraded.period("RENEWAL", now, now + 30 * DAY, { original_transaction_id: sub.original }));
+    await send(t, sub.period("RENEWAL", now - DAY, now + 25 * DAY));
+    expect((await lotsOf(t, sub.userId)).map((l) => [l.productId, l.remaining])).toEqual([
+      ["pro_monthly", 0],
+      ["pro_max", 3000],
+      ["pro_monthly", 1000],
+    ]);
+    expect(await balanceOf(t, sub.userId)).toBe(4000);
   });
 
   it("row 14: a deferred downgrade (PRODUCT_CHANGE only) moves nothing; A ends at its end, B opens at RENEWAL", async () => {

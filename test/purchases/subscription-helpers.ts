@@ -21,6 +21,7 @@ export const PRODUCT_TOKEN_MAP = {
   pro_monthly: { tokens: 1000, expires: "period_end" },
   pro_monthly_alt: { tokens: 1000, expires: "period_end" },
   pro_max: { tokens: 3000, expires: "period_end" },
+  pro_rollover: { tokens: 1000, expires: "period_end", rollover: { cap: 500 } },
   pro_trial: { tokens: 1000, expires: "period_end", trialTokens: 50 },
   pro_intro: { tokens: 1000, expires: "period_end", introTokens: 400 },
   play_sub: { tokens: 1000, expires: "period_end" },

@@ -1,6 +1,7 @@
 import { gql, live } from "./api.js";
 import { DELIVERY_FIELDS, type DeliveryRow, deliveryTable } from "./deliveries-table.js";
 import { h, notice, replace, signed, time } from "./dom.js";
+import { LOT_FIELDS, type LotRow, lotsTable } from "./lots-table.js";
 import type { PageContext } from "./page.js";
 
 interface Entry {
@@ -14,6 +15,7 @@ interface Entry {
 
 const USER_QUERY = `query ConsoleUser($userId: ID!) {
   userBalance(userId: $userId) { balance version lastUpdated }
+  userLots(userId: $userId, includeEmpty: true, first: 50) { ${LOT_FIELDS} }
   userTransactions(userId: $userId, first: 100) { entryId amount balanceAfter kind createdAt
     lineage { story actor eventId shortfallTokens } }
   webhookDeliveries(userId: $userId, first: 100) { ${DELIVERY_FIELDS} } }`;
@@ -24,11 +26,12 @@ const OLDER_QUERY = `query ConsoleOlder($userId: ID!, $older: Int) {
 
 const LIVE = `subscription ConsoleBalance($userId: ID!) { userBalanceChanged(userId: $userId) { balance version } }`;
 
-/** A user's page: the balance (live), the ledger with each entry's story, and their deliveries. */
+/** A user's page: the balance (live), its lots, the ledger with each entry's story, and their deliveries. */
 export function userPage({ access, main }: PageContext, userId: string): () => void {
   const balance = h("span", { class: "balance", id: "balance", "aria-live": "polite" }, "…");
   const liveMark = h("span", { class: "live" });
   const ledger = h("div", { id: "ledger" });
+  const lots = h("div", { id: "lots" });
   const deliveries = h("div", { id: "user-deliveries" });
   const message = h("div");
   let shown: Entry[] = [];
@@ -50,10 +53,12 @@ export function userPage({ access, main }: PageContext, userId: string): () => v
     try {
       const data = await gql<{
         userBalance: { balance: number; version: number };
+        userLots: LotRow[];
         userTransactions: Entry[];
         webhookDeliveries: DeliveryRow[];
       }>(USER_QUERY, { userId });
       balance.textContent = String(data.userBalance.balance);
+      replace(lots, lotsTable(data.userLots));
       shown = data.userTransactions;
       showLedger(shown.length === 100);
       replace(deliveries, deliveryTable(data.webhookDeliveries, false));
@@ -73,6 +78,8 @@ export function userPage({ access, main }: PageContext, userId: string): () => v
         ? grantForm(userId, load)
         : h("p", { class: "muted" }, "Read-only: grants and adjustments need tokens:admin."),
     ),
+    h("h2", {}, "Lots"),
+    lots,
     h("h2", {}, "Ledger"),
     ledger,
     h("h2", {}, "Webhook deliveries"),

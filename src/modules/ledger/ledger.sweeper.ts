@@ -36,7 +36,7 @@ export interface SweepMetrics extends HoldSweepMetrics {
 /** At most this many batches per sweep, so one sweep always ends; the next goes on. */
 const MAX_ROUNDS = 100;
 /** Owners whose expiry is in the group commit's queue at once. */
-const SLICE = 8;
+const SLICE = 32;
 
 export function createExpirySweeper(deps: {
   database: Pick<DatabaseHandle, "query">;

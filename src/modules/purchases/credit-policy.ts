@@ -110,7 +110,7 @@ function chainOf(event: RevenuecatEvent, grant: SubscriptionGrant, storeRef: str
   return original ? `${event.store ?? "UNKNOWN"}:${original}` : storeRef;
 }
 
-/** A subscription entry whose periods expire: its lots have an end that events can move. */
-export function isSubscriptionLotEvent(match: ProductMatch | null): boolean {
+/** A subscription entry whose periods expire: its lots have an end that EXPIRATION and SUBSCRIPTION_EXTENDED move. */
+export function expiresWithPeriod(match: ProductMatch | null): boolean {
   return match?.kind === "subscription" && match.grant.expires === "period_end";
 }

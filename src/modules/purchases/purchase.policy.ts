@@ -1,4 +1,4 @@
-import { decideCredit, isSubscriptionLotEvent } from "./credit-policy.js";
+import { decideCredit, expiresWithPeriod } from "./credit-policy.js";
 import { productEntry } from "./product-config.js";
 import { type Decision, ignore, type PurchasePolicyConfig } from "./purchase-decision.js";
 import { type RevenuecatEvent, storeTransactionRef } from "./revenuecat.event.js";
@@ -7,11 +7,7 @@ export { tokensForProduct } from "./product-config.js";
 export type { Decision, LotTerms, PurchasePolicyConfig } from "./purchase-decision.js";
 
 /** Purchase events that credit the product's tokens. Token packs arrive as NON_RENEWING_PURCHASE. */
-export const CREDIT_TYPES: ReadonlySet<string> = new Set([
-  "INITIAL_PURCHASE",
-  "RENEWAL",
-  "NON_RENEWING_PURCHASE",
-]);
+const CREDIT_TYPES: ReadonlySet<string> = new Set(["INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE"]);
 
 /** Event types RevenueCat documents that move no tokens. */
 const INFORMATIONAL_TYPES: ReadonlySet<string> = new Set([
@@ -56,7 +52,7 @@ export function decide(event: RevenuecatEvent, config: PurchasePolicyConfig): De
 function decideLotEnd(event: RevenuecatEvent, config: PurchasePolicyConfig): Decision {
   const match = productEntry(config.productTokenMap, event.product_id);
   const storeRef = storeTransactionRef(event);
-  if (!isSubscriptionLotEvent(match) || !storeRef || typeof event.expiration_at_ms !== "number") {
+  if (!expiresWithPeriod(match) || !storeRef || typeof event.expiration_at_ms !== "number") {
     return ignore(`${event.type} moves no tokens`);
   }
   const expiresAt = new Date(event.expiration_at_ms).toISOString();

@@ -9,9 +9,11 @@ import { projectRoot } from "../../helpers/process.js";
  *
  * The budget was 5 kB until the core learned what only a browser shows (fetch called on the global
  * object, relative URLs resolved against the page), to reconnect at once when the page comes back
- * and to log its socket's drops: 4,946 bytes became about 5,360.
+ * and to log its socket's drops: 4,946 bytes became about 5,360. It was 5.5 kB until the balance
+ * carried what expires when, held and available tokens, and why it last changed (issue 18): about
+ * 5,490 bytes became about 5,700.
  */
-export const CORE_BUDGET_BYTES = 5.5 * 1024;
+export const CORE_BUDGET_BYTES = 5.75 * 1024;
 
 export async function bundledSize(entry: string, external: string[]): Promise<{ raw: number; gzip: number }> {
   const result = await build({

@@ -22,9 +22,10 @@
 --              (lot_source, lot_chain, lot_product, lot_starts_at, lot_expires_at, lot_rollover),
 --              a pack's gives none (a lot that never expires).
 --              `lot_supersede` asks for an upgrade's supersede: it is passed on to ledger_apply only
---              when the chain's last credited purchase for the user was of another product (an early
---              renewal of the same product supersedes nothing). A credited lot's chain is recorded
---              in revenuecat_events.chain_ref for that look-up.
+--              when the chain's last credited purchase for the user was of another product and ends
+--              before this one (an early renewal of the same product, or an older period of the old
+--              product processed late, supersedes nothing). A credited lot's chain is recorded in
+--              revenuecat_events.chain_ref for that look-up.
 -- Outcomes: the recorded outcome and its detail, the user, the ledger entry; for a credit, `tokens`
 -- when credited and `credit_status`, ledger_apply's status (applied, duplicate, limit).
 CREATE OR REPLACE FUNCTION revenuecat_lock_key(store_ref text) RETURNS bigint
@@ -130,7 +131,10 @@ BEGIN
 
     -- A pack's lot (no lot_source) never expires; its lot_ref lets a refund find it.
     supersede := d.lot_source IS NOT NULL AND coalesce(d.lot_supersede, false) AND coalesce((
-      SELECT e.product_id IS DISTINCT FROM d.product_id FROM revenuecat_events e
+      SELECT e.product_id IS DISTINCT FROM d.product_id
+             AND coalesce((e.raw_body::jsonb #>> '{event,expiration_at_ms}')::numeric
+                          < extract(epoch FROM d.lot_expires_at::timestamptz) * 1000, true)
+        FROM revenuecat_events e
        WHERE e.user_id = d.user_id AND e.chain_ref = d.lot_chain AND e.outcome = 'credited'
          AND e.event_id <> d.event_id
        ORDER BY e.processed_at DESC, e.event_id DESC LIMIT 1), false);
