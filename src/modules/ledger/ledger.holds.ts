@@ -1,9 +1,9 @@
 import { and, desc, eq, lt } from "drizzle-orm";
-import type { Executor } from "../../db/client.js";
+import type { DatabaseHandle, Executor } from "../../db/client.js";
 import { holdsTable } from "../../db/schema.js";
 import { parseInput } from "../../validation.js";
 import { requestHash } from "./ledger.outcomes.js";
-import type { ChangeOutcome, ChangeRequest } from "./ledger.statements.js";
+import { type ChangeOutcome, type ChangeRequest, toHold as toHoldRow } from "./ledger.statements.js";
 import type {
   CaptureResult,
   Hold,
@@ -31,6 +31,17 @@ export interface HoldContext {
   readonly executor: Executor;
   readonly apply: Apply;
   readonly settings: HoldSettings;
+  /** A hold by id, whoever owns it (a prepared statement outside a caller's transaction). */
+  readonly read: (holdId: string) => Promise<Hold | null>;
+}
+
+/**
+ * Whose hold an actor may act on: a user names only its own (ledger_apply answers hold_not_found
+ * for another's, so no read is needed first); an admin's hold is looked up.
+ */
+async function ownerFor(read: HoldContext["read"], holdId: string, actor: HoldActor): Promise<string | null> {
+  if (!isHoldId(holdId)) return null;
+  return actor.admin ? ((await read(holdId))?.userId ?? null) : actor.userId;
 }
 
 export interface HoldQuery {
@@ -110,28 +121,29 @@ export async function reserve(
 
 /** Captures `amount` of a hold as one SPEND entry; idempotent by the hold (the same amount replays). */
 export async function capture(
-  { executor, apply, settings }: HoldContext,
+  { apply, settings, read }: HoldContext,
   holdId: string,
   rawInput: unknown,
   actor: HoldActor,
 ): Promise<CaptureResult> {
   const input = parseInput(captureInputSchema, rawInput);
-  const found = await holdOf(executor, holdId, actor);
-  if (!found) return { status: "hold_not_found" };
+  const userId = await ownerFor(read, holdId, actor);
+  if (!userId) return { status: "hold_not_found" };
   const outcome = await apply({
-    userId: found.userId,
+    userId,
     delta: -input.amount,
     kind: "SPEND",
     description: input.description ?? null,
     metadata: input.metadata ?? null,
     op: "capture",
-    hold: { id: found.id, overage: input.overage ?? settings.captureOverage },
+    hold: { id: holdId, overage: input.overage ?? settings.captureOverage },
   });
   switch (outcome.status) {
     case "applied":
     case "duplicate": {
       const { entry } = outcome;
-      const hold = (await holdOf(executor, found.id, actor)) ?? found;
+      const hold = await read(holdId);
+      if (!hold) throw new Error(`hold ${holdId} captured but not found`);
       if (outcome.status === "duplicate" && Number(entry.metadata?.requested) !== input.amount)
         return { status: "hold_already_captured", hold };
       const shortfall = Number(entry.metadata?.shortfall ?? 0);
@@ -151,13 +163,13 @@ export async function capture(
 
 /** Releases a hold; a released or expired hold replays, a captured one is refused. */
 export async function release(
-  { executor, apply }: HoldContext,
+  { apply, read }: HoldContext,
   holdId: string,
   actor: HoldActor,
 ): Promise<ReleaseResult> {
-  const found = await holdOf(executor, holdId, actor);
-  if (!found) return { status: "hold_not_found" };
-  const outcome = await apply(holdRequest(found, "release"));
+  const userId = await ownerFor(read, holdId, actor);
+  if (!userId) return { status: "hold_not_found" };
+  const outcome = await apply(holdRequest({ id: holdId, userId }, "release"));
   switch (outcome.status) {
     case "released":
     case "hold_closed":
@@ -196,6 +208,23 @@ function holdIn(outcome: ChangeOutcome): Hold {
     throw new Error(`ledger_apply answered ${outcome.status} without its hold`);
   return outcome.hold;
 }
+
+const ANYONE: HoldActor = { userId: "", admin: true };
+
+/** Reads a hold by id: in the caller's transaction, or by a prepared statement (the hot path). */
+export function holdReader(
+  database: Pick<DatabaseHandle, "query">,
+  executor: Executor | undefined,
+): HoldContext["read"] {
+  if (executor) return (holdId) => holdOf(executor, holdId, ANYONE);
+  return async (holdId) => {
+    if (!isHoldId(holdId)) return null;
+    const [row] = await database.query<Record<string, unknown>>(HOLD_BY_ID, [holdId]);
+    return row ? toHoldRow(row) : null;
+  };
+}
+
+const HOLD_BY_ID = "SELECT * FROM token_holds WHERE id = $1::bigint";
 
 /** A hold by id, if the actor may see it (its owner, or an admin). */
 export async function holdOf(executor: Executor, holdId: string, actor: HoldActor): Promise<Hold | null> {

@@ -282,9 +282,10 @@ class Ledger implements LedgerService {
   expireHolds(due: readonly { id: string; userId: string }[]): Promise<HoldExpiryResult[]> {
     return holds.expireHolds(this.holdContext({}), due);
   }
-  private holdContext(options: WriteOptions): holds.HoldContext {
-    const apply = (request: ChangeRequest) => this.apply(request, options);
-    return { executor: options.executor ?? this.db, apply, settings: this.holdSettings };
+  private holdContext({ executor, ...options }: WriteOptions): holds.HoldContext {
+    const apply = (request: ChangeRequest) => this.apply(request, { executor, ...options });
+    const read = holds.holdReader(this.database, executor);
+    return { executor: executor ?? this.db, apply, settings: this.holdSettings, read };
   }
 
   /** Inside the caller's transaction when it gives one; by group commit otherwise. */

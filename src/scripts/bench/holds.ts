@@ -1,0 +1,140 @@
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import postgres from "postgres";
+import { type DatabaseHandle, openDatabase } from "../../db/client.js";
+import { migrate } from "../../db/migrate.js";
+import { seedCredits } from "../../modules/ledger/ledger.seed.js";
+import { createLedgerService, type LedgerService } from "../../modules/ledger/ledger.service.js";
+import { cpuSeconds } from "./processes.js";
+
+/**
+ * `npm run bench:holds`: reserve+capture pairs per second beside spends per second (issue 19), in
+ * alternating rounds, through the ledger service and its group commit (BENCH_CONCURRENCY callers,
+ * default 32) on a throwaway PostgreSQL database, users with BENCH_LOTS live lots each (default 3:
+ * a grant and two periods). A pair is two statements (a reserve, then its capture), so it should
+ * cost about two spends. Not a test: it prints figures.
+ *
+ *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
+ *   BENCH_SECONDS       seconds per measured run (default 8); BENCH_ROUNDS rounds (default 3)
+ */
+const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const seconds = Number(process.env.BENCH_SECONDS ?? 8);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const lots = Number(process.env.BENCH_LOTS ?? 3);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const USERS = 2_000;
+const DAY = 86_400_000;
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+type Credit = Parameters<typeof seedCredits>[1][number];
+
+async function seed(handle: DatabaseHandle): Promise<string[]> {
+  const users = Array.from({ length: USERS }, (_, i) => `holds-${i}`);
+  const now = Date.now();
+  await seedCredits(
+    handle,
+    users.flatMap((userId) => [
+      { userId, delta: 1_000_000, kind: "GRANT", description: "bench" } as Credit,
+      ...Array.from(
+        { length: lots - 1 },
+        (_, n): Credit => ({
+          userId,
+          delta: 100_000,
+          kind: "PURCHASE",
+          description: "bench period",
+          externalRef: `${userId}:p${n}`,
+          lot: {
+            source: "period",
+            ref: `${userId}:p${n}`,
+            chain: userId,
+            expiresAt: new Date(now + (n + 1) * 30 * DAY),
+          },
+        }),
+      ),
+    ]),
+  );
+  return users;
+}
+
+type Work = (ledger: LedgerService, userId: string) => Promise<void>;
+
+const spend: Work = async (ledger, userId) => {
+  await ledger.spend(userId, { amount: 1, description: "bench" });
+};
+const pair: Work = async (ledger, userId) => {
+  const hold = await ledger.reserve(userId, { amount: 3, idempotencyKey: randomUUID() });
+  if (hold.status !== "reserved") throw new Error(`reserve answered ${hold.status}`);
+  const captured = await ledger.capture(hold.hold.id, { amount: 1 }, { userId, admin: false });
+  if (captured.status !== "captured") throw new Error(`capture answered ${captured.status}`);
+};
+
+let cpuOf: () => Promise<{ node: number; db: number }> = async () => ({ node: 0, db: 0 });
+
+/** `work` by `concurrency` callers over `users` for `ms`: operations per second and CPU per operation. */
+async function measure(ledger: LedgerService, users: string[], work: Work, ms: number) {
+  const before = await cpuOf();
+  const until = performance.now() + ms;
+  const started = performance.now();
+  let done = 0;
+  let i = 0;
+  const worker = async () => {
+    while (performance.now() < until) {
+      i += 7919;
+      await work(ledger, users[i % users.length] as string);
+      done += 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const after = await cpuOf();
+  return {
+    rate: done / ((performance.now() - started) / 1000),
+    nodeMs: ((after.node - before.node) * 1000) / done,
+    dbMs: ((after.db - before.db) * 1000) / done,
+  };
+}
+
+async function main(): Promise<void> {
+  const name = `tl_bench_holds_${Date.now()}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const handle = await openDatabase({ url: url.toString(), poolSize: 8 });
+  try {
+    await migrate(handle);
+    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
+    cpuOf = async () => {
+      const pids = await admin<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = ${name}`;
+      const usage = process.cpuUsage();
+      return {
+        node: (usage.user + usage.system) / 1e6,
+        db: pids.reduce((sum, { pid }) => sum + (cpuSeconds(pid) || 0), 0),
+      };
+    };
+    const users = await seed(handle);
+    await measure(ledger, users, spend, 1500); // warm-up
+    await measure(ledger, users, pair, 1500);
+    const runs = {
+      spends: [] as Awaited<ReturnType<typeof measure>>[],
+      pairs: [] as Awaited<ReturnType<typeof measure>>[],
+    };
+    for (let round = 0; round < rounds; round += 1) {
+      runs.spends.push(await measure(ledger, users, spend, seconds * 1000));
+      runs.pairs.push(await measure(ledger, users, pair, seconds * 1000));
+    }
+    for (const [label, all] of Object.entries(runs)) {
+      const rates = all.map((run) => run.rate);
+      console.log(
+        `${label === "spends" ? "spends" : "reserve+capture pairs"}, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per operation: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
+      );
+    }
+  } finally {
+    await handle.close();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+await main();
