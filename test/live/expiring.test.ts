@@ -170,7 +170,7 @@ describe(`expiring tokens as the app sees them, on ${driverName}`, () => {
     );
     const balance = await balanceOf(u);
     expect(balance?.balance).toBe(78);
-    expect((balance?.expiring as { amount: number }[]).map((tokens) => tokens.amount)).toEqual([
+    expect(((balance?.expiring ?? []) as { amount: number }[]).map((tokens) => tokens.amount)).toEqual([
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
     ]);
   });

@@ -14,7 +14,7 @@ export interface LotRow {
 
 export const LOT_FIELDS = "id source sourceRef productId granted remaining expired expiresAt";
 
-export function lotsTable(lots: LotRow[]): HTMLElement {
+export function lotsView(lots: LotRow[]): HTMLElement {
   if (lots.length === 0) return h("p", { class: "muted" }, "No lots yet.");
   const heads = ["#", "Source", "Store transaction", "Product", "Granted", "Left", "Expired", "Ends"];
   return h(

@@ -1,7 +1,7 @@
 import { gql, live } from "./api.js";
 import { DELIVERY_FIELDS, type DeliveryRow, deliveryTable } from "./deliveries-table.js";
 import { h, notice, replace, signed, time } from "./dom.js";
-import { LOT_FIELDS, type LotRow, lotsTable } from "./lots-table.js";
+import { LOT_FIELDS, type LotRow, lotsView } from "./lots-table.js";
 import type { PageContext } from "./page.js";
 
 interface Entry {
@@ -58,7 +58,7 @@ export function userPage({ access, main }: PageContext, userId: string): () => v
         webhookDeliveries: DeliveryRow[];
       }>(USER_QUERY, { userId });
       balance.textContent = String(data.userBalance.balance);
-      replace(lots, lotsTable(data.userLots));
+      replace(lots, lotsView(data.userLots));
       shown = data.userTransactions;
       showLedger(shown.length === 100);
       replace(deliveries, deliveryTable(data.webhookDeliveries, false));
