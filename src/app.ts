@@ -18,6 +18,7 @@ import { operationsRoutes } from "./http/operations.routes.js";
 import { clientAddress } from "./http/request.js";
 import { createHttpServer } from "./http/server.js";
 import { createMetrics } from "./metrics.js";
+import { holdRoutes } from "./modules/ledger/ledger.holds.rest.js";
 import { ledgerRoutes } from "./modules/ledger/ledger.rest.js";
 import { createLedgerService } from "./modules/ledger/ledger.service.js";
 import { createExpirySweeper } from "./modules/ledger/ledger.sweeper.js";
@@ -66,6 +67,7 @@ export function buildApp(deps: { config: Config; database: DatabaseHandle; logge
   };
   const routes = [
     ...ledgerRoutes({ db, ledger, limits, metrics }),
+    ...holdRoutes({ ledger, limits }),
     revenuecatRoute({ purchases, auth: webhook, metrics, guard }),
     ...operationsRoutes({
       metrics,

@@ -82,7 +82,7 @@ export function applyLiveChange(
   const entry = change.transaction;
   const reread = () => void deps.reread().catch(() => undefined);
   const { reading: known, stale } = store.current();
-  if (!entry) {
+  if (change.reason === "SNAPSHOT") {
     // The first event of every (re)subscription: the balance now. When it moved since the last
     // reading, only a read with entries can tell whether it includes spends in flight, or a
     // purchase credited while the socket was down.
@@ -91,17 +91,20 @@ export function applyLiveChange(
     else store.accept(next);
     return;
   }
-  purchases.offer([entry], true);
+  // A hold's reserve, release or expiry has no entry: held and available move, the balance does not.
+  if (entry) purchases.offer([entry], true);
   // The change's reason shows in the same snapshot as the balance it brought.
-  const info =
-    change.reason === "SNAPSHOT"
-      ? undefined
-      : { reason: change.reason, delta: change.delta, version: change.version, at: change.lastUpdated };
+  const info = {
+    reason: change.reason,
+    delta: change.delta,
+    version: change.version,
+    at: change.lastUpdated,
+  };
   const gap = known !== null && !stale && change.version > known.version + 1;
   if (gap) reread();
   if (!gap || !store.hasPending())
-    store.accept(next, entry.idempotencyKey ? [entry.idempotencyKey] : [], info);
-  else if (info) store.noteChange(info);
+    store.accept(next, entry?.idempotencyKey ? [entry.idempotencyKey] : [], info);
+  else store.noteChange(info);
 }
 
 /**

@@ -1,5 +1,6 @@
 export type { TokenLedgerErrorCode } from "./errors.js";
 export { TokenLedgerError } from "./errors.js";
+export { HoldError } from "./holds.js";
 export { createTokenClient } from "./token-client.js";
 export type { ShownTransaction, TransactionHistory, TransactionsSnapshot } from "./transactions.js";
 export type {
@@ -7,11 +8,22 @@ export type {
   BalanceChangeReason,
   BalanceReading,
   BalanceSnapshot,
+  CaptureInput,
+  CaptureResult,
   ExpiringTokens,
   FetchLike,
+  Hold,
+  HoldErrorCode,
+  HoldJob,
+  HoldOverage,
+  HoldRefusalCode,
+  HoldResult,
+  HoldStatus,
   LedgerEntry,
   PurchaseCreditOptions,
   PurchaseCreditResult,
+  ReserveInput,
+  ReserveResult,
   SpendErrorCode,
   SpendInput,
   SpendResult,
@@ -21,4 +33,6 @@ export type {
   TokenSource,
   TransactionKind,
   TransactionsPage,
+  WithHoldOptions,
+  WithHoldResult,
 } from "./types.js";

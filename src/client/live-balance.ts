@@ -8,12 +8,14 @@ import { CloseCode } from "./protocol.js";
 import type { TokenSource } from "./token-source.js";
 import type { ExpiringTokens, LedgerEntry } from "./types.js";
 
-/** One balanceChanged event: a snapshot (no transaction) or a committed change. */
+/** One balanceChanged event: a snapshot, a committed change, or a hold's change (no transaction). */
 export interface BalanceChange {
   balance: number;
   held: number;
   expiring: ExpiringTokens[];
   reason: BalanceChangeReason;
+  /** The hold behind a HOLD, CAPTURE, RELEASE or HOLD_EXPIRED change. */
+  holdId?: string | null;
   delta: number;
   version: number;
   lastUpdated: string;

@@ -23,4 +23,16 @@ export const SPEND_MUTATION = `mutation SpendTokens($input: SpendTokensInput!) {
 success newBalance message errorCode retryAfterSeconds transaction { ${ENTRY} } balance { ${BALANCE} } } }`;
 
 export const BALANCE_CHANGED_SUBSCRIPTION = `subscription TokenBalanceChanged {
-balanceChanged { balance held delta reason version lastUpdated ${EXPIRING} transaction { ${ENTRY} } } }`;
+balanceChanged { balance held delta reason holdId version lastUpdated ${EXPIRING} transaction { ${ENTRY} } } }`;
+
+const HOLD = "id amount status captured createdAt expiresAt closedAt description metadata";
+const HOLD_PAYLOAD = `success message errorCode replayed hold { ${HOLD} } balance { ${BALANCE} }`;
+
+export const RESERVE_MUTATION = `mutation ReserveTokens($input: ReserveTokensInput!) {
+reserveTokens(input: $input) { ${HOLD_PAYLOAD} retryAfterSeconds } }`;
+
+export const CAPTURE_MUTATION = `mutation CaptureHold($input: CaptureHoldInput!) {
+captureHold(input: $input) { ${HOLD_PAYLOAD} shortfall transaction { ${ENTRY} } } }`;
+
+export const RELEASE_MUTATION = `mutation ReleaseHold($input: ReleaseHoldInput!) {
+releaseHold(input: $input) { ${HOLD_PAYLOAD} } }`;

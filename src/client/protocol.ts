@@ -37,7 +37,8 @@ export type TransactionKind = (typeof TRANSACTION_KINDS)[number];
  * schema.graphql's BalanceChangeReason: why a live balance event happened. SNAPSHOT is the balance as
  * it is (the first event of a subscription); GRANT includes a legacy balance carried over;
  * ADJUSTMENT an operator's correction or transfer; REVERSAL a reversed refund; EXPIRE tokens that
- * reached their end unused.
+ * reached their end unused; HOLD, RELEASE and HOLD_EXPIRED a hold set aside or gave back tokens (held
+ * and available move, the balance does not, there is no transaction); CAPTURE a hold's spend.
  */
 export const BALANCE_CHANGE_REASONS = [
   "SNAPSHOT",
@@ -48,6 +49,10 @@ export const BALANCE_CHANGE_REASONS = [
   "REFUND",
   "REVERSAL",
   "EXPIRE",
+  "HOLD",
+  "CAPTURE",
+  "RELEASE",
+  "HOLD_EXPIRED",
 ] as const;
 export type BalanceChangeReason = (typeof BALANCE_CHANGE_REASONS)[number];
 
@@ -58,3 +63,26 @@ export type TokenSource = (typeof TOKEN_SOURCES)[number];
 /** schema.graphql's SpendErrorCode: why the server refused a spend. */
 export const SPEND_REFUSAL_CODES = ["INSUFFICIENT_TOKENS", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED"] as const;
 export type SpendRefusalCode = (typeof SPEND_REFUSAL_CODES)[number];
+
+/** schema.graphql's HoldStatus: ACTIVE, then one of CAPTURED, RELEASED, EXPIRED. */
+export const HOLD_STATUSES = ["ACTIVE", "CAPTURED", "RELEASED", "EXPIRED"] as const;
+export type HoldStatus = (typeof HOLD_STATUSES)[number];
+
+/** schema.graphql's HoldOverage: what a capture of more than the hold does. */
+export const HOLD_OVERAGES = ["REJECT", "CAP"] as const;
+export type HoldOverage = (typeof HOLD_OVERAGES)[number];
+
+/** schema.graphql's HoldErrorCode: why the server refused a reserve, a capture or a release. */
+export const HOLD_REFUSAL_CODES = [
+  "INSUFFICIENT_TOKENS",
+  "TOO_MANY_HOLDS",
+  "RATE_LIMITED",
+  "IDEMPOTENCY_KEY_REUSED",
+  "INVALID_TTL",
+  "HOLD_NOT_FOUND",
+  "HOLD_EXPIRED",
+  "HOLD_RELEASED",
+  "HOLD_ALREADY_CAPTURED",
+  "AMOUNT_EXCEEDS_HOLD",
+] as const;
+export type HoldRefusalCode = (typeof HOLD_REFUSAL_CODES)[number];

@@ -55,7 +55,7 @@ export async function spendTokens(
  * A random key: randomUUID where it exists, else 16 bytes from getRandomValues (Hermes with a
  * polyfill), else Math.random, which is unique enough for keys scoped to one user.
  */
-function newIdempotencyKey(): string {
+export function newIdempotencyKey(): string {
   const crypto = (globalThis as { crypto?: { randomUUID?: () => string; getRandomValues?: Random } }).crypto;
   if (crypto?.randomUUID) return crypto.randomUUID();
   const bytes = new Uint8Array(16);

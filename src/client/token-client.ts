@@ -3,6 +3,7 @@ import { createBalanceStore } from "./balance-store.js";
 import { applyLiveChange, createBalanceReader } from "./balance-sync.js";
 import { TokenLedgerError } from "./errors.js";
 import { createGraphqlHttp } from "./graphql-http.js";
+import { captureHold, releaseHold, reserveTokens, withHold } from "./holds.js";
 import { createLiveBalance } from "./live-balance.js";
 import { TRANSACTIONS_QUERY } from "./operations.js";
 import { awaitPurchaseCredit } from "./purchase-credit.js";
@@ -66,8 +67,17 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     });
   };
 
+  const holds = {
+    reserve: (input: Parameters<TokenClient["reserve"]>[0]) => reserveTokens({ request, store, log }, input),
+    capture: (holdId: string, input: Parameters<TokenClient["capture"]>[1]) =>
+      captureHold({ request, store, log }, holdId, input),
+    release: (holdId: string) => releaseHold({ request, store, log }, holdId),
+  };
+
   return {
     getBalance: reread,
+    ...holds,
+    withHold: (amount, job, withOptions) => withHold(holds, amount, job, withOptions),
     spendTokens: (input) => spendTokens({ request, store, log }, input),
     async transactions({ first = 20, after = null } = {}) {
       const { transactions } = await request<{ transactions: Connection }>(TRANSACTIONS_QUERY, {

@@ -1,5 +1,13 @@
 import type { TokenLedgerError } from "./errors.js";
-import type { BalanceChangeReason, SpendRefusalCode, TokenSource, TransactionKind } from "./protocol.js";
+import type {
+  BalanceChangeReason,
+  HoldOverage,
+  HoldRefusalCode,
+  HoldStatus,
+  SpendRefusalCode,
+  TokenSource,
+  TransactionKind,
+} from "./protocol.js";
 
 /**
  * The part of `fetch` the client uses. The platform's global fetch fits, and so does any wrapper
@@ -77,7 +85,14 @@ export interface BalanceChangeInfo {
   at: string;
 }
 
-export type { BalanceChangeReason, TokenSource, TransactionKind } from "./protocol.js";
+export type {
+  BalanceChangeReason,
+  HoldOverage,
+  HoldRefusalCode,
+  HoldStatus,
+  TokenSource,
+  TransactionKind,
+} from "./protocol.js";
 
 /** One ledger entry; `metadata` of a purchase names its `productId` and store `transactionId`. */
 export interface LedgerEntry {
@@ -189,10 +204,100 @@ export interface TokenClient {
   /** The `historyPageSize` option. */
   readonly historyPageSize: number;
   awaitPurchaseCredit(options?: PurchaseCreditOptions): Promise<PurchaseCreditResult>;
+  /** Sets tokens aside for a job whose price is known only after it (a hold); see withHold. */
+  reserve(input: ReserveInput): Promise<ReserveResult>;
+  /** Spends what the job used of a hold (at most the hold unless overage is CAP); the rest goes back. */
+  capture(holdId: string, input: CaptureInput): Promise<CaptureResult>;
+  /** Gives a hold's tokens back whole. */
+  release(holdId: string): Promise<HoldResult>;
+  /**
+   * Runs `job` under a hold of `amount`: reserves (with an idempotency key), runs the job, captures
+   * what it reports having used, and releases the hold when the job throws (the error is rethrown).
+   * A refused reserve throws a HoldRefusedError before the job runs. If the capture fails after the
+   * job ran, it is tried again with the same amount; if it still fails, the hold is left to expire at
+   * its TTL (its tokens go back) and a HoldRefusedError with the job's result is thrown.
+   */
+  withHold<T>(amount: number, job: HoldJob<T>, options?: WithHoldOptions): Promise<WithHoldResult<T>>;
   /** Listens to the store; the first listener opens the live connection, the last one closes it. */
   subscribe(listener: () => void): () => void;
   getSnapshot(): BalanceSnapshot;
   /** Reads the balance again and reopens the live connection if it had failed. */
   refresh(): Promise<void>;
   dispose(): Promise<void>;
+}
+
+/** A hold: tokens set aside for a job, then captured, released, or expired at its TTL. */
+export interface Hold {
+  id: string;
+  amount: number;
+  status: HoldStatus;
+  /** What its capture spent; null unless CAPTURED. */
+  captured: number | null;
+  createdAt: string;
+  /** ISO time: from then on it cannot be captured, and its tokens go back. */
+  expiresAt: string;
+  closedAt: string | null;
+  description: string | null;
+  metadata: Record<string, unknown> | null;
+}
+
+export interface ReserveInput {
+  amount: number;
+  /** 1 to 86,400; the server's default (600) when absent. */
+  ttlSeconds?: number;
+  description?: string;
+  metadata?: Record<string, unknown>;
+  /** Generated when absent; a retry with the same key returns the same hold, never a second one. */
+  idempotencyKey?: string;
+}
+
+export interface CaptureInput {
+  amount: number;
+  /** REJECT (refuse above the hold, the server's default) or CAP (take what the free balance allows). */
+  overage?: HoldOverage;
+  description?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** The server's refusals, then the client's own failures (the outcome is then unknown: retry). */
+export type HoldErrorCode = HoldRefusalCode | TokenLedgerError["code"];
+
+export interface HoldResult {
+  success: boolean;
+  message: string;
+  errorCode: HoldErrorCode | null;
+  /** The hold as it is now; null when there is none, or no answer came. */
+  hold: Hold | null;
+  /** True when the server repeated an earlier answer (the same key, or the same hold already done). */
+  replayed: boolean;
+  retryAfterSeconds: number | null;
+}
+
+export interface ReserveResult extends HoldResult {
+  /** The key the reserve went out with: reserve again with it to retry without a second hold. */
+  idempotencyKey: string;
+}
+
+export interface CaptureResult extends HoldResult {
+  /** The capture's SPEND entry. */
+  transaction: LedgerEntry | null;
+  /** With overage CAP: what was asked beyond the hold that the free balance could not cover. */
+  shortfall: number | null;
+}
+
+/** What a job under a hold gets; it reports what it used as `used` (whole tokens, 0 or more). */
+export type HoldJob<T> = (hold: Hold) => Promise<{ used: number; result: T }>;
+
+export interface WithHoldOptions extends Omit<ReserveInput, "amount"> {
+  /** The capture's SPEND entry description; the reserve's description by default. */
+  captureDescription?: string;
+  overage?: HoldOverage;
+}
+
+export interface WithHoldResult<T> {
+  result: T;
+  hold: Hold;
+  /** What the capture spent. */
+  used: number;
+  capture: CaptureResult;
 }

@@ -6,6 +6,7 @@ import "../modules/live/live.graphql.js";
 import "../modules/purchases/purchases.graphql.js";
 import "../modules/ledger/ledger.lineage.graphql.js";
 import "../modules/ledger/ledger.lots.graphql.js";
+import "../modules/ledger/ledger.holds.graphql.js";
 import "../modules/purchases/deliveries.admin.graphql.js";
 import "../modules/live/live.admin.graphql.js";
 import "../console/health.graphql.js";

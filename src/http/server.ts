@@ -69,7 +69,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       await preparseGraphqlBody(req);
       return deps.graphql(req, res, { requestId, clientAddress: address, access });
     }
-    const target = route(req.method ?? "GET", path);
+    const { route: target, params } = route(req.method ?? "GET", path);
     const auth =
       target.auth === "none" ? anonymous : await deps.guard.authenticate(req.headers.authorization, address);
     if (auth.viewer) access.userId = auth.viewer.userId;
@@ -83,7 +83,13 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     if (target.auth === "admin" && !auth.viewer?.isAdmin) {
       throw new HttpError(403, "This route needs the tokens:admin scope", "FORBIDDEN");
     }
-    await target.handle(req, res, { url, address, access, context: deps.context(auth, requestId) });
+    await target.handle(req, res, {
+      url,
+      address,
+      access,
+      params,
+      context: deps.context(auth, requestId),
+    });
   }
 
   /** Maps what went wrong to an answer; only the unexpected is logged as an error. */

@@ -5,6 +5,9 @@ import { describe, expect, it } from "vitest";
 import {
   BALANCE_CHANGE_REASONS,
   CloseCode,
+  HOLD_OVERAGES,
+  HOLD_REFUSAL_CODES,
+  HOLD_STATUSES,
   SPEND_REFUSAL_CODES,
   TOKEN_SOURCES,
   TRANSACTION_KINDS,
@@ -16,6 +19,7 @@ import {
   CLOSE_TOKEN_EXPIRED,
   CLOSE_UNAUTHORIZED,
 } from "../../src/graphql/websocket.js";
+import { HOLD_ERROR_CODES } from "../../src/modules/ledger/ledger.holds.payloads.js";
 import { SPEND_ERROR_CODES } from "../../src/modules/ledger/ledger.payloads.js";
 import { BALANCE_CHANGE_REASONS as SERVER_REASONS } from "../../src/modules/live/balance-change.js";
 import { projectRoot } from "../helpers/process.js";
@@ -46,6 +50,16 @@ describe("the client's protocol module", () => {
   it("has schema.graphql's BalanceChangeReason, which is the server's reasons", () => {
     expect(sorted(BALANCE_CHANGE_REASONS)).toEqual(enumValues("BalanceChangeReason"));
     expect(sorted(SERVER_REASONS)).toEqual(enumValues("BalanceChangeReason"));
+  });
+
+  it("has schema.graphql's HoldErrorCode, which is the server's hold refusals", () => {
+    expect(sorted(HOLD_REFUSAL_CODES)).toEqual(enumValues("HoldErrorCode"));
+    expect(sorted(HOLD_ERROR_CODES)).toEqual(enumValues("HoldErrorCode"));
+  });
+
+  it("has schema.graphql's HoldStatus and HoldOverage", () => {
+    expect(sorted(HOLD_STATUSES)).toEqual(enumValues("HoldStatus"));
+    expect(sorted(HOLD_OVERAGES)).toEqual(enumValues("HoldOverage"));
   });
 
   it("has schema.graphql's TokenSource, which is the server's lot sources", () => {

@@ -54,7 +54,7 @@ describe("the @token-ledger/client package", () => {
     );
     const { stdout } = await run(process.execPath, [join(root, "app/check.mjs")]);
     expect(JSON.parse(stdout)).toEqual({
-      core: ["TokenLedgerError", "createTokenClient"],
+      core: ["HoldError", "TokenLedgerError", "createTokenClient"],
       react: [
         "TokenLedgerProvider",
         "describeTransaction",

@@ -13,6 +13,8 @@ export interface BalanceChangeEvent {
   transaction: { id: string; amount: number; kind: string; balanceAfter: number } | null;
   /** When the query asks for them (issue 18). */
   reason?: string;
+  /** When the query asks for it (issue 19). */
+  holdId?: string | null;
   held?: number;
   available?: number;
   expiring?: { amount: number; expiresAt: string; sources: string[] }[];

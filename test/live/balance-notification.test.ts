@@ -27,8 +27,8 @@ describe("parseNotification", () => {
   it("keeps a well-formed change, with its time as a Date and a string entry id as a number", () => {
     const { changes, warnings } = parse(JSON.stringify([good, { ...good, entryId: "18", version: 5 }]));
     expect(changes).toEqual([
-      { ...good, at: new Date("2026-12-02T19:40:00.123Z") },
-      { ...good, entryId: 18, version: 5, at: new Date("2026-12-02T19:40:00.123Z") },
+      { ...good, holdId: null, at: new Date("2026-12-02T19:40:00.123Z") },
+      { ...good, holdId: null, entryId: 18, version: 5, at: new Date("2026-12-02T19:40:00.123Z") },
     ]);
     expect(warnings).toEqual([]);
   });
@@ -36,8 +36,23 @@ describe("parseNotification", () => {
   it("accepts a payload of a money function older than lots (no kind, no held: held 0)", () => {
     const { kind: _kind, held: _held, ...old } = good;
     expect(parse(JSON.stringify([old])).changes).toEqual([
-      { ...old, held: 0, at: new Date("2026-12-02T19:40:00.123Z") },
+      { ...old, held: 0, holdId: null, at: new Date("2026-12-02T19:40:00.123Z") },
     ]);
+  });
+
+  it("keeps a hold's change without an entry (entryId null) and a capture's SPEND with its holdId (issue 19)", () => {
+    const at = new Date("2026-12-02T19:40:00.123Z");
+    const hold = { ...good, delta: 0, entryId: null, held: 50, holdId: 7 };
+    const kinds = ["HOLD", "RELEASE", "HOLD_EXPIRED"];
+    const capture = { ...good, kind: "SPEND", holdId: "7" };
+    const { changes, warnings } = parse(
+      JSON.stringify([...kinds.map((kind) => ({ ...hold, kind })), capture]),
+    );
+    expect(changes).toEqual([
+      ...kinds.map((kind) => ({ ...hold, kind, holdId: "7", at })),
+      { ...capture, holdId: "7", at },
+    ]);
+    expect(warnings).toEqual([]);
   });
 
   it("drops a payload that is not JSON, or not an array, and logs it", () => {
@@ -60,6 +75,10 @@ describe("parseNotification", () => {
       { ...good, at: "yesterday" },
       { ...good, userId: "" },
       { ...good, version: "4" },
+      // Without an entry, only a hold's own kinds with their hold make sense.
+      { ...good, entryId: null, kind: "SPEND", holdId: 7 },
+      { ...good, entryId: null, kind: "HOLD" },
+      { ...good, kind: "HOLD", entryId: null, holdId: "hold-7" },
       null,
       "u1",
     ];

@@ -11,6 +11,10 @@ export const BALANCE_CHANGE_REASONS = [
   "REFUND",
   "REVERSAL",
   "EXPIRE",
+  "HOLD",
+  "CAPTURE",
+  "RELEASE",
+  "HOLD_EXPIRED",
 ] as const;
 export type BalanceChangeReason = (typeof BALANCE_CHANGE_REASONS)[number];
 
@@ -30,8 +34,25 @@ const REASON_OF_KIND: Record<EntryKind, BalanceChangeReason> = {
   EXPIRE: "EXPIRE",
 };
 
-export function reasonOf(kind: EntryKind): BalanceChangeReason {
+/** A change of held tokens that wrote no entry (entryId null, delta 0): a reserve, a release, an expiry. */
+export const HOLD_CHANGE_KINDS = ["HOLD", "RELEASE", "HOLD_EXPIRED"] as const;
+export type HoldChangeKind = (typeof HOLD_CHANGE_KINDS)[number];
+export type ChangeKind = EntryKind | HoldChangeKind;
+
+/**
+ * A change's reason from its kind and hold: a hold's own kinds are their reasons, a SPEND entry that
+ * names a hold is its CAPTURE, and any other entry keeps its kind's reason (an EXPIRE of a pinned
+ * lot's unused part stays EXPIRE, even with the hold named).
+ */
+export function reasonOf(kind: ChangeKind, holdId: string | null = null): BalanceChangeReason {
+  if (kind === "HOLD" || kind === "RELEASE" || kind === "HOLD_EXPIRED") return kind;
+  if (kind === "SPEND" && holdId !== null) return "CAPTURE";
   return REASON_OF_KIND[kind];
+}
+
+/** A snapshot is the balance as it is: no entry and no hold change behind it. */
+export function isSnapshot(change: Pick<BalanceChange, "entryId" | "kind">): boolean {
+  return change.entryId === null && change.kind === null;
 }
 
 /** One committed change of a user's balance as the live module fans it out, or a snapshot. */
@@ -43,10 +64,15 @@ export interface BalanceChange {
   readonly delta: number;
   readonly version: number;
   readonly lastUpdated: Date;
-  /** Null for a snapshot (the first event, or a re-sync after the listener reconnected). */
+  /**
+   * Null for a snapshot (the first event, or a re-sync after the listener reconnected), and for a
+   * hold change that wrote no entry (kind HOLD, RELEASE or HOLD_EXPIRED).
+   */
   readonly entryId: number | null;
-  /** The entry's kind; null for a snapshot, or when the notification did not carry it. */
-  readonly kind: EntryKind | null;
+  /** The entry's kind, or a hold change's; null for a snapshot, or when the notification did not carry it. */
+  readonly kind: ChangeKind | null;
+  /** The hold behind the change (a reserve, a capture's SPEND, a release, an expiry); null otherwise. */
+  readonly holdId: string | null;
   /**
    * The user's expiring tokens, read once per change by the instance that delivers it; absent when
    * that read failed, and then read again by whoever asks for the field.

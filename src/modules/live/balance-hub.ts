@@ -4,7 +4,7 @@ import type { DatabaseHandle, Unlisten } from "../../db/client.js";
 import { BALANCE_CHANGED_CHANNEL } from "../ledger/ledger.events.js";
 import { type ExpiringTokens, expiringOf } from "../ledger/ledger.lot-queries.js";
 import { readBalance } from "../ledger/ledger.queries.js";
-import type { BalanceChange } from "./balance-change.js";
+import { type BalanceChange, isSnapshot } from "./balance-change.js";
 import { type NotifiedChange, parseNotification } from "./balance-notification.js";
 
 export type { BalanceChange } from "./balance-change.js";
@@ -73,7 +73,7 @@ export class BalanceHub {
             return;
           }
           // A re-sync may repeat what was already sent; a version never goes backwards.
-          if (change.entryId !== null && change.version <= subscriber.lastVersion) return;
+          if (!isSnapshot(change) && change.version <= subscriber.lastVersion) return;
           subscriber.lastVersion = Math.max(subscriber.lastVersion, change.version);
           void push(change);
         },
@@ -117,6 +117,7 @@ export class BalanceHub {
       lastUpdated: balance.lastUpdated ?? new Date(),
       entryId: null,
       kind: null,
+      holdId: null,
       expiring,
     };
   }
@@ -163,6 +164,7 @@ export class BalanceHub {
         lastUpdated: notified.at,
         entryId: notified.entryId,
         kind: notified.kind ?? null,
+        holdId: notified.holdId,
         expiring,
       };
       for (const subscriber of set) subscriber.push(change);

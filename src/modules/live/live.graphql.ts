@@ -22,6 +22,11 @@ const BalanceChangeReasonEnum = enumOf(
     REFUND: "A refunded purchase took its tokens back.",
     REVERSAL: "A reversed refund gave back what the refund took.",
     EXPIRE: "Tokens reached their end unused (a subscription period ended) and were written off.",
+    HOLD: "A hold set tokens aside: held rose, available fell, the balance stayed (no transaction).",
+    CAPTURE:
+      "A hold was captured: its SPEND transaction took what the job used, the rest of the hold went back.",
+    RELEASE: "A hold was released: its tokens went back to available (no transaction).",
+    HOLD_EXPIRED: "A hold reached its TTL uncaptured: its tokens went back to available (no transaction).",
   },
 );
 
@@ -29,20 +34,26 @@ export const BalanceChangeRef = builder.objectRef<BalanceChange>("BalanceChange"
   description: "The caller's balance after a committed change, or a snapshot (delta 0, no transaction).",
   fields: (t) => ({
     balance: t.exposeInt("balance", { description: "The balance after the change." }),
-    held: t.exposeInt("held", {
-      description: "Tokens set aside by holds after the change; 0 until holds exist.",
-    }),
+    held: t.exposeInt("held", { description: "Tokens set aside by holds after the change." }),
     available: t.int({
       description: "Tokens a spend can use after the change: balance less held.",
       resolve: (change) => change.balance - change.held,
     }),
-    delta: t.exposeInt("delta", { description: "How much the change moved the balance; 0 for a snapshot." }),
+    delta: t.exposeInt("delta", {
+      description:
+        "How much the change moved the balance; 0 for a snapshot and for HOLD, RELEASE, HOLD_EXPIRED.",
+    }),
+    holdId: t.exposeID("holdId", {
+      nullable: true,
+      description: "The hold behind a HOLD, CAPTURE, RELEASE or HOLD_EXPIRED change; null otherwise.",
+    }),
     reason: t.field({
       type: BalanceChangeReasonEnum,
-      description: "Why the balance changed: SPEND, PURCHASE, EXPIRE, REFUND, ...; SNAPSHOT for a snapshot.",
+      description:
+        "Why the balance changed: SPEND, PURCHASE, EXPIRE, HOLD, CAPTURE, ...; SNAPSHOT for a snapshot.",
       resolve: async (change, _args, context) => {
+        if (change.kind) return reasonOf(change.kind, change.holdId);
         if (change.entryId === null) return "SNAPSHOT";
-        if (change.kind) return reasonOf(change.kind);
         // A notification from a money function older than lots names no kind: the entry does.
         const entry = await getEntry(context.db, change.userId, change.entryId);
         return entry ? reasonOf(entry.kind) : "SNAPSHOT";
@@ -80,7 +91,8 @@ export const BalanceChangeRef = builder.objectRef<BalanceChange>("BalanceChange"
     transaction: t.field({
       type: TokenTransactionRef,
       nullable: true,
-      description: "The ledger entry behind the change; null for a snapshot.",
+      description:
+        "The ledger entry behind the change; null for a snapshot and for HOLD, RELEASE, HOLD_EXPIRED (no entry).",
       resolve: (change, _args, context) =>
         change.entryId === null ? null : getEntry(context.db, change.userId, change.entryId),
     }),

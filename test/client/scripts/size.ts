@@ -11,9 +11,10 @@ import { projectRoot } from "../../helpers/process.js";
  * object, relative URLs resolved against the page), to reconnect at once when the page comes back
  * and to log its socket's drops: 4,946 bytes became about 5,360. It was 5.5 kB until the balance
  * carried what expires when, held and available tokens, and why it last changed (issue 18): about
- * 5,490 bytes became about 5,700.
+ * 5,490 bytes became about 5,700. It was 5.75 kB until holds (issue 19: reserve, capture, release,
+ * withHold and HoldError, and the hold mutations' documents): about 5,700 bytes became about 6,390.
  */
-export const CORE_BUDGET_BYTES = 5.75 * 1024;
+export const CORE_BUDGET_BYTES = 6.5 * 1024;
 
 export async function bundledSize(entry: string, external: string[]): Promise<{ raw: number; gzip: number }> {
   const result = await build({
