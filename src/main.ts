@@ -7,7 +7,7 @@ import { type DatabaseHandle, openDatabase } from "./db/client.js";
 import { DataDirInUseError } from "./db/data-dir-lock.js";
 import { MigrationError, migrate, pendingMigrations } from "./db/migrate.js";
 import { withDevSecrets } from "./dev-secrets.js";
-import { createLogger } from "./logger.js";
+import { createLogger, exitWhenLogged } from "./logger.js";
 import { startupSummary } from "./startup-summary.js";
 
 async function main(): Promise<void> {
@@ -47,10 +47,10 @@ async function main(): Promise<void> {
       await app?.stop(config.shutdownTimeoutMs);
       await database?.close();
       logger.info("stopped cleanly");
-      process.exit(0);
+      await exitWhenLogged(logger, 0);
     } catch (error) {
       logger.error({ err: error }, "shutdown failed");
-      process.exit(1);
+      await exitWhenLogged(logger, 1);
     }
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
@@ -142,7 +142,7 @@ const DATABASE_CLOSE_GRACE_MS = 5_000;
 function exitAfter(ms: number, logger: ReturnType<typeof createLogger>): void {
   setTimeout(() => {
     logger.error({ timeoutMs: ms }, `shutdown did not finish within ${ms} ms; exiting anyway`);
-    process.exit(1);
+    void exitWhenLogged(logger, 1, 500);
   }, ms).unref();
   const watchdog = new Worker(
     `const { workerData } = require("node:worker_threads");
