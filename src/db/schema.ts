@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   check,
   index,
   integer,
@@ -142,17 +143,21 @@ export const lotsTable = pgTable(
     /** The entry that opened the lot (none for the lots migration 0010 opened for old balances). */
     entryId: bigint("entry_id", { mode: "number" }),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    /**
+     * Whether anything is left (`remaining > 0`), kept by PostgreSQL: the draw and due indexes are
+     * partial on it rather than on `remaining`, so a spend that leaves tokens in its lot changes no
+     * indexed column and its update is HOT (migration 0014, with the table's fillfactor 80).
+     */
+    open: boolean("open").generatedAlwaysAs(sql`remaining > 0`),
   },
   (table) => [
     uniqueIndex("token_lots_source_ref").on(table.sourceRef).where(sql`${table.sourceRef} IS NOT NULL`),
     // The draw order: soonest expiry first, then oldest, non-expiring last.
     index("token_lots_draw")
       .on(table.userId, sql`${table.expiresAt} ASC NULLS LAST`, table.id)
-      .where(sql`${table.remaining} > 0`),
+      .where(sql`${table.open}`),
     // The sweeper's question: which lots are due?
-    index("token_lots_due")
-      .on(table.expiresAt)
-      .where(sql`${table.remaining} > 0 AND ${table.expiresAt} IS NOT NULL`),
+    index("token_lots_due").on(table.expiresAt).where(sql`${table.open} AND ${table.expiresAt} IS NOT NULL`),
     index("token_lots_chain").on(table.chainRef).where(sql`${table.chainRef} IS NOT NULL`),
     check(
       "token_lots_amounts",

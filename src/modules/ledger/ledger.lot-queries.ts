@@ -38,7 +38,7 @@ export async function expiringOf(
     .where(
       and(
         eq(lotsTable.userId, userId),
-        gt(lotsTable.remaining, 0),
+        sql`${lotsTable.open}`,
         isNotNull(lotsTable.expiresAt),
         sql`${lotsTable.expiresAt} > now()`,
       ),
@@ -83,14 +83,14 @@ export async function lotsOf(
   const live = await db
     .select()
     .from(lotsTable)
-    .where(and(eq(lotsTable.userId, userId), gt(lotsTable.remaining, 0)))
+    .where(and(eq(lotsTable.userId, userId), sql`${lotsTable.open}`))
     .orderBy(sql`${lotsTable.expiresAt} ASC NULLS LAST`, asc(lotsTable.id))
     .limit(options.limit);
   if (!options.includeEmpty || live.length >= options.limit) return live;
   const empty = await db
     .select()
     .from(lotsTable)
-    .where(and(eq(lotsTable.userId, userId), eq(lotsTable.remaining, 0)))
+    .where(and(eq(lotsTable.userId, userId), sql`NOT ${lotsTable.open}`))
     .orderBy(desc(lotsTable.id))
     .limit(options.limit - live.length);
   return [...live, ...empty];

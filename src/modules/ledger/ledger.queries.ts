@@ -111,7 +111,7 @@ export async function getBalance(db: Executor, userId: string): Promise<Balance>
  * balance with the next version. The due lots are found through the index token_lots_draw.
  */
 const BALANCE_STATEMENT = `SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM token_lots l
-    WHERE l.user_id = b.user_id AND l.remaining > 0 AND l.expires_at <= now()), 0)::integer AS balance,
+    WHERE l.user_id = b.user_id AND l.open AND l.expires_at <= now()), 0)::integer AS balance,
   b.held, b.version, b.updated_at
   FROM token_balances b WHERE b.user_id = $1`;
 

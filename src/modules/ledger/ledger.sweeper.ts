@@ -37,6 +37,13 @@ export interface SweepMetrics extends HoldSweepMetrics {
 const MAX_ROUNDS = 100;
 /** Owners whose expiry is in the group commit's queue at once. */
 const SLICE = 32;
+/**
+ * The share of the time a sweep keeps the database busy: after each slice it pauses for the time the
+ * slice took × (1 / DUTY_CYCLE − 1). Monthly renewals bunch (10,000 lots due in one minute), and an
+ * unpaced sweep took a third of the spends' throughput while it ran; expiry may lag (the money
+ * function never draws a due lot, and reads leave due tokens out), spends should not.
+ */
+const DUTY_CYCLE = 0.25;
 
 export function createExpirySweeper(deps: {
   database: Pick<DatabaseHandle, "query">;
@@ -46,8 +53,11 @@ export function createExpirySweeper(deps: {
   batchSize?: number;
   metrics?: SweepMetrics;
   firstRunMs?: number;
+  /** Overrides DUTY_CYCLE (1: no pauses). */
+  dutyCycle?: number;
 }): ExpirySweeper {
   const batchSize = deps.batchSize ?? 1_000;
+  const pauseFactor = 1 / (deps.dutyCycle ?? DUTY_CYCLE) - 1;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
   let stopped = false;
@@ -55,7 +65,7 @@ export function createExpirySweeper(deps: {
   async function runOnce(): Promise<SweepSummary> {
     const [lag] = await deps.database.query<{ lag: number | string | null }>(
       `SELECT extract(epoch FROM now() - min(expires_at)) AS lag
-         FROM token_lots WHERE remaining > 0 AND expires_at <= now()`,
+         FROM token_lots WHERE open AND expires_at <= now()`,
       [],
     );
     deps.metrics?.lag(Math.max(0, Number(lag?.lag ?? 0)));
@@ -63,7 +73,7 @@ export function createExpirySweeper(deps: {
     let tokens = 0;
     for (let round = 0; round < MAX_ROUNDS && !stopped; round += 1) {
       const due = await deps.database.query<{ user_id: string }>(
-        `SELECT user_id FROM token_lots WHERE remaining > 0 AND expires_at <= now()
+        `SELECT user_id FROM token_lots WHERE open AND expires_at <= now()
           ORDER BY expires_at LIMIT $1`,
         [batchSize],
       );
@@ -71,11 +81,13 @@ export function createExpirySweeper(deps: {
       // A slice at a time, so that spends arriving meanwhile wait behind one slice, not the batch.
       const owners = [...new Set(due.map((row) => row.user_id))];
       for (let at = 0; at < owners.length && !stopped; at += SLICE) {
+        const started = performance.now();
         const results = await deps.ledger.expireDue(owners.slice(at, at + SLICE));
         const expired = results.reduce((sum, result) => sum + result.expired, 0);
         users += results.length;
         tokens += expired;
         deps.metrics?.expired(expired);
+        if (pauseFactor > 0) await pause((performance.now() - started) * pauseFactor);
       }
       if (due.length < batchSize) break;
     }
@@ -111,3 +123,5 @@ export function createExpirySweeper(deps: {
     },
   };
 }
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -136,6 +136,11 @@ DECLARE
   free integer;
   used integer;
   swept jsonb := '{}';
+  -- Debits waiting for the draw step: their entries, users, tokens and move reasons.
+  d_entry bigint[] := '{}';
+  d_user text[] := '{}';
+  d_need integer[] := '{}';
+  d_reason text[] := '{}';
 BEGIN
   -- A refund, an extension or a cut hits the owner of the lot it names (or, for a lot this batch
   -- opens, of the credit that opens it), whoever the request names (a TRANSFER of the subscription
@@ -180,22 +185,25 @@ BEGIN
      WHERE x.delta > 0
      ORDER BY 1
   ON CONFLICT (user_id) DO NOTHING;
+  due_users := ARRAY(SELECT DISTINCT x.user_id FROM jsonb_to_recordset(requests) AS x(user_id text));
   PERFORM 1 FROM token_balances b
-    WHERE b.user_id = ANY (ARRAY(SELECT x.user_id FROM jsonb_to_recordset(requests) AS x(user_id text)))
+    WHERE b.user_id = ANY (due_users)
     ORDER BY b.user_id
     FOR UPDATE;
 
   -- Expire on touch: every lot of the batch's users that is due (expires_at <= clock) expires now,
   -- in expiry order, each as one EXPIRE entry of its remainder; a lot with a rollover rule first
   -- carries what the cap allows into a rollover lot (the cap counts the chain's live rollover lots,
-  -- read here). One index probe (token_lots_draw) when nothing is due. A rollover lot that is due
-  -- itself (a late batch) is expired by the next pass, so missed periods are caught up one by one.
-  due_users := ARRAY(SELECT DISTINCT x.user_id FROM jsonb_to_recordset(requests) AS x(user_id text));
-  LOOP
+  -- read here). When no lot is due anywhere (between sweeps), the first entry of token_lots_due
+  -- settles it without looking at the batch's users. A rollover lot that is due itself (a late batch) is expired by
+  -- the next pass, so missed periods are caught up one by one.
+  again := coalesce((SELECT min(l.expires_at) FROM token_lots l WHERE l.open AND l.expires_at IS NOT NULL) <= clock,
+                    false);
+  WHILE again LOOP
     again := false;
     FOR lot IN
       SELECT l.* FROM token_lots l
-       WHERE l.user_id = ANY (due_users) AND l.remaining > 0 AND l.expires_at <= clock
+       WHERE l.user_id = ANY (due_users) AND l.open AND l.expires_at <= clock
        ORDER BY l.user_id, l.expires_at, l.id
     LOOP
       carry := 0;
@@ -236,7 +244,6 @@ BEGIN
         again := again OR lot.expires_at + (lot.expires_at - lot.starts_at) <= clock;
       END IF;
     END LOOP;
-    EXIT WHEN NOT again;
   END LOOP;
 
   -- Holds past their TTL expire on touch too (§C5), after the lots: each due active hold of the
@@ -276,7 +283,7 @@ BEGIN
 
   FOR req IN
     SELECT x.*, count(*) OVER (PARTITION BY x.rate_key ORDER BY x.ord)::integer AS rate_place
-      FROM jsonb_to_recordset(requests) AS x(
+      FROM jsonb_to_recordset(requests || '[{"ord": 2147483647, "op": "end"}]') AS x(
         ord integer, user_id text, delta integer, mode text, kind text, description text,
         metadata jsonb, idempotency_key text, request_hash text, external_ref text,
         rate_key text, rate_points integer, rate_window_ms integer,
@@ -286,6 +293,48 @@ BEGIN
         hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text)
      ORDER BY x.ord
   LOOP
+    -- The draw step. Debits (spends, a transfer's sender, an admin's negative adjustment) wait here
+    -- for their lot moves; the waiting ones are drawn together, by one statement, before a request
+    -- that reads or opens a lot of a waiting user, and at the end of the batch (the "end" request
+    -- appended above). Each user's debits take, in arrival order, consecutive stretches of the
+    -- user's usable lots laid end to end soonest expiry first, then oldest, non-expiring last: a
+    -- move is where a debit's stretch overlaps a lot's. The balance update already checked that
+    -- the free tokens cover them, and free tokens are what the usable lots hold.
+    IF cardinality(d_user) > 0 AND (req.op = 'end' OR (req.user_id = ANY (d_user)
+        AND NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0))) THEN
+      WITH debit AS (
+        SELECT d.entry_id, d.user_id, d.reason,
+               sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) - d.need AS lo,
+               sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) AS hi
+          FROM unnest(d_entry, d_user, d_need, d_reason) WITH ORDINALITY AS d(entry_id, user_id, need, reason, n)
+      ), usable AS (
+        SELECT l.id, l.user_id,
+               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS lo,
+               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id) AS hi
+          FROM token_lots l
+         WHERE l.user_id = ANY (d_user) AND l.open AND coalesce(l.expires_at, 'infinity') > clock
+      ), moved AS (
+        SELECT debit.entry_id, usable.id AS lot_id, debit.reason,
+               (least(debit.hi, usable.hi) - greatest(debit.lo, usable.lo))::integer AS n
+          FROM debit JOIN usable ON usable.user_id = debit.user_id AND usable.lo < debit.hi AND debit.lo < usable.hi
+      ), taken AS (
+        UPDATE token_lots l SET remaining = l.remaining - t.n
+          FROM (SELECT moved.lot_id, sum(moved.n)::integer AS n FROM moved GROUP BY moved.lot_id) AS t
+         WHERE l.id = t.lot_id
+        RETURNING t.n
+      ), written AS (
+        INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
+          SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.entry_id, moved.lot_id
+      )
+      SELECT coalesce(sum(taken.n), 0) INTO drawn FROM taken;
+      IF drawn <> (SELECT sum(x) FROM unnest(d_need) AS x) THEN
+        RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens their balances cover', d_user, drawn,
+          (SELECT sum(x) FROM unnest(d_need) AS x) USING ERRCODE = 'internal_error';
+      END IF;
+      d_entry := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
+    END IF;
+    EXIT WHEN req.op = 'end';
+
     ord := req.ord; status := NULL; id := NULL; user_id := req.user_id; amount := NULL;
     balance_after := NULL; balance_version := NULL; kind := req.kind; description := NULL;
     metadata := NULL; external_ref := NULL; idempotency_key := NULL; request_hash := NULL;
@@ -336,7 +385,7 @@ BEGIN
         drawn := 0;
         FOR mv IN
           SELECT l.id, l.remaining FROM token_lots l
-           WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
+           WHERE l.user_id = req.user_id AND l.open AND (l.expires_at IS NULL OR l.expires_at > clock)
            ORDER BY l.expires_at ASC NULLS LAST, l.id
         LOOP
           n := least(mv.remaining, need - drawn);
@@ -391,7 +440,7 @@ BEGIN
           drawn := 0;
           FOR mv IN
             SELECT l.id, l.remaining FROM token_lots l
-             WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
+             WHERE l.user_id = req.user_id AND l.open AND (l.expires_at IS NULL OR l.expires_at > clock)
              ORDER BY l.expires_at ASC NULLS LAST, l.id
           LOOP
             n := least(mv.remaining, need - drawn);
@@ -600,16 +649,20 @@ BEGIN
           END LOOP;
           take := n;  -- what no move accounts for (a refund written before lots) opens a restore lot
         ELSIF take < 0 THEN
-          need := -take;
+          -- A debit's draw waits for the batch's next draw step (at the loop's top), which takes
+          -- every waiting debit's tokens in one statement.
+          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || -take;
+          d_reason := d_reason || lower(req.kind);
         END IF;
 
         IF need > 0 THEN
-          -- The draw: soonest expiry first, then oldest, non-expiring last; never from a lot at or
-          -- after its end (the touch step expired those, and the predicate says so again).
+          -- A refund's draw from the owner's other lots: soonest expiry first, then oldest,
+          -- non-expiring last; never from a lot at or after its end (the touch step expired those,
+          -- and the predicate says so again).
           drawn := 0;
           FOR mv IN
             SELECT l.id, l.remaining FROM token_lots l
-             WHERE l.user_id = req.user_id AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > clock)
+             WHERE l.user_id = req.user_id AND l.open AND coalesce(l.expires_at, 'infinity') > clock
              ORDER BY l.expires_at ASC NULLS LAST, l.id
           LOOP
             n := least(mv.remaining, need - drawn);
