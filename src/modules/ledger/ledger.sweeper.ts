@@ -43,7 +43,7 @@ const SLICE = 32;
  * unpaced sweep took a third of the spends' throughput while it ran; expiry may lag (the money
  * function never draws a due lot, and reads leave due tokens out), spends should not.
  */
-const DUTY_CYCLE = 0.25;
+const DUTY_CYCLE = 0.12;
 
 export function createExpirySweeper(deps: {
   database: Pick<DatabaseHandle, "query">;
