@@ -285,3 +285,77 @@ describe(`transferTokens on ${driverName}`, () => {
     });
   });
 });
+
+const REVERSE = `mutation R($input: ReverseSpendInput!) {
+  reverseSpend(input: $input) {
+    success newBalance message errorCode
+    transaction { amount balanceAfter kind description metadata }
+  }
+}`;
+const SPEND_WITH_ENTRY = `mutation S($input: SpendTokensInput!) {
+  spendTokens(input: $input) { success transaction { id } }
+}`;
+
+interface Reversed {
+  reverseSpend: {
+    success: boolean;
+    newBalance: number;
+    errorCode: string | null;
+    transaction: { amount: number; kind: string; metadata: Record<string, unknown> } | null;
+  };
+}
+
+describe(`reverseSpend on ${driverName} (§E row 34 through GraphQL)`, () => {
+  it("gives a spend back once, recorded with the operator; a second call answers the first", async () => {
+    const { userId, token } = await fundUser(t, 100);
+    const spent = await t.gql<{ spendTokens: { transaction: { id: string } } }>(
+      SPEND_WITH_ENTRY,
+      { input: { amount: 40, description: "generation that failed" } },
+      token,
+    );
+    const entryId = spent.data?.spendTokens.transaction.id as string;
+    const rawId = Buffer.from(entryId, "base64url").toString().split(":")[1];
+    const input = { entryId, reason: "the generation failed on our side" };
+    const first = await t.gql<Reversed>(REVERSE, { input }, await admin());
+    expect(first.data?.reverseSpend).toMatchObject({
+      success: true,
+      newBalance: 100,
+      errorCode: null,
+      transaction: {
+        amount: 40,
+        kind: "ADJUSTMENT",
+        metadata: { adjustedBy: "ops-1", reversesEntryId: rawId },
+      },
+    });
+    const again = await t.gql<Reversed>(REVERSE, { input }, await admin());
+    expect(again.data?.reverseSpend).toMatchObject({
+      success: true,
+      newBalance: 100,
+      transaction: { amount: 40 },
+    });
+    expect(await balanceOf(db(), userId)).toBe(100);
+    expect(t.logs.messages()).toContain(
+      `Admin ops-1 reversed spend ${rawId} of user ${userId} (40 tokens back). New balance: 100`,
+    );
+  });
+
+  it("refuses users, an unknown entry and an entry that is not a spend, changing nothing", async () => {
+    const { userId, token } = await fundUser(t, 10);
+    const [granted] = await listEntries(db(), userId, { limit: 1 });
+    const globalId = (id: number | string) => Buffer.from(`TokenTransaction:${id}`).toString("base64url");
+    const grant = { entryId: globalId(granted?.id ?? 0), reason: "x" };
+    const notSpend = await t.gql(REVERSE, { input: grant }, await admin());
+    expect(notSpend.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    expect(notSpend.errors?.[0]?.message).toContain("only a SPEND can be reversed");
+    const unknown = await t.gql(
+      REVERSE,
+      { input: { entryId: globalId("999999999999"), reason: "x" } },
+      await admin(),
+    );
+    expect(unknown.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    const user = await t.gql(REVERSE, { input: grant }, token);
+    expect(user.errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    expect(await balanceOf(db(), userId)).toBe(10);
+    expect(await listEntries(db(), userId, { limit: 10 })).toHaveLength(1);
+  });
+});

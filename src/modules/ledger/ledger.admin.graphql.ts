@@ -13,12 +13,13 @@ import {
   ADMIN_ERROR_CODES,
   type AdminErrorCode,
   adjustPayload,
+  reverseSpendPayload,
   type TransferPayload,
   transferPayload,
 } from "./ledger.payloads.js";
 import { DESCRIPTION_MAX_LENGTH } from "./ledger.validation.js";
 
-/** The operator's corrections (admins only): adjustTokens and transferTokens, and their types. */
+/** The operator's corrections (admins only): adjustTokens, transferTokens, reverseSpend, and their types. */
 
 const AdminErrorCodeEnum = enumOf<AdminErrorCode>(
   "AdminErrorCode",
@@ -107,7 +108,27 @@ export const TransferTokensInput = builder.inputType("TransferTokensInput", {
   }),
 });
 
+export const ReverseSpendInput = builder.inputType("ReverseSpendInput", {
+  description: "A spend to give back: its tokens return to the lots it drew from.",
+  fields: (t) => ({
+    entryId: t.globalID({
+      required: true,
+      for: [TokenTransactionRef],
+      description: "The SPEND entry to reverse (its TokenTransaction.id).",
+    }),
+    reason: t.string({ required: true, description: REASON }),
+  }),
+});
+
 builder.mutationFields((t) => ({
+  reverseSpend: t.withAuth({ admin: true }).field({
+    type: AdjustPayloadRef,
+    description:
+      "Gives a spend's tokens back as one ADJUSTMENT entry: into the lots the spend drew from, and where such a lot has ended they expire at once (an EXPIRE entry after it). A spend is reversed once; asking again answers the first reversal. Needs the tokens:admin scope.",
+    args: { input: t.arg({ type: ReverseSpendInput, required: true }) },
+    resolve: (_root, { input }, context) =>
+      reverseSpendPayload(context, { ...input, entryId: input.entryId.id }, context.viewer.userId),
+  }),
   adjustTokens: t.withAuth({ admin: true }).field({
     type: AdjustPayloadRef,
     description:

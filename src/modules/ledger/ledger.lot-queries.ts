@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, isNotNull, sql } from "drizzle-orm";
+import { and, asc, desc, eq, isNotNull, sql } from "drizzle-orm";
 import type { Executor } from "../../db/client.js";
 import { type LotSource, lotsTable } from "../../db/schema.js";
 

@@ -135,6 +135,16 @@ export async function adjustPayload(
   return adminAnswer((rawInput as { userId: string }).userId, result, "adjustment", "Adjusted by");
 }
 
+/** An admin gives a spend's tokens back into its lots (§E row 34); `input` is validated by the ledger. */
+export async function reverseSpendPayload(
+  deps: AdminDeps,
+  rawInput: unknown,
+  reversedBy: string,
+): Promise<Payload<AdminErrorCode>> {
+  const { userId, result } = await deps.ledger.reverseSpend(rawInput, reversedBy, { log: deps.logger });
+  return adminAnswer(userId, result, "reversal", "Gave back");
+}
+
 export interface TransferPayload {
   readonly fromUserId: string;
   readonly toUserId: string;

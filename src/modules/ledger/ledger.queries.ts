@@ -185,6 +185,16 @@ export async function findByExternalRef(
   return row ?? null;
 }
 
+/** One entry by its id (a decimal string), or null. */
+export async function findEntry(db: Executor, entryId: string): Promise<LedgerEntry | null> {
+  if (!/^[1-9]\d{0,17}$/.test(entryId)) return null;
+  const [row] = await db
+    .select(entryColumns)
+    .from(ledgerEntriesTable)
+    .where(eq(ledgerEntriesTable.id, Number(entryId)));
+  return row ?? null;
+}
+
 /** Whether any legacy balance was imported for the user (its customer's entry credited them). */
 export async function hasLegacyImport(db: Executor, userId: string): Promise<boolean> {
   const [row] = await db

@@ -5,7 +5,8 @@ import * as holds from "./ledger.holds.js";
 import { changeLotEnd, expireDue, refundPurchase } from "./ledger.lots.js";
 import type { SpendOptions, WriteOptions } from "./ledger.options.js";
 import { requestHash, written } from "./ledger.outcomes.js";
-import { type Balance, findByExternalRef, legacyRef, readBalance } from "./ledger.queries.js";
+import { type Balance, legacyRef, readBalance } from "./ledger.queries.js";
+import { reverseRefund, reverseSpend, type SpendReversal } from "./ledger.reversals.js";
 import { applyChanges, type ChangeOutcome, type ChangeRequest } from "./ledger.statements.js";
 import { transferTokens } from "./ledger.transfer.js";
 import type {
@@ -64,6 +65,8 @@ export interface LedgerService {
    * idempotent like grant.
    */
   adjust(input: unknown, adjustedBy: string, options?: Pick<WriteOptions, "log">): Promise<AdjustResult>;
+  /** An admin gives a spend's tokens back into its lots (ledger.reversals.ts); once per spend. */
+  reverseSpend(input: unknown, reversedBy: string, options?: WriteOptions): Promise<SpendReversal>;
   /**
    * Moves tokens from one user to another: a debit and a credit (TRANSFER entries) committed in one
    * transaction, or neither (the refused side's refusal). One idempotency key covers both sides.
@@ -209,6 +212,16 @@ class Ledger implements LedgerService {
     return result;
   }
 
+  reverseSpend(input: unknown, by: string, options: WriteOptions = {}): Promise<SpendReversal> {
+    return reverseSpend(
+      this.db,
+      (request) => this.apply(request, options),
+      input,
+      by,
+      options.log ?? this.logger,
+    );
+  }
+
   transfer(rawInput: unknown, transferredBy: string, options: WriteOptions = {}): Promise<TransferResult> {
     return transferTokens(this.db, rawInput, transferredBy, options.log ?? this.logger);
   }
@@ -229,22 +242,9 @@ class Ledger implements LedgerService {
     return expireDue((request) => this.apply(request, {}), userIds);
   }
 
-  async reverseRefund(reversal: RefundReversal, options: WriteOptions = {}): Promise<ReversalResult> {
-    const refund = await findByExternalRef(options.executor ?? this.db, "REFUND", reversal.storeRef);
-    if (!refund) return { status: "no-refund" };
-    const request: ChangeRequest = {
-      userId: refund.userId,
-      delta: -refund.amount,
-      kind: "REFUND_REVERSAL",
-      op: "reverse_refund",
-      description: `Refund reversed for ${reversal.storeRef}`,
-      metadata: { ...reversal.metadata, refundEntryId: refund.id },
-      externalRef: reversal.storeRef,
-    };
-    const outcome = await this.apply(request, options);
-    if (outcome.status === "duplicate") return { status: "duplicate", entry: outcome.entry };
-    const result = written(outcome, request, ["balance_limit"]);
-    return result.status === "applied" ? { status: "reversed", entry: result.entry, refund } : result;
+  reverseRefund(reversal: RefundReversal, options: WriteOptions = {}): Promise<ReversalResult> {
+    const apply = (request: ChangeRequest) => this.apply(request, options);
+    return reverseRefund(options.executor ?? this.db, apply, reversal);
   }
 
   async importLegacy(legacy: LegacyImport, options: WriteOptions = {}): Promise<LegacyImportResult> {

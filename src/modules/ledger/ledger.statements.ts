@@ -40,6 +40,8 @@ export interface ChangeRequest {
   readonly ratio?: number | undefined;
   /** The hold a capture, release or expire_hold names; a reserve's TTL and active-hold limit. */
   readonly hold?: HoldFields | undefined;
+  /** The SPEND entry a reverse_spend gives back. */
+  readonly reversesEntry?: string | undefined;
 }
 
 export interface HoldFields {
@@ -54,6 +56,7 @@ export type LedgerOp =
   | "expire"
   | "refund"
   | "reverse_refund"
+  | "reverse_spend"
   | "extend"
   | "cut"
   | "reserve"
@@ -154,6 +157,7 @@ export function encodeRequests(requests: readonly ChangeRequest[]): string {
       ...(request.lot ? encodeLot(request.lot) : {}),
       ...(request.ratio !== undefined ? { ratio: request.ratio } : {}),
       ...(request.hold ? encodeHold(request.hold) : {}),
+      ...(request.reversesEntry ? { reverses_entry: request.reversesEntry } : {}),
     })),
   );
 }

@@ -34,6 +34,10 @@
 --   reverse_refund    external_ref: gives back exactly what that REFUND took, into the lots it took
 --                     from (a part whose lot has ended expires at once: an EXPIRE after the
 --                     REFUND_REVERSAL); what no move accounts for opens a non-expiring restore lot.
+--   reverse_spend     reverses_entry (a SPEND of user_id), kind ADJUSTMENT, external_ref (one reversal
+--                     per spend): an admin gives the spend's tokens back into the lots it drew, like
+--                     reverse_refund (metadata {reversesEntryId}); what no move accounts for (a hold's
+--                     pinned tokens, a spend before lots) opens a non-expiring restore lot.
 --   extend / cut      lot_ref, lot_expires_at: a later / earlier end (a lot move of 0, no entry); a
 --                     cut to a past end expires the free remainder now.
 --   reserve           delta (-tokens), idempotency_key + request_hash (one hold per user and key),
@@ -290,7 +294,7 @@ BEGIN
         op text, lot_source text, lot_ref text, lot_chain text, lot_product text,
         lot_starts_at timestamptz, lot_expires_at timestamptz, lot_rollover jsonb,
         lot_supersede boolean, ratio numeric,
-        hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text)
+        hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text, reverses_entry bigint)
      ORDER BY x.ord
   LOOP
     -- The draw step. Debits (spends, a transfer's sender, an admin's negative adjustment) wait here
@@ -598,6 +602,15 @@ BEGIN
             take := -refunded.amount;
             lot_meta := jsonb_build_object('refundEntryId', refunded.id);
           END IF;
+        ELSIF op = 'reverse_spend' THEN
+          SELECT t.* INTO refunded FROM token_transactions t
+           WHERE t.id = req.reverses_entry AND t.user_id = req.user_id AND t.kind = 'SPEND';
+          IF refunded.id IS NULL THEN
+            RAISE EXCEPTION 'ledger_apply: % is no spend of %', req.reverses_entry, req.user_id
+              USING ERRCODE = 'internal_error';
+          END IF;
+          take := -refunded.amount;
+          lot_meta := jsonb_build_object('reversesEntryId', refunded.id::text);
         ELSIF req.mode = 'what_is_left' THEN
           SELECT -least(b.balance - b.held, -req.delta) INTO take FROM token_balances b WHERE b.user_id = req.user_id;
           take := coalesce(take, 0);
@@ -633,21 +646,21 @@ BEGIN
           UPDATE token_lots l SET remaining = l.remaining - from_lot WHERE l.id = lot.id;
           INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, lot.id, -from_lot, 'refund');
           need := from_others;
-        ELSIF op = 'reverse_refund' AND refunded.id IS NOT NULL THEN
-          -- Back into the lots the refund took from; a part whose lot has ended expires at once.
+        ELSIF op IN ('reverse_refund', 'reverse_spend') AND refunded.id IS NOT NULL THEN
+          -- Back into the lots the refund or spend took from; a part whose lot has ended expires at once.
           n := take;
           FOR mv IN
             SELECT m.lot_id, -m.amount AS back, l.expires_at FROM token_lot_moves m JOIN token_lots l ON l.id = m.lot_id
              WHERE m.entry_id = refunded.id AND m.amount < 0 ORDER BY m.id
           LOOP
             UPDATE token_lots l SET remaining = l.remaining + mv.back WHERE l.id = mv.lot_id;
-            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.lot_id, mv.back, 'reverse_refund');
+            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.lot_id, mv.back, op);
             n := n - mv.back;
             IF mv.expires_at <= clock THEN
               to_expire := to_expire || mv.lot_id; expire_why := expire_why || 'reverse_past_end'::text;
             END IF;
           END LOOP;
-          take := n;  -- what no move accounts for (a refund written before lots) opens a restore lot
+          take := n;  -- what no move accounts for (written before lots, a hold's pins) opens a restore lot
         ELSIF take < 0 THEN
           -- A debit's draw waits for the batch's next draw step (at the loop's top), which takes
           -- every waiting debit's tokens in one statement.
@@ -675,14 +688,15 @@ BEGIN
             RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens its balance covers', req.user_id, drawn, need
               USING ERRCODE = 'internal_error';
           END IF;
-        ELSIF take > 0 AND op IN ('change', 'reverse_refund') THEN
+        ELSIF take > 0 AND op IN ('change', 'reverse_refund', 'reverse_spend') THEN
           -- A credit opens a lot; with no lot_source it never expires, its source following the kind.
           INSERT INTO token_lots AS l
             (user_id, source, source_ref, chain_ref, product_id, granted, remaining, starts_at, expires_at,
              rollover, entry_id)
           VALUES (req.user_id,
-            coalesce(CASE WHEN op = 'change' THEN req.lot_source END, CASE req.kind WHEN 'PURCHASE' THEN 'pack'
-              WHEN 'LEGACY_IMPORT' THEN 'legacy' WHEN 'REFUND_REVERSAL' THEN 'restore' ELSE 'grant' END),
+            coalesce(CASE WHEN op = 'change' THEN req.lot_source WHEN op = 'reverse_spend' THEN 'restore' END,
+              CASE req.kind WHEN 'PURCHASE' THEN 'pack' WHEN 'LEGACY_IMPORT' THEN 'legacy'
+                WHEN 'REFUND_REVERSAL' THEN 'restore' ELSE 'grant' END),
             CASE WHEN op = 'change' THEN req.lot_ref END, req.lot_chain, req.lot_product, take, take,
             coalesce(req.lot_starts_at, clock), req.lot_expires_at, req.lot_rollover, entry.id)
           RETURNING l.id INTO n;
