@@ -1,6 +1,7 @@
 import { and, eq, gt, inArray, lt, sql, sum } from "drizzle-orm";
 import type { DatabaseHandle, Executor } from "../../db/client.js";
 import { balancesTable, type EntryKind, ledgerEntriesTable } from "../../db/schema.js";
+import { isRowId } from "./ledger.validation.js";
 
 /** Reads of balances and entries; the statements that write them are in ledger.statements.ts. */
 
@@ -187,7 +188,7 @@ export async function findByExternalRef(
 
 /** One entry by its id (a decimal string), or null. */
 export async function findEntry(db: Executor, entryId: string): Promise<LedgerEntry | null> {
-  if (!/^[1-9]\d{0,17}$/.test(entryId)) return null;
+  if (!isRowId(entryId)) return null;
   const [row] = await db
     .select(entryColumns)
     .from(ledgerEntriesTable)

@@ -6,16 +6,12 @@ import { written } from "./ledger.outcomes.js";
 import { findByExternalRef, findEntry } from "./ledger.queries.js";
 import type { ChangeOutcome, ChangeRequest } from "./ledger.statements.js";
 import type { GrantResult, RefundReversal, ReversalResult } from "./ledger.types.js";
-import { descriptionSchema } from "./ledger.validation.js";
+import { descriptionSchema, isRowId } from "./ledger.validation.js";
 
 export const reverseSpendInputSchema = z.object({
-  entryId: z
-    .string()
-    .regex(/^[1-9]\d{0,17}$/, "must be the id of a ledger entry")
-    .describe("The SPEND entry to give back"),
+  entryId: z.string().refine(isRowId, "must be the id of a ledger entry"),
   reason: descriptionSchema,
 });
-export type ReverseSpendInput = z.infer<typeof reverseSpendInputSchema>;
 
 /** The spend's owner, and what became of the reversal. */
 export interface SpendReversal {

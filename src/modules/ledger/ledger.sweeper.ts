@@ -1,3 +1,4 @@
+import { setTimeout as pause } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { DatabaseHandle } from "../../db/client.js";
 import { type HoldSweepMetrics, sweepDueHolds } from "./ledger.hold-sweep.js";
@@ -123,5 +124,3 @@ export function createExpirySweeper(deps: {
     },
   };
 }
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -144,5 +144,6 @@ export const captureInputSchema = z.object({
 });
 export type CaptureInput = z.infer<typeof captureInputSchema>;
 
-/** A hold id is a bigint's decimal digits; anything else names no hold. */
-export const isHoldId = (id: string): boolean => /^[1-9][0-9]{0,17}$/.test(id);
+/** A row id (an entry's, a hold's) is a bigint's decimal digits; anything else names no row. */
+export const isRowId = (id: string): boolean => /^[1-9][0-9]{0,17}$/.test(id);
+export const isHoldId = isRowId;
