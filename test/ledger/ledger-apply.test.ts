@@ -121,6 +121,21 @@ const rows: [string, (x: Users) => ChangeRequest[], (x: Users) => unknown[]][] =
     ({ u }) => [applied(100, 100), { status: "duplicate", entry: { userId: u, amount: 100 } }],
   ],
   [
+    "a debit's external reference is used once: a second debit with it in the same batch is a duplicate",
+    ({ u, v, key }) => [
+      credit(u, 10),
+      credit(v, 10),
+      spend(u, 2, { externalRef: key }),
+      spend(v, 3, { externalRef: key }),
+    ],
+    ({ u }) => [
+      applied(10, 10),
+      applied(10, 10),
+      applied(-2, 8),
+      { status: "duplicate", entry: { userId: u, amount: -2 } },
+    ],
+  ],
+  [
     "three spends of one counter in one batch with a limit of 2: the third is rate limited",
     ({ u, key }) => [
       credit(u, 10),

@@ -109,6 +109,20 @@ export async function entriesOf(
   }));
 }
 
+/** A user's entries' lot moves, in entry order: [entry amount, lot source, lot's granted, move]. */
+export async function movesOf(
+  database: TestDatabase,
+  userId: string,
+): Promise<[number, string, number, number][]> {
+  const rows = await queryRows<Record<string, unknown>>(
+    database.handle.db,
+    sql`SELECT t.amount AS entry, l.source, l.granted, m.amount AS moved
+          FROM token_lot_moves m JOIN token_transactions t ON t.id = m.entry_id JOIN token_lots l ON l.id = m.lot_id
+         WHERE t.user_id = ${userId} ORDER BY t.id, m.id`,
+  );
+  return rows.map((row) => [Number(row.entry), String(row.source), Number(row.granted), Number(row.moved)]);
+}
+
 export const DAY = 86_400_000;
 export const at = (base: Date, days: number) => new Date(base.getTime() + days * DAY);
 

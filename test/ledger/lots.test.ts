@@ -10,6 +10,7 @@ import {
   expireOp,
   grant,
   lotsOf,
+  movesOf,
   pack,
   period,
   spend,
@@ -49,6 +50,24 @@ describe(`lots in ledger_apply on ${driverName}`, () => {
     await applyAt(db, [spend(u, 10)], at(T0, 1));
     expect((await lotsOf(db, u)).map((lot) => lot.remaining)).toEqual([95, 0, 0, 0]);
     expect(await expectConsistent(db, u)).toBe(95);
+  });
+
+  it("row 29 in one batch: a user's spends draw in arrival order, from the first lot while it covers them, then on into the next", async () => {
+    const db = database.current();
+    const u = user();
+    await applyAt(db, [grant(u, 100), period(u, 10, `${u}:p`, T0, at(T0, 10))], T0);
+    // 3 + 4 fit the period's 10: only it moves. Then 2 + 5 outgrow the 3 left: the 5 takes 1 and 4.
+    await applyAt(db, [spend(u, 3), spend(u, 4)], at(T0, 1));
+    await applyAt(db, [spend(u, 2), spend(u, 5)], at(T0, 1));
+    expect((await movesOf(db, u)).filter(([entry]) => entry < 0)).toEqual([
+      [-3, "period", 10, -3],
+      [-4, "period", 10, -4],
+      [-2, "period", 10, -2],
+      [-5, "period", 10, -1],
+      [-5, "grant", 100, -4],
+    ]);
+    expect((await lotsOf(db, u)).map((lot) => lot.remaining)).toEqual([96, 0]);
+    expect(await expectConsistent(db, u)).toBe(96);
   });
 
   it("row 30: at exactly expires_at the lot is unusable (half-open), so a spend it would cover is refused", async () => {

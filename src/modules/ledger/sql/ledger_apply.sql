@@ -140,7 +140,9 @@ DECLARE
   free integer;
   used integer;
   swept jsonb := '{}';
-  -- Debits waiting for the draw step: their entries, users, tokens and move reasons.
+  -- What waits for the write step: plain debits' entries (w_rows, their ids already taken from the
+  -- sequence), and the draws from free lots (an entry, its user, tokens and move reason each).
+  w_rows token_transactions[] := '{}';
   d_entry bigint[] := '{}';
   d_user text[] := '{}';
   d_need integer[] := '{}';
@@ -297,28 +299,48 @@ BEGIN
         hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text, reverses_entry bigint)
      ORDER BY x.ord
   LOOP
-    -- The draw step. Debits (spends, a transfer's sender, an admin's negative adjustment) wait here
-    -- for their lot moves; the waiting ones are drawn together, by one statement, before a request
-    -- that reads or opens a lot of a waiting user, and at the end of the batch (the "end" request
-    -- appended above). Each user's debits take, in arrival order, consecutive stretches of the
-    -- user's usable lots laid end to end soonest expiry first, then oldest, non-expiring last: a
-    -- move is where a debit's stretch overlaps a lot's. The balance update already checked that
-    -- the free tokens cover them, and free tokens are what the usable lots hold.
-    IF cardinality(d_user) > 0 AND (req.op = 'end' OR (req.user_id = ANY (d_user)
-        AND NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0))) THEN
-      WITH debit AS (
+    -- The write step. A plain debit (a spend, a transfer's sender, an admin's negative adjustment)
+    -- moves its balance at once, but its entry and its lot moves wait here, as do a refund's and a
+    -- capture's draws from free lots; all that waits is written by one statement, at the end of the
+    -- batch (the "end" request appended above) and before any request that could read it: any
+    -- request but a plain debit, a plain debit with an external reference, and one with an
+    -- idempotency key of a waiting user. Each user's draws take, in arrival order, consecutive
+    -- stretches of the user's usable lots laid end to end soonest expiry first, then oldest,
+    -- non-expiring last: a move is where a draw's stretch overlaps a lot's. Where the user's first
+    -- usable lot covers all of the user's draws, only that lot is read. The balance updates already
+    -- checked that the free tokens cover the draws, and free tokens are what the usable lots hold.
+    IF cardinality(d_user) > 0 AND (req.op = 'end'
+        OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)
+        OR req.external_ref IS NOT NULL
+        OR (req.idempotency_key IS NOT NULL AND req.user_id = ANY (d_user))) THEN
+      WITH written AS (
+        INSERT INTO token_transactions OVERRIDING SYSTEM VALUE
+          SELECT w.* FROM unnest(w_rows) AS w ORDER BY w.id
+      ), debit AS (
         SELECT d.entry_id, d.user_id, d.reason,
                sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) - d.need AS lo,
                sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) AS hi
           FROM unnest(d_entry, d_user, d_need, d_reason) WITH ORDINALITY AS d(entry_id, user_id, need, reason, n)
+      ), wanted AS (
+        SELECT debit.user_id, max(debit.hi) AS total, f.id, f.remaining
+          FROM debit LEFT JOIN LATERAL (
+            SELECT l.id, l.remaining FROM token_lots l
+             WHERE l.user_id = debit.user_id AND l.open AND coalesce(l.expires_at, 'infinity') > clock
+             ORDER BY l.expires_at ASC NULLS LAST, l.id LIMIT 1) AS f ON true
+         GROUP BY debit.user_id, f.id, f.remaining
       ), usable AS (
+        SELECT wanted.id, wanted.user_id, 0::bigint AS lo, wanted.remaining::bigint AS hi
+          FROM wanted WHERE wanted.remaining >= wanted.total
+        UNION ALL
         SELECT l.id, l.user_id,
-               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS lo,
-               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id) AS hi
+               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining,
+               sum(l.remaining) OVER (PARTITION BY l.user_id ORDER BY l.expires_at ASC NULLS LAST, l.id)
           FROM token_lots l
-         WHERE l.user_id = ANY (d_user) AND l.open AND coalesce(l.expires_at, 'infinity') > clock
+         WHERE l.user_id = ANY (ARRAY(SELECT wanted.user_id FROM wanted
+                                       WHERE wanted.remaining IS NULL OR wanted.remaining < wanted.total))
+           AND l.open AND coalesce(l.expires_at, 'infinity') > clock
       ), moved AS (
-        SELECT debit.entry_id, usable.id AS lot_id, debit.reason,
+        SELECT debit.entry_id, usable.id AS lot_id, debit.reason, usable.lo AS place,
                (least(debit.hi, usable.hi) - greatest(debit.lo, usable.lo))::integer AS n
           FROM debit JOIN usable ON usable.user_id = debit.user_id AND usable.lo < debit.hi AND debit.lo < usable.hi
       ), taken AS (
@@ -326,16 +348,16 @@ BEGIN
           FROM (SELECT moved.lot_id, sum(moved.n)::integer AS n FROM moved GROUP BY moved.lot_id) AS t
          WHERE l.id = t.lot_id
         RETURNING t.n
-      ), written AS (
+      ), recorded AS (
         INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
-          SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.entry_id, moved.lot_id
+          SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.entry_id, moved.place
       )
       SELECT coalesce(sum(taken.n), 0) INTO drawn FROM taken;
       IF drawn <> (SELECT sum(x) FROM unnest(d_need) AS x) THEN
         RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens their balances cover', d_user, drawn,
           (SELECT sum(x) FROM unnest(d_need) AS x) USING ERRCODE = 'internal_error';
       END IF;
-      d_entry := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
+      w_rows := '{}'; d_entry := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
     END IF;
     EXIT WHEN req.op = 'end';
 
@@ -441,22 +463,9 @@ BEGIN
         UPDATE token_holds h SET status = 'captured', captured = take, closed_at = clock WHERE h.id = hold.id;
         need := take - used;
         IF need > 0 THEN
-          drawn := 0;
-          FOR mv IN
-            SELECT l.id, l.remaining FROM token_lots l
-             WHERE l.user_id = req.user_id AND l.open AND (l.expires_at IS NULL OR l.expires_at > clock)
-             ORDER BY l.expires_at ASC NULLS LAST, l.id
-          LOOP
-            n := least(mv.remaining, need - drawn);
-            UPDATE token_lots l SET remaining = l.remaining - n WHERE l.id = mv.id;
-            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.id, -n, 'capture_overage');
-            drawn := drawn + n;
-            EXIT WHEN drawn = need;
-          END LOOP;
-          IF drawn <> need THEN
-            RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens a capture covers', req.user_id, drawn, need
-              USING ERRCODE = 'internal_error';
-          END IF;
+          -- What CAP takes beyond the hold waits for the write step, like a debit's draw.
+          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || need;
+          d_reason := d_reason || 'capture_overage'::text;
         END IF;
         status := 'applied';
       ELSIF hold.status = 'captured' THEN
@@ -628,13 +637,22 @@ BEGIN
           CONTINUE;
         END IF;
 
-        INSERT INTO token_transactions AS t
-          (user_id, amount, balance_after, balance_version, kind, description, metadata,
-           idempotency_key, request_hash, external_ref, created_at)
-        VALUES (req.user_id, take, new_balance, new_version, req.kind, req.description,
-          CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
-          req.idempotency_key, req.request_hash, req.external_ref, changed_at)
-        RETURNING * INTO entry;
+        IF op = 'change' AND take < 0 THEN
+          -- A plain debit's entry waits for the write step (at the loop's top), its id taken now.
+          entry := ROW(nextval('token_transactions_id_seq'), req.user_id, take, new_balance, new_version, req.kind,
+            req.description,
+            CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
+            req.idempotency_key, req.request_hash, req.external_ref, changed_at);
+          w_rows := w_rows || entry;
+        ELSE
+          INSERT INTO token_transactions AS t
+            (user_id, amount, balance_after, balance_version, kind, description, metadata,
+             idempotency_key, request_hash, external_ref, created_at)
+          VALUES (req.user_id, take, new_balance, new_version, req.kind, req.description,
+            CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
+            req.idempotency_key, req.request_hash, req.external_ref, changed_at)
+          RETURNING * INTO entry;
+        END IF;
         notes := notes || json_build_object('userId', entry.user_id, 'balance', entry.balance_after,
           'delta', entry.amount, 'version', entry.balance_version, 'entryId', entry.id,
           'at', entry.created_at, 'kind', entry.kind, 'held', new_held)::text;
@@ -662,32 +680,14 @@ BEGIN
           END LOOP;
           take := n;  -- what no move accounts for (written before lots, a hold's pins) opens a restore lot
         ELSIF take < 0 THEN
-          -- A debit's draw waits for the batch's next draw step (at the loop's top), which takes
-          -- every waiting debit's tokens in one statement.
-          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || -take;
-          d_reason := d_reason || lower(req.kind);
+          need := -take;
         END IF;
 
         IF need > 0 THEN
-          -- A refund's draw from the owner's other lots: soonest expiry first, then oldest,
-          -- non-expiring last; never from a lot at or after its end (the touch step expired those,
-          -- and the predicate says so again).
-          drawn := 0;
-          FOR mv IN
-            SELECT l.id, l.remaining FROM token_lots l
-             WHERE l.user_id = req.user_id AND l.open AND coalesce(l.expires_at, 'infinity') > clock
-             ORDER BY l.expires_at ASC NULLS LAST, l.id
-          LOOP
-            n := least(mv.remaining, need - drawn);
-            UPDATE token_lots l SET remaining = l.remaining - n WHERE l.id = mv.id;
-            INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (entry.id, mv.id, -n, lower(req.kind));
-            drawn := drawn + n;
-            EXIT WHEN drawn = need;
-          END LOOP;
-          IF drawn <> need THEN
-            RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens its balance covers', req.user_id, drawn, need
-              USING ERRCODE = 'internal_error';
-          END IF;
+          -- A debit's draw from free lots (a refund's: from the owner's other lots) waits for the
+          -- write step, which draws every waiting debit's tokens in one statement.
+          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || need;
+          d_reason := d_reason || lower(req.kind);
         ELSIF take > 0 AND op IN ('change', 'reverse_refund', 'reverse_spend') THEN
           -- A credit opens a lot; with no lot_source it never expires, its source following the kind.
           INSERT INTO token_lots AS l
