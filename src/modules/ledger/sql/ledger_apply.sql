@@ -140,10 +140,15 @@ DECLARE
   free integer;
   used integer;
   swept jsonb := '{}';
-  -- What waits for the write step: plain debits' entries (w_rows, their ids already taken from the
-  -- sequence), and the draws from free lots (an entry, its user, tokens and move reason each).
+  -- What waits for the write step: new entries (w_rows) and holds (h_rows), their ids already taken
+  -- from their sequences; holds closed (c_rows, as they are now); the users of all that (w_user);
+  -- and the draws from free lots (an entry or a hold's pins, its user, tokens and move reason each).
   w_rows token_transactions[] := '{}';
+  h_rows token_holds[] := '{}';
+  c_rows token_holds[] := '{}';
+  w_user text[] := '{}';
   d_entry bigint[] := '{}';
+  d_hold bigint[] := '{}';
   d_user text[] := '{}';
   d_need integer[] := '{}';
   d_reason text[] := '{}';
@@ -299,28 +304,35 @@ BEGIN
         hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text, reverses_entry bigint)
      ORDER BY x.ord
   LOOP
-    -- The write step. A plain debit (a spend, a transfer's sender, an admin's negative adjustment)
-    -- moves its balance at once, but its entry and its lot moves wait here, as do a refund's and a
-    -- capture's draws from free lots; all that waits is written by one statement, at the end of the
-    -- batch (the "end" request appended above) and before any request that could read it: any
-    -- request but a plain debit, a plain debit with an external reference, and one with an
-    -- idempotency key of a waiting user. Each user's draws take, in arrival order, consecutive
-    -- stretches of the user's usable lots laid end to end soonest expiry first, then oldest,
-    -- non-expiring last: a move is where a draw's stretch overlaps a lot's. Where the user's first
-    -- usable lot covers all of the user's draws, only that lot is read. The balance updates already
-    -- checked that the free tokens cover the draws, and free tokens are what the usable lots hold.
-    IF cardinality(d_user) > 0 AND (req.op = 'end'
-        OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)
-        OR req.external_ref IS NOT NULL
-        OR (req.idempotency_key IS NOT NULL AND req.user_id = ANY (d_user))) THEN
+    -- The write step. Requests decide and move balances at once, in arrival order, but most of their
+    -- rows wait here: a plain debit's (a spend, a transfer's sender, an admin's negative adjustment)
+    -- and a capture's entry, a new hold's row, a closed hold's new state, and the draws from free lots
+    -- (a debit's, a new hold's pins, a refund's from other lots, a capture's overage). Ids are taken
+    -- from the sequences at once, so they keep arrival order. One statement writes all that waits
+    -- (a single-row statement costs about five rows of a many-row one): at the end of the batch (the
+    -- "end" request appended above), and before any request that could read it: one with an external
+    -- reference (entries are unique by kind and external reference), and any request of a waiting
+    -- user but a plain debit without an idempotency key (that user's lots, holds, entries by key, a
+    -- spend to reverse). Each user's draws take, in arrival order, consecutive stretches of the user's
+    -- usable lots laid end to end soonest expiry first, then oldest, non-expiring last: a move (and
+    -- for a hold, a pin) is where a draw's stretch overlaps a lot's. Where the user's first usable lot
+    -- covers all of the user's draws, only that lot is read. The balance updates already checked that
+    -- the free tokens cover the draws, and free tokens are what the usable lots hold.
+    IF cardinality(w_user) > 0 AND (req.op = 'end' OR req.external_ref IS NOT NULL
+        OR (req.user_id = ANY (w_user)
+            AND (req.idempotency_key IS NOT NULL OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)))) THEN
       WITH written AS (
         INSERT INTO token_transactions OVERRIDING SYSTEM VALUE
           SELECT w.* FROM unnest(w_rows) AS w ORDER BY w.id
+      ), opened AS (
+        INSERT INTO token_holds OVERRIDING SYSTEM VALUE
+          SELECT h.* FROM unnest(h_rows) AS h ORDER BY h.id
       ), debit AS (
-        SELECT d.entry_id, d.user_id, d.reason,
+        SELECT d.entry_id, d.hold_id, d.user_id, d.reason, d.n,
                sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) - d.need AS lo,
                sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) AS hi
-          FROM unnest(d_entry, d_user, d_need, d_reason) WITH ORDINALITY AS d(entry_id, user_id, need, reason, n)
+          FROM unnest(d_entry, d_hold, d_user, d_need, d_reason) WITH ORDINALITY
+            AS d(entry_id, hold_id, user_id, need, reason, n)
       ), wanted AS (
         SELECT debit.user_id, max(debit.hi) AS total, f.id, f.remaining
           FROM debit LEFT JOIN LATERAL (
@@ -340,8 +352,8 @@ BEGIN
                                        WHERE wanted.remaining IS NULL OR wanted.remaining < wanted.total))
            AND l.open AND coalesce(l.expires_at, 'infinity') > clock
       ), moved AS (
-        SELECT debit.entry_id, usable.id AS lot_id, debit.reason, usable.lo AS place,
-               (least(debit.hi, usable.hi) - greatest(debit.lo, usable.lo))::integer AS n
+        SELECT debit.entry_id, debit.hold_id, usable.id AS lot_id, debit.reason, debit.n AS arrival,
+               usable.lo AS place, (least(debit.hi, usable.hi) - greatest(debit.lo, usable.lo))::integer AS n
           FROM debit JOIN usable ON usable.user_id = debit.user_id AND usable.lo < debit.hi AND debit.lo < usable.hi
       ), taken AS (
         UPDATE token_lots l SET remaining = l.remaining - t.n
@@ -350,14 +362,25 @@ BEGIN
         RETURNING t.n
       ), recorded AS (
         INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
-          SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.entry_id, moved.place
+          SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.arrival, moved.place
+      ), pinned AS (
+        INSERT INTO token_hold_pins (hold_id, lot_id, amount)
+          SELECT moved.hold_id, moved.lot_id, moved.n FROM moved WHERE moved.hold_id IS NOT NULL
       )
       SELECT coalesce(sum(taken.n), 0) INTO drawn FROM taken;
-      IF drawn <> (SELECT sum(x) FROM unnest(d_need) AS x) THEN
+      IF cardinality(c_rows) > 0 THEN
+        -- Planned at each run (EXECUTE): a cached plan made while token_holds was small keeps
+        -- scanning all of it as it grows, until an ANALYZE of the table replaces the plan.
+        EXECUTE 'UPDATE token_holds h SET status = c.status, captured = c.captured, closed_at = c.closed_at
+                   FROM unnest($1) AS c WHERE h.id = c.id'
+          USING c_rows;
+      END IF;
+      IF drawn <> coalesce((SELECT sum(x) FROM unnest(d_need) AS x), 0) THEN
         RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens their balances cover', d_user, drawn,
           (SELECT sum(x) FROM unnest(d_need) AS x) USING ERRCODE = 'internal_error';
       END IF;
-      w_rows := '{}'; d_entry := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
+      w_rows := '{}'; h_rows := '{}'; c_rows := '{}'; w_user := '{}';
+      d_entry := '{}'; d_hold := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
     END IF;
     EXIT WHEN req.op = 'end';
 
@@ -390,41 +413,32 @@ BEGIN
       ELSE
         SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
       END IF;
-      SELECT b.balance - b.held INTO free FROM token_balances b WHERE b.user_id = req.user_id;
-      free := coalesce(free, 0);
+      free := 0; n := 0;
+      IF op = 'capture' OR (op = 'reserve' AND hold.id IS NULL) THEN
+        SELECT b.balance - b.held,
+               CASE WHEN op = 'reserve' THEN (SELECT count(*) FROM token_holds h
+                                               WHERE h.user_id = b.user_id AND h.status = 'active') END
+          INTO free, n
+          FROM token_balances b WHERE b.user_id = req.user_id;
+        free := coalesce(free, 0);
+      END IF;
       IF op = 'reserve' AND hold.id IS NOT NULL THEN
         status := 'hold_replay'; request_hash := hold.request_hash;
-      ELSIF op = 'reserve' AND (SELECT count(*) FROM token_holds h
-                                 WHERE h.user_id = req.user_id AND h.status = 'active') >= req.hold_limit THEN
+      ELSIF op = 'reserve' AND n >= req.hold_limit THEN
         status := 'too_many_holds';
       ELSIF op = 'reserve' AND free < -req.delta THEN
         status := 'insufficient';
       ELSIF op = 'reserve' THEN
-        -- Pin free tokens from the lots, soonest expiry first: the lots' remaining falls, the balance
-        -- stays, held rises.
-        INSERT INTO token_holds AS h
-          (user_id, amount, status, created_at, expires_at, idempotency_key, request_hash, description, metadata)
-        VALUES (req.user_id, -req.delta, 'active', clock, clock + req.hold_ttl_seconds * interval '1 second',
-          req.idempotency_key, req.request_hash, req.description, req.metadata)
-        RETURNING * INTO hold;
+        -- A new hold: held rises now; its row, and its pins (free tokens taken from the lots soonest
+        -- expiry first, like a debit's draw: the lots' remaining falls, the balance stays), wait for
+        -- the write step.
         need := -req.delta;
-        drawn := 0;
-        FOR mv IN
-          SELECT l.id, l.remaining FROM token_lots l
-           WHERE l.user_id = req.user_id AND l.open AND (l.expires_at IS NULL OR l.expires_at > clock)
-           ORDER BY l.expires_at ASC NULLS LAST, l.id
-        LOOP
-          n := least(mv.remaining, need - drawn);
-          UPDATE token_lots l SET remaining = l.remaining - n WHERE l.id = mv.id;
-          INSERT INTO token_lot_moves (lot_id, amount, reason) VALUES (mv.id, -n, 'hold');
-          INSERT INTO token_hold_pins (hold_id, lot_id, amount) VALUES (hold.id, mv.id, n);
-          drawn := drawn + n;
-          EXIT WHEN drawn = need;
-        END LOOP;
-        IF drawn <> need THEN
-          RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens a hold needs', req.user_id, drawn, need
-            USING ERRCODE = 'internal_error';
-        END IF;
+        hold := ROW(nextval('token_holds_id_seq'), req.user_id, need, 'active', NULL, clock,
+          clock + req.hold_ttl_seconds * interval '1 second', NULL, req.idempotency_key, req.request_hash,
+          req.description, req.metadata);
+        h_rows := h_rows || hold; w_user := w_user || req.user_id;
+        d_entry := d_entry || NULL::bigint; d_hold := d_hold || hold.id; d_user := d_user || req.user_id;
+        d_need := d_need || need; d_reason := d_reason || 'hold'::text;
         UPDATE token_balances b SET held = b.held + need, version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id
         RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
@@ -432,6 +446,7 @@ BEGIN
           'version', new_version, 'entryId', NULL, 'at', changed_at, 'kind', 'HOLD', 'held', new_held,
           'holdId', hold.id)::text;
         status := 'reserved';
+        available := new_balance - new_held;
       ELSIF hold.id IS NULL THEN
         status := 'hold_not_found';
       ELSIF op = 'capture' AND hold.status = 'captured' THEN
@@ -450,22 +465,23 @@ BEGIN
            SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id
         RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
-        INSERT INTO token_transactions AS t
-          (user_id, amount, balance_after, balance_version, kind, description, metadata, external_ref, created_at)
-        VALUES (req.user_id, -take, new_balance, new_version, 'SPEND', coalesce(req.description, hold.description),
+        -- The entry waits for the write step, like a plain debit's.
+        entry := ROW(nextval('token_transactions_id_seq'), req.user_id, -take, new_balance, new_version, 'SPEND',
+          coalesce(req.description, hold.description),
           coalesce(req.metadata, '{}'::jsonb) || jsonb_build_object('holdId', hold.id::text, 'held', hold.amount,
             'captured', take, 'requested', -req.delta, 'shortfall', -req.delta - take),
-          'hold:' || hold.id, changed_at)
-        RETURNING * INTO entry;
+          NULL, NULL, 'hold:' || hold.id, changed_at);
+        w_rows := w_rows || entry; w_user := w_user || req.user_id;
         notes := notes || json_build_object('userId', entry.user_id, 'balance', entry.balance_after,
           'delta', entry.amount, 'version', entry.balance_version, 'entryId', entry.id,
           'at', entry.created_at, 'kind', entry.kind, 'held', new_held, 'holdId', hold.id)::text;
-        UPDATE token_holds h SET status = 'captured', captured = take, closed_at = clock WHERE h.id = hold.id;
+        hold.status := 'captured'; hold.captured := take; hold.closed_at := clock;
+        c_rows := c_rows || hold; w_user := w_user || req.user_id;  -- written by the write step
         need := take - used;
         IF need > 0 THEN
           -- What CAP takes beyond the hold waits for the write step, like a debit's draw.
-          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || need;
-          d_reason := d_reason || 'capture_overage'::text;
+          d_entry := d_entry || entry.id; d_hold := d_hold || NULL::bigint; d_user := d_user || req.user_id;
+          d_need := d_need || need; d_reason := d_reason || 'capture_overage'::text;
         END IF;
         status := 'applied';
       ELSIF hold.status = 'captured' THEN
@@ -480,8 +496,8 @@ BEGIN
       ELSE
         -- Release, or expiry by the clock: held falls, no entry.
         used := 0;
-        UPDATE token_holds h SET status = CASE op WHEN 'release' THEN 'released' ELSE 'expired' END, closed_at = clock
-         WHERE h.id = hold.id;
+        hold.status := CASE op WHEN 'release' THEN 'released' ELSE 'expired' END; hold.closed_at := clock;
+        c_rows := c_rows || hold; w_user := w_user || req.user_id;  -- written by the write step
         UPDATE token_balances b SET held = b.held - hold.amount, version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id
         RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
@@ -517,7 +533,7 @@ BEGIN
         expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
       END IF;
       IF hold.id IS NOT NULL AND entry.id IS NULL THEN
-        SELECT to_jsonb(h) INTO metadata FROM token_holds h WHERE h.id = hold.id;
+        metadata := to_jsonb(hold);  -- the hold as this request left it
       END IF;
       amount := 0;
     ELSIF op IN ('expire', 'extend', 'cut') THEN
@@ -643,7 +659,7 @@ BEGIN
             req.description,
             CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
             req.idempotency_key, req.request_hash, req.external_ref, changed_at);
-          w_rows := w_rows || entry;
+          w_rows := w_rows || entry;  -- its user waits with its draw, below
         ELSE
           INSERT INTO token_transactions AS t
             (user_id, amount, balance_after, balance_version, kind, description, metadata,
@@ -686,8 +702,8 @@ BEGIN
         IF need > 0 THEN
           -- A debit's draw from free lots (a refund's: from the owner's other lots) waits for the
           -- write step, which draws every waiting debit's tokens in one statement.
-          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || need;
-          d_reason := d_reason || lower(req.kind);
+          d_entry := d_entry || entry.id; d_hold := d_hold || NULL::bigint; d_user := d_user || req.user_id;
+          d_need := d_need || need; d_reason := d_reason || lower(req.kind); w_user := w_user || req.user_id;
         ELSIF take > 0 AND op IN ('change', 'reverse_refund', 'reverse_spend') THEN
           -- A credit opens a lot; with no lot_source it never expires, its source following the kind.
           INSERT INTO token_lots AS l
@@ -755,8 +771,9 @@ BEGIN
       created_at := entry.created_at;
     ELSIF req.ord < 0 THEN
       CONTINUE;  -- an expiry the touch step added: no row of its own
-    ELSE
-      -- expired, lot_changed, unchanged, no_lot: the balance now, and in `amount` the tokens expired.
+    ELSIF available IS NULL THEN
+      -- expired, lot_changed, unchanged, no_lot, a hold's: the balance now, and in `amount` the tokens
+      -- expired (a reserve knows it already).
       available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
     END IF;
     RETURN NEXT;
