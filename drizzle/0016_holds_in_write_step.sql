@@ -3,13 +3,17 @@
 -- and a capture's entry now wait for the batch's write step (migration 0015) like a plain debit's
 -- entry and draw, so a batch of reserves or captures writes them with one statement instead of one
 -- per row and per pinned lot; a reserve reads its free tokens and the user's active holds in one
--- query, and answers its hold without reading it back.
+-- query, and answers its hold without reading it back. The function gains an OUT column, hold_after
+-- (the hold as a hold op or a capture left it, so the service need not read a captured hold back):
+-- a changed result type needs DROP, then CREATE. A running instance's prepared statement is
+-- re-prepared by postgres.js ("cached plan must not change result type" is one of its retry cases).
+DROP FUNCTION IF EXISTS ledger_apply(jsonb, integer);--> statement-breakpoint
 CREATE OR REPLACE FUNCTION ledger_apply(requests jsonb, max_balance integer)
 RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
   balance_version integer, kind text, description text, metadata jsonb, external_ref text,
   idempotency_key text, request_hash text, created_at timestamptz, available integer,
-  retry_after_ms integer
+  retry_after_ms integer, hold_after jsonb
 )
 LANGUAGE plpgsql AS $$
 -- The OUT columns above share their names with table columns (user_id, kind, amount...). Inside the
@@ -311,7 +315,7 @@ BEGIN
     ord := req.ord; status := NULL; id := NULL; user_id := req.user_id; amount := NULL;
     balance_after := NULL; balance_version := NULL; kind := req.kind; description := NULL;
     metadata := NULL; external_ref := NULL; idempotency_key := NULL; request_hash := NULL;
-    created_at := NULL; available := NULL; retry_after_ms := NULL;
+    created_at := NULL; available := NULL; retry_after_ms := NULL; hold_after := NULL;
     op := coalesce(req.op, 'change');
     entry := NULL;
     to_expire := '{}'; expire_why := '{}';
@@ -456,8 +460,8 @@ BEGIN
         to_expire := ids;
         expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
       END IF;
-      IF hold.id IS NOT NULL AND entry.id IS NULL THEN
-        metadata := to_jsonb(hold);  -- the hold as this request left it
+      IF hold.id IS NOT NULL THEN
+        hold_after := to_jsonb(hold);  -- the hold as this request left it (a capture's too)
       END IF;
       amount := 0;
     ELSIF op IN ('expire', 'extend', 'cut') THEN

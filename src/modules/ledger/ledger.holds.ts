@@ -142,8 +142,8 @@ export async function capture(
     case "applied":
     case "duplicate": {
       const { entry } = outcome;
-      const hold = await read(holdId);
-      if (!hold) throw new Error(`hold ${holdId} captured but not found`);
+      const { hold } = outcome;
+      if (!hold) throw new Error(`ledger_apply answered a capture of ${holdId} without its hold`);
       if (outcome.status === "duplicate" && Number(entry.metadata?.requested) !== input.amount)
         return { status: "hold_already_captured", hold };
       const shortfall = Number(entry.metadata?.shortfall ?? 0);

@@ -95,7 +95,8 @@ export interface LotFields {
 }
 
 export type ChangeOutcome =
-  | { readonly status: "applied"; readonly entry: LedgerEntry }
+  /** A capture's outcome carries the hold as it left it. */
+  | { readonly status: "applied"; readonly entry: LedgerEntry; readonly hold?: Hold }
   /**
    * The idempotency key was used before: the earlier entry, the hash of the request that made it, and
    * the balance now.
@@ -107,7 +108,7 @@ export type ChangeOutcome =
       readonly available: number;
     }
   /** The external reference was used before: the earlier entry. */
-  | { readonly status: "duplicate"; readonly entry: LedgerEntry }
+  | { readonly status: "duplicate"; readonly entry: LedgerEntry; readonly hold?: Hold }
   | { readonly status: "insufficient"; readonly available: number }
   | { readonly status: "limit"; readonly available: number }
   | { readonly status: "rate_limited"; readonly available: number; readonly retryAfterMs: number }
@@ -132,6 +133,8 @@ export interface OutcomeRow extends Omit<EntryRow, "id"> {
   id: string | number | null;
   available: number | null;
   retry_after_ms: number | null;
+  /** The hold as the request left it (hold ops, a capture's entry too): to_jsonb of its row. */
+  hold_after: Record<string, unknown> | string | null;
 }
 
 export const APPLY_STATEMENT = "SELECT * FROM ledger_apply($1::jsonb, $2::integer)";
@@ -204,6 +207,9 @@ export function toHold(row: Record<string, unknown>): Hold {
   };
 }
 
+const holdAfter = ({ hold_after: hold }: OutcomeRow): Hold | null =>
+  hold ? toHold(typeof hold === "string" ? JSON.parse(hold) : hold) : null;
+
 const isHoldOutcome = (status: string): status is HoldOutcome =>
   (HOLD_OUTCOMES as readonly string[]).includes(status);
 
@@ -220,8 +226,10 @@ export function decodeOutcomes(rows: readonly OutcomeRow[], count: number): Chan
 function decodeOutcome(row: OutcomeRow): ChangeOutcome {
   switch (row.status) {
     case "applied":
-    case "duplicate":
-      return { status: row.status, entry: toEntry(row as EntryRow) };
+    case "duplicate": {
+      const hold = holdAfter(row);
+      return { status: row.status, entry: toEntry(row as EntryRow), ...(hold ? { hold } : {}) };
+    }
     case "replay":
       return {
         status: "replay",
@@ -245,9 +253,7 @@ function decodeOutcome(row: OutcomeRow): ChangeOutcome {
         return {
           status: row.status,
           available: row.available ?? 0,
-          hold: row.metadata
-            ? toHold(typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata)
-            : null,
+          hold: holdAfter(row),
           requestHash: row.request_hash,
         };
       return { status: row.status, available: row.available ?? 0 } as ChangeOutcome;

@@ -74,9 +74,9 @@
 --   reserved, hold_replay (request_hash is the hold's), too_many_holds, released, hold_closed (a
 --                 release or expiry of a hold already released or expired), hold_expired,
 --                 hold_released, hold_already_captured, amount_exceeds_hold, hold_not_found,
---                 unchanged (an expire_hold before the hold's end): `metadata` is the hold
---                 (to_jsonb of its token_holds row); a capture answers `applied` or `duplicate`
---                 with its SPEND entry, `insufficient` a reserve beyond what is free.
+--                 unchanged (an expire_hold before the hold's end), and a capture's `applied` or
+--                 `duplicate` (with its SPEND entry): `hold_after` is the hold as the request left
+--                 it (to_jsonb of its token_holds row); `insufficient` a reserve beyond what is free.
 -- `available` is always what a spend may use now: balance - held.
 -- A refusal fails alone; its neighbours are applied. Every balance the batch touches is locked, in
 -- user order, before anything changes, so concurrent batches wait for each other instead of
@@ -92,7 +92,7 @@ RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
   balance_version integer, kind text, description text, metadata jsonb, external_ref text,
   idempotency_key text, request_hash text, created_at timestamptz, available integer,
-  retry_after_ms integer
+  retry_after_ms integer, hold_after jsonb
 )
 LANGUAGE plpgsql AS $$
 -- The OUT columns above share their names with table columns (user_id, kind, amount...). Inside the
@@ -394,7 +394,7 @@ BEGIN
     ord := req.ord; status := NULL; id := NULL; user_id := req.user_id; amount := NULL;
     balance_after := NULL; balance_version := NULL; kind := req.kind; description := NULL;
     metadata := NULL; external_ref := NULL; idempotency_key := NULL; request_hash := NULL;
-    created_at := NULL; available := NULL; retry_after_ms := NULL;
+    created_at := NULL; available := NULL; retry_after_ms := NULL; hold_after := NULL;
     op := coalesce(req.op, 'change');
     entry := NULL;
     to_expire := '{}'; expire_why := '{}';
@@ -539,8 +539,8 @@ BEGIN
         to_expire := ids;
         expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
       END IF;
-      IF hold.id IS NOT NULL AND entry.id IS NULL THEN
-        metadata := to_jsonb(hold);  -- the hold as this request left it
+      IF hold.id IS NOT NULL THEN
+        hold_after := to_jsonb(hold);  -- the hold as this request left it (a capture's too)
       END IF;
       amount := 0;
     ELSIF op IN ('expire', 'extend', 'cut') THEN
