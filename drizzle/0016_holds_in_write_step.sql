@@ -7,7 +7,7 @@
 -- (the hold as a hold op or a capture left it, so the service need not read a captured hold back):
 -- a changed result type needs DROP, then CREATE. A running instance's prepared statement is
 -- re-prepared by postgres.js ("cached plan must not change result type" is one of its retry cases).
-DROP FUNCTION IF EXISTS ledger_apply(jsonb, integer);--> statement-breakpoint
+DROP FUNCTION IF EXISTS ledger_apply;--> statement-breakpoint
 CREATE OR REPLACE FUNCTION ledger_apply(requests jsonb, max_balance integer)
 RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
