@@ -660,21 +660,14 @@ BEGIN
           CONTINUE;
         END IF;
 
+        entry := ROW(nextval('token_transactions_id_seq'), req.user_id, take, new_balance, new_version, req.kind,
+          req.description,
+          CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
+          req.idempotency_key, req.request_hash, req.external_ref, changed_at);
         IF op = 'change' AND take < 0 THEN
-          -- A plain debit's entry waits for the write step (at the loop's top), its id taken now.
-          entry := ROW(nextval('token_transactions_id_seq'), req.user_id, take, new_balance, new_version, req.kind,
-            req.description,
-            CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
-            req.idempotency_key, req.request_hash, req.external_ref, changed_at);
-          w_rows := w_rows || entry;  -- its user waits with its draw, below
+          w_rows := w_rows || entry;  -- a plain debit's entry waits for the write step, its user with its draw
         ELSE
-          INSERT INTO token_transactions AS t
-            (user_id, amount, balance_after, balance_version, kind, description, metadata,
-             idempotency_key, request_hash, external_ref, created_at)
-          VALUES (req.user_id, take, new_balance, new_version, req.kind, req.description,
-            CASE WHEN lot_meta IS NULL THEN req.metadata ELSE coalesce(req.metadata, '{}'::jsonb) || lot_meta END,
-            req.idempotency_key, req.request_hash, req.external_ref, changed_at)
-          RETURNING * INTO entry;
+          INSERT INTO token_transactions OVERRIDING SYSTEM VALUE SELECT (entry).*;
         END IF;
         notes := notes || json_build_object('userId', entry.user_id, 'balance', entry.balance_after,
           'delta', entry.amount, 'version', entry.balance_version, 'entryId', entry.id,
