@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { sql } from "drizzle-orm";
@@ -399,7 +400,7 @@ describe("npm run legacy:import", () => {
       };
       let partial = await imported();
       for (;;) {
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        await sleep(300);
         const now = await imported();
         if (now === partial) break;
         partial = now;
