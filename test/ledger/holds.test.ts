@@ -1,13 +1,15 @@
 import { randomUUID } from "node:crypto";
+import { sql } from "drizzle-orm";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { type Executor, queryRows } from "../../src/db/client.js";
 import type { LedgerService } from "../../src/modules/ledger/ledger.service.js";
 import type { ChangeRequest } from "../../src/modules/ledger/ledger.statements.js";
 import { createExpirySweeper } from "../../src/modules/ledger/ledger.sweeper.js";
 import { InvalidInputError } from "../../src/validation.js";
 import { driverName, useTestDatabase } from "../helpers/database.js";
 import { atClock, expectHoldInvariant, ledgerOf, owner, pinsOf } from "./holds-helpers.js";
-import { applyAt, at, entriesOf, grant, lotsOf, pack, period } from "./lots-helpers.js";
+import { applyAt, at, entriesOf, grant, lotsOf, movesOf, pack, period, spend } from "./lots-helpers.js";
 
 // Holds at the ledger level: the golden rows 36-49 of design §E (credits-and-holds.md), each named.
 // A test that needs a clock runs the service inside a transaction whose ledger.clock it sets
@@ -419,5 +421,78 @@ describe(`holds in the ledger on ${driverName}`, () => {
     });
     expect(await ledgerOf(db).holdOf(hold.hold.id, owner(u))).toMatchObject({ status: "expired" });
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 40, held: 0 });
+  });
+
+  it("a capture's unused pins go back before a later debit of the same user in the batch draws them", async () => {
+    const db = database.current();
+    const u = user();
+    await applyAt(db, [grant(u, 10)]);
+    const hold = await ledgerOf(db).reserve(u, { amount: 10, idempotencyKey: key() });
+    if (hold.status !== "reserved") throw new Error(hold.status);
+    // One batch: the capture gives 6 unused tokens back to the grant's lot, and a plain debit (no key)
+    // of the same user spends them. The pins wait for the write step, so the write step must run
+    // before the debit (without that rule, the draw found the lot empty: an internal error, the whole
+    // batch refused).
+    const captureOf = (id: string): ChangeRequest => ({
+      userId: u,
+      delta: -4,
+      kind: "SPEND",
+      description: null,
+      op: "capture",
+      hold: { id, overage: "REJECT" },
+    });
+    const [captured, spent] = await applyAt(db, [captureOf(hold.hold.id), spend(u, 6)]);
+    expect(captured).toMatchObject({ status: "applied", entry: { amount: -4, balanceAfter: 6 } });
+    expect(spent).toMatchObject({ status: "applied", entry: { amount: -6, balanceAfter: 0 } });
+    expect(await movesOf(db, u)).toEqual([
+      [10, "grant", 10, 10],
+      [-4, "grant", 10, 6],
+      [-6, "grant", 10, -6],
+    ]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("reserve, capture and release reach balances, holds, pins and lots through keys, never by reading a whole table", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    // Many users' lots and holds, so that reading a whole table is never what a key probe would do.
+    const many = Array.from({ length: 300 }, () => user());
+    await applyAt(
+      db,
+      many.map((u) => grant(u, 10)),
+    );
+    await Promise.all(many.map((u) => ledger.reserve(u, { amount: 2, idempotencyKey: key() })));
+    const u = user();
+    await applyAt(db, [grant(u, 100), period(u, 50, `${u}:p`, T0, at(T0, 30))], T0);
+    const tables = ["token_balances", "token_holds", "token_hold_pins", "token_lots"];
+    // The connection's own count of reads of each table, before and after (a count not yet published
+    // may include earlier transactions of the connection: the difference is this one's).
+    const scansOf = async (executor: Executor) =>
+      Object.fromEntries(
+        (
+          await queryRows<{ relname: string; n: string }>(
+            executor,
+            sql`SELECT relname, seq_scan AS n FROM pg_stat_xact_user_tables WHERE relname IN ${tables}`,
+          )
+        ).map((row) => [row.relname, Number(row.n)]),
+      );
+    const [before, after] = await atClock(db, plus(HOUR), async (executor) => {
+      const before = await scansOf(executor);
+      for (let round = 0; round < 8; round += 1) {
+        const first = await ledger.reserve(u, { amount: 20, idempotencyKey: key() }, { executor });
+        const second = await ledger.reserve(u, { amount: 5, idempotencyKey: key() }, { executor });
+        if (first.status !== "reserved" || second.status !== "reserved") throw new Error("not reserved");
+        expect(await ledger.capture(first.hold.id, { amount: 3 }, owner(u), { executor })).toMatchObject({
+          status: "captured",
+        });
+        expect(await ledger.release(second.hold.id, owner(u), { executor })).toMatchObject({
+          status: "released",
+        });
+      }
+      return [before, await scansOf(executor)];
+    });
+    expect(Object.keys(after ?? {}).sort()).toEqual([...tables].sort());
+    expect(after).toEqual(before);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 126, held: 0 });
   });
 });

@@ -87,6 +87,10 @@
 -- entries included, delivered at commit. A hold change without an entry (kind HOLD, RELEASE,
 -- HOLD_EXPIRED) has entryId null and delta 0, and also raises the balance's version, so entry
 -- versions may skip where the live feed does not.
+-- Plans: every statement here reaches its rows through a key (a user's, an id's), and the function
+-- runs with enable_seqscan off. PL/pgSQL keeps a statement's plan for the session; one made while a
+-- table was small (a new deployment, a table autovacuum has not analyzed yet) would otherwise go on
+-- reading the whole table at every batch as it grows (test/ledger/holds.test.ts counts the reads).
 CREATE OR REPLACE FUNCTION ledger_apply(requests jsonb, max_balance integer)
 RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
@@ -94,7 +98,7 @@ RETURNS TABLE (
   idempotency_key text, request_hash text, created_at timestamptz, available integer,
   retry_after_ms integer, hold_after jsonb
 )
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 -- The OUT columns above share their names with table columns (user_id, kind, amount...). Inside the
 -- body a bare name would be ambiguous; `use_column` makes it mean the table's column in a query, so
 -- every OUT column is set only by assignment (`status := ...`) and every query names its table alias.
@@ -153,6 +157,14 @@ DECLARE
   d_user text[] := '{}';
   d_need integer[] := '{}';
   d_reason text[] := '{}';
+  r_entry bigint[] := '{}';
+  r_lot bigint[] := '{}';
+  r_n integer[] := '{}';
+  r_reason text[] := '{}';
+  r_user text[] := '{}';
+  p_lot bigint[];
+  p_back integer[];
+  why text;
 BEGIN
   -- A refund, an extension or a cut hits the owner of the lot it names (or, for a lot this batch
   -- opens, of the credit that opens it), whoever the request names (a TRANSFER of the subscription
@@ -321,7 +333,8 @@ BEGIN
     -- the free tokens cover the draws, and free tokens are what the usable lots hold.
     IF cardinality(w_user) > 0 AND (req.op = 'end' OR req.external_ref IS NOT NULL
         OR (req.user_id = ANY (w_user)
-            AND (req.idempotency_key IS NOT NULL OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)))) THEN
+            AND (req.idempotency_key IS NOT NULL OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)
+                 OR req.user_id = ANY (r_user)))) THEN
       WITH written AS (
         INSERT INTO token_transactions OVERRIDING SYSTEM VALUE
           SELECT w.* FROM unnest(w_rows) AS w ORDER BY w.id
@@ -367,26 +380,37 @@ BEGIN
                 FROM moved WHERE moved.hold_id IS NOT NULL)
         INTO drawn, pins
         FROM taken;
-      -- Holds are written apart, only when there are some: a batch of spends does not open their
-      -- tables (each table a statement writes costs it locks and executor set-up, ~4% of a batch of 12).
-      IF cardinality(h_rows) > 0 THEN
-        INSERT INTO token_holds OVERRIDING SYSTEM VALUE SELECT h.* FROM unnest(h_rows) AS h ORDER BY h.id;
-      END IF;
-      IF cardinality(pins) > 0 THEN
-        INSERT INTO token_hold_pins SELECT p.* FROM unnest(pins) AS p;
-      END IF;
-      IF cardinality(c_rows) > 0 THEN
-        -- Planned at each run (EXECUTE): a cached plan made while token_holds was small keeps
-        -- scanning all of it as it grows, until an ANALYZE of the table replaces the plan.
-        EXECUTE 'UPDATE token_holds h SET status = c.status, captured = c.captured, closed_at = c.closed_at
-                   FROM unnest($1) AS c WHERE h.id = c.id'
-          USING c_rows;
+      -- Holds are written by a statement of their own, only when there are some (a batch of spends
+      -- does not open their tables: each table a statement writes costs it locks and executor set-up,
+      -- ~4% of a batch of 12): new holds and their pins, closed holds' new state, and the pins closed
+      -- holds did not use going back to their lots. A hold is never both opened and closed here, and a
+      -- user whose pins go back has no draw here (a request of that user writes what waits first).
+      -- Rows are found through primary keys (`= ANY`): a join planned while a table was small would go
+      -- on scanning all of it as it grows.
+      IF cardinality(h_rows) > 0 OR cardinality(c_rows) > 0 THEN
+        WITH opened AS (
+          INSERT INTO token_holds OVERRIDING SYSTEM VALUE SELECT h.* FROM unnest(h_rows) AS h ORDER BY h.id
+        ), pinned AS (
+          INSERT INTO token_hold_pins SELECT p.* FROM unnest(pins) AS p
+        ), closed AS (
+          UPDATE token_holds h SET status = c.status, captured = c.captured, closed_at = c.closed_at
+            FROM unnest(c_rows) AS c
+           WHERE h.id = c.id AND h.id = ANY (ARRAY(SELECT x.id FROM unnest(c_rows) AS x))
+        ), back AS (
+          UPDATE token_lots l SET remaining = l.remaining + x.n
+            FROM (SELECT r.lot_id, sum(r.n)::integer AS n FROM unnest(r_lot, r_n) AS r(lot_id, n) GROUP BY r.lot_id) AS x
+           WHERE l.id = x.lot_id AND l.id = ANY (r_lot)
+        )
+        INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
+          SELECT r.entry_id, r.lot_id, r.n, r.reason
+            FROM unnest(r_entry, r_lot, r_n, r_reason) WITH ORDINALITY AS r(entry_id, lot_id, n, reason, k) ORDER BY r.k;
       END IF;
       IF drawn <> coalesce((SELECT sum(x) FROM unnest(d_need) AS x), 0) THEN
         RAISE EXCEPTION 'ledger_apply: the lots of % hold % of the % tokens their balances cover', d_user, drawn,
           (SELECT sum(x) FROM unnest(d_need) AS x) USING ERRCODE = 'internal_error';
       END IF;
-      w_rows := '{}'; h_rows := '{}'; c_rows := '{}'; w_user := '{}';
+      w_rows := '{}'; h_rows := '{}'; c_rows := '{}'; w_user := '{}'; r_user := '{}';
+      r_entry := '{}'; r_lot := '{}'; r_n := '{}'; r_reason := '{}';
       d_entry := '{}'; d_hold := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
     END IF;
     EXIT WHEN req.op = 'end';
@@ -518,26 +542,35 @@ BEGIN
         END IF;
       END IF;
       IF used IS NOT NULL THEN
-        -- The pins the hold did not use go back to their lots, the soonest-expiring consumed first;
-        -- what goes back to a lot that has ended expires now (after the request's own entry).
-        WITH pins AS (
-          SELECT p.lot_id, p.amount, l.expires_at,
-                 sum(p.amount) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - p.amount AS before
-            FROM token_hold_pins p JOIN token_lots l ON l.id = p.lot_id
-           WHERE p.hold_id = hold.id
-        ), back AS (
-          UPDATE token_lots l SET remaining = l.remaining + (p.amount - greatest(0, least(p.amount, used - p.before)))
-            FROM pins p WHERE l.id = p.lot_id AND p.amount - greatest(0, least(p.amount, used - p.before)) > 0
-          RETURNING l.id, l.expires_at, p.amount - greatest(0, least(p.amount, used - p.before)) AS n
-        ), moved AS (
+        -- The pins the hold did not use go back to their lots, the soonest-expiring consumed first.
+        -- A pin's lot is read through its primary key, one probe per pin: a join planned while the
+        -- tables were small would go on scanning every lot as they grow.
+        SELECT coalesce(array_agg(q.lot_id ORDER BY q.k), '{}'), coalesce(array_agg(q.back ORDER BY q.k), '{}'),
+               coalesce(array_agg(q.lot_id ORDER BY q.k) FILTER (WHERE q.expires_at <= clock), '{}')
+          INTO p_lot, p_back, ids
+          FROM (SELECT q.lot_id, q.expires_at, row_number() OVER w AS k,
+                       (q.amount - greatest(0, least(q.amount, used - (sum(q.amount) OVER w - q.amount))))::integer AS back
+                  FROM (SELECT p.lot_id, p.amount, (SELECT l.expires_at FROM token_lots l WHERE l.id = p.lot_id) AS expires_at
+                          FROM token_hold_pins p WHERE p.hold_id = hold.id) AS q
+                WINDOW w AS (ORDER BY q.expires_at ASC NULLS LAST, q.lot_id)) AS q
+         WHERE q.back > 0;
+        why := CASE op WHEN 'capture' THEN 'capture_rest' WHEN 'release' THEN 'release' ELSE 'hold_expired' END;
+        IF cardinality(ids) = 0 THEN
+          -- They wait for the write step; so does any request of the user, even a plain debit (whose
+          -- draw may need them).
+          r_entry := r_entry || array_fill(entry.id, ARRAY[cardinality(p_lot)]); r_lot := r_lot || p_lot;
+          r_n := r_n || p_back; r_reason := r_reason || array_fill(why, ARRAY[cardinality(p_lot)]);
+          r_user := r_user || req.user_id;
+        ELSE
+          -- Some go back to a lot that has ended: they all go back now, and those expire now (after
+          -- the request's own entry, whose id is taken).
+          UPDATE token_lots l SET remaining = l.remaining + x.n
+            FROM unnest(p_lot, p_back) AS x(lot_id, n) WHERE l.id = x.lot_id AND l.id = ANY (p_lot);
           INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
-            SELECT entry.id, back.id, back.n, CASE op WHEN 'capture' THEN 'capture_rest' WHEN 'release' THEN 'release'
-                                                      ELSE 'hold_expired' END FROM back
-        )
-        SELECT coalesce(array_agg(back.id ORDER BY back.expires_at, back.id), '{}') INTO ids
-          FROM back WHERE back.expires_at <= clock;
-        to_expire := ids;
-        expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
+            SELECT entry.id, x.lot_id, x.n, why FROM unnest(p_lot, p_back) WITH ORDINALITY AS x(lot_id, n, k) ORDER BY x.k;
+          to_expire := ids;
+          expire_why := array_fill('hold_past_end'::text, ARRAY[cardinality(ids)]);
+        END IF;
       END IF;
       IF hold.id IS NOT NULL THEN
         hold_after := to_jsonb(hold);  -- the hold as this request left it (a capture's too)
