@@ -507,7 +507,7 @@ BEGIN
           'delta', entry.amount, 'version', entry.balance_version, 'entryId', entry.id,
           'at', entry.created_at, 'kind', entry.kind, 'held', new_held, 'holdId', hold.id)::text;
         hold.status := 'captured'; hold.captured := take; hold.closed_at := clock;
-        c_rows := c_rows || hold; w_user := w_user || req.user_id;  -- written by the write step
+        c_rows := c_rows || hold;  -- written by the write step (its user waits already, with the entry)
         need := take - used;
         IF need > 0 THEN
           -- What CAP takes beyond the hold waits for the write step, like a debit's draw.
