@@ -1,11 +1,17 @@
 import { randomUUID } from "node:crypto";
 import pino from "pino";
+import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
+import { MAX_BALANCE } from "../../src/db/schema.js";
 import type { LedgerService } from "../../src/modules/ledger/ledger.service.js";
-import type { ChangeRequest } from "../../src/modules/ledger/ledger.statements.js";
+import {
+  APPLY_STATEMENT,
+  type ChangeRequest,
+  encodeRequests,
+} from "../../src/modules/ledger/ledger.statements.js";
 import { createExpirySweeper } from "../../src/modules/ledger/ledger.sweeper.js";
 import { InvalidInputError } from "../../src/validation.js";
-import { driverName, useTestDatabase } from "../helpers/database.js";
+import { driverName, serverUrl, useTestDatabase } from "../helpers/database.js";
 import { wholeTableReads } from "../helpers/table-reads.js";
 import { atClock, expectHoldInvariant, ledgerOf, owner, pinsOf } from "./holds-helpers.js";
 import { applyAt, at, entriesOf, grant, lotsOf, movesOf, pack, period, spend } from "./lots-helpers.js";
@@ -484,5 +490,74 @@ describe(`holds in the ledger on ${driverName}`, () => {
     );
     expect(reads).toEqual({ token_balances: 0, token_holds: 0, token_hold_pins: 0, token_lots: 0 });
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 126, held: 0 });
+  });
+});
+
+// PL/pgSQL keeps each statement's plan in a plan cache: after five executions it switches to one
+// generic plan, unless that plan costs more than the plans it made for the actual values. The holds
+// statement (new holds, their pins, closed holds, returns) costs nothing when a batch has no holds
+// to close, so PostgreSQL kept planning it anew at every batch (0.25-0.4 ms of a batch of 16). The
+// plans are read from auto_explain, which shows a generic plan's values as parameters ($n); PGlite
+// has the same planner but no auto_explain in this build, so this runs on PostgreSQL.
+describe.runIf(serverUrl)("the money function's plans on postgres", () => {
+  it("plans the holds statement once per connection, not at every batch", async () => {
+    const db = database.current();
+    const users = Array.from({ length: 4 }, () => user());
+    await applyAt(
+      db,
+      users.map((u) => grant(u, 1_000)),
+    );
+    const plans: string[] = [];
+    const connection = postgres(db.url as string, {
+      max: 1,
+      onnotice: (notice) => {
+        if (notice.message?.includes("INSERT INTO token_holds")) plans.push(notice.message);
+      },
+    });
+    try {
+      await connection`LOAD 'auto_explain'`;
+      await connection`SET auto_explain.log_min_duration = 0`;
+      await connection`SET auto_explain.log_nested_statements = on`;
+      await connection`SET auto_explain.log_level = 'notice'`;
+      const apply = async (requests: ChangeRequest[]) =>
+        connection.unsafe<{ status: string; hold_after: { id: number } }[]>(APPLY_STATEMENT, [
+          connection.json(JSON.parse(encodeRequests(requests))) as never,
+          MAX_BALANCE,
+        ]);
+      for (let round = 0; round < 8; round += 1) {
+        const reserved = await apply(
+          users.map((u) => ({
+            userId: u,
+            delta: -3,
+            kind: "SPEND",
+            description: null,
+            idempotencyKey: key(),
+            requestHash: "h",
+            op: "reserve",
+            hold: { ttlSeconds: 600, limit: 16 },
+          })),
+        );
+        expect(reserved.map((row) => row.status)).toEqual(users.map(() => "reserved"));
+        const captured = await apply(
+          reserved.map((row, i) => ({
+            userId: users[i] as string,
+            delta: -1,
+            kind: "SPEND",
+            description: null,
+            op: "capture",
+            hold: { id: String(row.hold_after.id), overage: "REJECT" },
+          })),
+        );
+        expect(captured.map((row) => row.status)).toEqual(users.map(() => "applied"));
+      }
+    } finally {
+      await connection.end();
+    }
+    // Each batch ran the statement once; a plan made for the batch's own values shows them
+    // (`= ANY ('{...}'::bigint[])`), the generic plan shows parameters (`= ANY ($n)`).
+    expect(plans).toHaveLength(16);
+    expect(plans.filter((plan) => /= ANY \('\{/.test(plan))).toEqual([]);
+    expect(plans.every((plan) => /= ANY \(\$\d+\)/.test(plan))).toBe(true);
+    expect(await expectHoldInvariant(db.handle.db, users[0] as string)).toEqual({ balance: 992, held: 0 });
   });
 });
