@@ -148,6 +148,8 @@ DECLARE
   hold token_holds%ROWTYPE;
   free integer;
   used integer;
+  to_use integer;
+  at_limit boolean;
   swept jsonb := '{}';
   -- What waits for the write step: new entries (w_rows) and holds (h_rows), their ids already taken
   -- from their sequences; holds closed (c_rows, as they are now); the users of all that (w_user);
@@ -449,18 +451,22 @@ BEGIN
       ELSE
         SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
       END IF;
-      free := 0; n := 0;
+      free := 0; at_limit := false;
       IF op = 'capture' OR (op = 'reserve' AND hold.id IS NULL) THEN
+        -- At the limit when the user's limit-th active hold exists: a probe of at most `limit` index
+        -- entries, without an aggregate (a count's set-up, at every request, cost more than its probe).
         SELECT b.balance - b.held,
-               CASE WHEN op = 'reserve' THEN (SELECT count(*) FROM token_holds h
-                                               WHERE h.user_id = b.user_id AND h.status = 'active') END
-          INTO free, n
+               op = 'reserve' AND req.hold_limit IS NOT NULL
+                 AND (req.hold_limit <= 0 OR EXISTS (
+                   SELECT 1 FROM token_holds h WHERE h.user_id = b.user_id AND h.status = 'active'
+                   OFFSET greatest(req.hold_limit - 1, 0)))
+          INTO free, at_limit
           FROM token_balances b WHERE b.user_id = req.user_id;
         free := coalesce(free, 0);
       END IF;
       IF op = 'reserve' AND hold.id IS NOT NULL THEN
         status := 'hold_replay'; request_hash := hold.request_hash;
-      ELSIF op = 'reserve' AND n >= req.hold_limit THEN
+      ELSIF op = 'reserve' AND at_limit THEN
         status := 'too_many_holds';
       ELSIF op = 'reserve' AND free < -req.delta THEN
         status := 'insufficient';
@@ -549,16 +555,21 @@ BEGIN
       IF used IS NOT NULL THEN
         -- The pins the hold did not use go back to their lots, the soonest-expiring consumed first.
         -- A pin's lot is read through its primary key, one probe per pin: a join planned while the
-        -- tables were small would go on scanning every lot as they grow.
-        SELECT coalesce(array_agg(q.lot_id ORDER BY q.k), '{}'), coalesce(array_agg(q.back ORDER BY q.k), '{}'),
-               coalesce(array_agg(q.lot_id ORDER BY q.k) FILTER (WHERE q.expires_at <= clock), '{}')
-          INTO p_lot, p_back, ids
-          FROM (SELECT q.lot_id, q.expires_at, row_number() OVER w AS k,
-                       (q.amount - greatest(0, least(q.amount, used - (sum(q.amount) OVER w - q.amount))))::integer AS back
-                  FROM (SELECT p.lot_id, p.amount, (SELECT l.expires_at FROM token_lots l WHERE l.id = p.lot_id) AS expires_at
-                          FROM token_hold_pins p WHERE p.hold_id = hold.id) AS q
-                WINDOW w AS (ORDER BY q.expires_at ASC NULLS LAST, q.lot_id)) AS q
-         WHERE q.back > 0;
+        -- tables were small would go on scanning every lot as they grow. A hold has a pin or two: a
+        -- loop over them costs less than aggregates, whose set-up alone costs more (each capture).
+        p_lot := '{}'; p_back := '{}'; ids := '{}'; to_use := used;
+        FOR mv IN
+          SELECT q.lot_id, q.amount, q.expires_at
+            FROM (SELECT p.lot_id, p.amount, (SELECT l.expires_at FROM token_lots l WHERE l.id = p.lot_id) AS expires_at
+                    FROM token_hold_pins p WHERE p.hold_id = hold.id) AS q
+           ORDER BY q.expires_at ASC NULLS LAST, q.lot_id
+        LOOP
+          IF mv.amount > to_use THEN
+            p_lot := p_lot || mv.lot_id; p_back := p_back || (mv.amount - to_use);
+            IF mv.expires_at <= clock THEN ids := ids || mv.lot_id; END IF;
+          END IF;
+          to_use := greatest(0, to_use - mv.amount);
+        END LOOP;
         why := CASE op WHEN 'capture' THEN 'capture_rest' WHEN 'release' THEN 'release' ELSE 'hold_expired' END;
         IF cardinality(ids) = 0 THEN
           -- They wait for the write step; so does any request of the user, even a plain debit (whose
