@@ -5,6 +5,7 @@ import type { Executor } from "../../src/db/client.js";
 import { queryRows } from "../../src/db/client.js";
 import type { HoldSettings } from "../../src/modules/ledger/ledger.holds.js";
 import { createLedgerService } from "../../src/modules/ledger/ledger.service.js";
+import type { ChangeRequest } from "../../src/modules/ledger/ledger.statements.js";
 import type { TestDatabase } from "../helpers/database.js";
 
 // Holds seen from the database, for the hold tests: a service, a transaction at a chosen clock, and
@@ -20,6 +21,32 @@ export const ledgerOf = (db: TestDatabase, holds?: Partial<HoldSettings>) =>
   });
 
 export const owner = (userId: string) => ({ userId, admin: false });
+
+/** A reserve as ledger_apply takes it (the service's request, without its hash), limit 16. */
+export const reserveRequest = (
+  userId: string,
+  amount: number,
+  idempotencyKey: string,
+  ttlSeconds = 600,
+): ChangeRequest => ({
+  userId,
+  delta: -amount,
+  kind: "SPEND",
+  description: null,
+  idempotencyKey,
+  op: "reserve",
+  hold: { ttlSeconds, limit: 16 },
+});
+
+/** A capture of `amount` of a hold as ledger_apply takes it (overage REJECT). */
+export const captureRequest = (userId: string, holdId: string, amount: number): ChangeRequest => ({
+  userId,
+  delta: -amount,
+  kind: "SPEND",
+  description: null,
+  op: "capture",
+  hold: { id: holdId, overage: "REJECT" },
+});
 
 /** Runs `work` in a transaction whose ledger clock is `when` (transaction-local). */
 export function atClock<T>(

@@ -13,7 +13,15 @@ import { createExpirySweeper } from "../../src/modules/ledger/ledger.sweeper.js"
 import { InvalidInputError } from "../../src/validation.js";
 import { driverName, serverUrl, useTestDatabase } from "../helpers/database.js";
 import { wholeTableReads } from "../helpers/table-reads.js";
-import { atClock, expectHoldInvariant, ledgerOf, owner, pinsOf } from "./holds-helpers.js";
+import {
+  atClock,
+  captureRequest,
+  expectHoldInvariant,
+  ledgerOf,
+  owner,
+  pinsOf,
+  reserveRequest,
+} from "./holds-helpers.js";
 import { applyAt, at, entriesOf, grant, lotsOf, movesOf, pack, period, spend } from "./lots-helpers.js";
 
 // Holds at the ledger level: the golden rows 36-49 of design §E (credits-and-holds.md), each named.
@@ -99,15 +107,7 @@ describe(`holds in the ledger on ${driverName}`, () => {
     // In one statement: the first in arrival order wins.
     const u = user();
     await applyAt(db, [grant(u, 10)]);
-    const reserve = (ord: number): ChangeRequest => ({
-      userId: u,
-      delta: -8,
-      kind: "SPEND",
-      description: null,
-      idempotencyKey: `${u}:${ord}`,
-      op: "reserve",
-      hold: { ttlSeconds: 60, limit: 16 },
-    });
+    const reserve = (ord: number) => reserveRequest(u, 8, `${u}:${ord}`, 60);
     const outcomes = await applyAt(db, [reserve(0), reserve(1)]);
     expect(outcomes.map((outcome) => outcome.status)).toEqual(["reserved", "insufficient"]);
     expect(outcomes[1]).toEqual({ status: "insufficient", available: 2 });
@@ -438,15 +438,7 @@ describe(`holds in the ledger on ${driverName}`, () => {
     // of the same user spends them. The pins wait for the write step, so the write step must run
     // before the debit (without that rule, the draw found the lot empty: an internal error, the whole
     // batch refused).
-    const captureOf = (id: string): ChangeRequest => ({
-      userId: u,
-      delta: -4,
-      kind: "SPEND",
-      description: null,
-      op: "capture",
-      hold: { id, overage: "REJECT" },
-    });
-    const [captured, spent] = await applyAt(db, [captureOf(hold.hold.id), spend(u, 6)]);
+    const [captured, spent] = await applyAt(db, [captureRequest(u, hold.hold.id, 4), spend(u, 6)]);
     expect(captured).toMatchObject({ status: "applied", entry: { amount: -4, balanceAfter: 6 } });
     expect(spent).toMatchObject({ status: "applied", entry: { amount: -6, balanceAfter: 0 } });
     expect(await movesOf(db, u)).toEqual([
@@ -494,11 +486,12 @@ describe(`holds in the ledger on ${driverName}`, () => {
 });
 
 // PL/pgSQL keeps each statement's plan in a plan cache: after five executions it switches to one
-// generic plan, unless that plan costs more than the plans it made for the actual values. The holds
-// statement (new holds, their pins, closed holds, returns) costs nothing when a batch has no holds
-// to close, so PostgreSQL kept planning it anew at every batch (0.25-0.4 ms of a batch of 16). The
-// plans are read from auto_explain, which shows a generic plan's values as parameters ($n); PGlite
-// has the same planner but no auto_explain in this build, so this runs on PostgreSQL.
+// generic plan, unless that plan costs more than the plans it made for the actual values. For the
+// holds statement (new holds, their pins, closed holds, returns), a plan made for one batch's arrays,
+// often empty ones, always looked cheaper, so PostgreSQL planned it anew at most batches (0.25-0.42 ms
+// of a batch of 16). The plans are read from auto_explain, which shows a generic plan's values as
+// parameters ($n); PGlite has the same planner but no auto_explain in this build, so this runs on
+// PostgreSQL.
 describe.runIf(serverUrl)("the money function's plans on postgres", () => {
   it("plans the holds statement once per connection, not at every batch", async () => {
     const db = database.current();
@@ -525,28 +518,10 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
           MAX_BALANCE,
         ]);
       for (let round = 0; round < 8; round += 1) {
-        const reserved = await apply(
-          users.map((u) => ({
-            userId: u,
-            delta: -3,
-            kind: "SPEND",
-            description: null,
-            idempotencyKey: key(),
-            requestHash: "h",
-            op: "reserve",
-            hold: { ttlSeconds: 600, limit: 16 },
-          })),
-        );
+        const reserved = await apply(users.map((u) => reserveRequest(u, 3, key())));
         expect(reserved.map((row) => row.status)).toEqual(users.map(() => "reserved"));
         const captured = await apply(
-          reserved.map((row, i) => ({
-            userId: users[i] as string,
-            delta: -1,
-            kind: "SPEND",
-            description: null,
-            op: "capture",
-            hold: { id: String(row.hold_after.id), overage: "REJECT" },
-          })),
+          reserved.map((row, i) => captureRequest(users[i] as string, String(row.hold_after.id), 1)),
         );
         expect(captured.map((row) => row.status)).toEqual(users.map(() => "applied"));
       }
