@@ -493,6 +493,70 @@ describe(`holds in the ledger on ${driverName}`, () => {
 // parameters ($n); PGlite has the same planner but no auto_explain in this build, so this runs on
 // PostgreSQL.
 describe.runIf(serverUrl)("the money function's plans on postgres", () => {
+  it("runs one statement of a reserve's own, as of a spend's, and of a capture's one more only for what goes back", async () => {
+    const db = database.current();
+    const users = Array.from({ length: 5 }, () => user());
+    await applyAt(
+      db,
+      users.map((u) => grant(u, 1_000)),
+    );
+    let logged = 0;
+    const connection = postgres(db.url as string, { max: 1, onnotice: () => (logged += 1) });
+    try {
+      await connection`LOAD 'auto_explain'`;
+      await connection`SET auto_explain.log_min_duration = 0`;
+      await connection`SET auto_explain.log_nested_statements = on`;
+      await connection`SET auto_explain.log_level = 'notice'`;
+      const apply = async (requests: ChangeRequest[]) =>
+        connection.unsafe<{ status: string; hold_after: { id: number } }[]>(APPLY_STATEMENT, [
+          connection.json(JSON.parse(encodeRequests(requests))) as never,
+          MAX_BALANCE,
+        ]);
+      // Statements a request runs of its own: a batch of four runs the batch's own statements once
+      // (locks, expiry, the write step) and a request's four times; a batch of one runs each once.
+      const ownStatements = async (make: (userId: string, i: number) => ChangeRequest) => {
+        const counted = async (requests: ChangeRequest[]) => {
+          const before = logged;
+          const rows = await apply(requests);
+          return { rows, statements: logged - before };
+        };
+        const one = await counted([make(users[0] as string, 0)]);
+        const four = await counted(users.slice(1).map((u, i) => make(u, i + 1)));
+        return { rows: [...one.rows, ...four.rows], each: (four.statements - one.statements) / 3 };
+      };
+      const spends = await ownStatements((u) => spend(u, 1));
+      expect(spends.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+      const reserves = await ownStatements((u) => reserveRequest(u, 3, key()));
+      expect(reserves.rows.map((row) => row.status)).toEqual(users.map(() => "reserved"));
+      const captures = await ownStatements((u, i) =>
+        captureRequest(u, String(reserves.rows[i]?.hold_after.id), 3),
+      );
+      expect(captures.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+      const held = await ownStatements((u) => reserveRequest(u, 3, key()));
+      const partial = await ownStatements((u, i) =>
+        captureRequest(u, String(held.rows[i]?.hold_after.id), 1),
+      );
+      expect(partial.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+      // A spend: its balance update. A reserve: its balance update, which checks the key, the limit
+      // and the free tokens. A capture: its balance update, which reads the hold; and one read of
+      // the pins when some go back.
+      expect({
+        spend: spends.each,
+        reserve: reserves.each,
+        capture: captures.each,
+        partial: partial.each,
+      }).toEqual({
+        spend: 1,
+        reserve: 1,
+        capture: 1,
+        partial: 2,
+      });
+    } finally {
+      await connection.end();
+    }
+    expect(await expectHoldInvariant(db.handle.db, users[0] as string)).toEqual({ balance: 995, held: 0 });
+  });
+
   it("plans the holds statement once per connection, not at every batch", async () => {
     const db = database.current();
     const users = Array.from({ length: 4 }, () => user());

@@ -150,6 +150,7 @@ DECLARE
   used integer;
   to_use integer;
   at_limit boolean;
+  fits boolean;
   swept jsonb := '{}';
   -- What waits for the write step: new entries (w_rows) and holds (h_rows), their ids already taken
   -- from their sequences; holds closed (c_rows, as they are now); the users of all that (w_user);
@@ -444,46 +445,74 @@ BEGIN
     IF op IN ('reserve', 'capture', 'release', 'expire_hold') THEN
       -- Holds (issue 19). The hold is read under its owner's balance lock, so a capture, a release
       -- and the sweeper's expiry of one hold are serialized and only the first resolves it.
-      hold := NULL; used := NULL; request_hash := NULL;
+      hold := NULL; used := NULL; request_hash := NULL; free := 0; at_limit := false; fits := false;
       IF op = 'reserve' THEN
-        SELECT h.* INTO hold FROM token_holds h
-         WHERE h.user_id = req.user_id AND h.idempotency_key = req.idempotency_key;
-      ELSE
-        SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
-      END IF;
-      free := 0; at_limit := false;
-      IF op = 'capture' OR (op = 'reserve' AND hold.id IS NULL) THEN
-        -- At the limit when the user's limit-th active hold exists: a probe of at most `limit` index
-        -- entries, without an aggregate (a count's set-up, at every request, cost more than its probe).
-        SELECT b.balance - b.held,
-               op = 'reserve' AND req.hold_limit IS NOT NULL
-                 AND (req.hold_limit <= 0 OR EXISTS (
+        -- A new hold in one statement when it may be made: its key is new, the user is below the limit
+        -- (the limit-th active hold does not exist: a probe of at most `limit` index entries) and the
+        -- free tokens cover it. Held rises now. Otherwise the reads below tell which refusal it is.
+        need := -req.delta;
+        UPDATE token_balances b SET held = b.held + need, version = b.version + 1, updated_at = now()
+         WHERE b.user_id = req.user_id AND b.balance - b.held >= need
+           AND NOT EXISTS (SELECT 1 FROM token_holds h
+                            WHERE h.user_id = req.user_id AND h.idempotency_key = req.idempotency_key)
+           AND NOT (req.hold_limit IS NOT NULL AND (req.hold_limit <= 0 OR EXISTS (
+                 SELECT 1 FROM token_holds h WHERE h.user_id = req.user_id AND h.status = 'active'
+                 OFFSET greatest(req.hold_limit - 1, 0))))
+        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        fits := FOUND;
+        IF NOT fits THEN
+          SELECT h.* INTO hold FROM token_holds h
+           WHERE h.user_id = req.user_id AND h.idempotency_key = req.idempotency_key;
+          SELECT b.balance - b.held,
+                 req.hold_limit IS NOT NULL AND (req.hold_limit <= 0 OR EXISTS (
                    SELECT 1 FROM token_holds h WHERE h.user_id = b.user_id AND h.status = 'active'
                    OFFSET greatest(req.hold_limit - 1, 0)))
-          INTO free, at_limit
-          FROM token_balances b WHERE b.user_id = req.user_id;
-        free := coalesce(free, 0);
+            INTO free, at_limit
+            FROM token_balances b WHERE b.user_id = req.user_id;
+          free := coalesce(free, 0);
+        END IF;
+      ELSE
+        IF op = 'capture' THEN
+          -- A capture within an active hold in one statement: the balance falls by what is captured,
+          -- held by the hold (the hold as it was comes back). Otherwise the reads below tell the rest.
+          UPDATE token_balances b
+             SET balance = b.balance + req.delta, held = b.held - h.amount, version = b.version + 1,
+                 updated_at = now()
+            FROM token_holds h
+           WHERE b.user_id = req.user_id AND h.id = req.hold_id AND h.user_id = req.user_id
+             AND h.status = 'active' AND h.expires_at > clock AND -req.delta <= h.amount
+          RETURNING h.id, h.user_id, h.amount, h.status, h.captured, h.created_at, h.expires_at, h.closed_at,
+                    h.idempotency_key, h.request_hash, h.description, h.metadata,
+                    b.balance, b.version, b.held, b.updated_at
+               INTO hold.id, hold.user_id, hold.amount, hold.status, hold.captured, hold.created_at,
+                    hold.expires_at, hold.closed_at, hold.idempotency_key, hold.request_hash,
+                    hold.description, hold.metadata, new_balance, new_version, new_held, changed_at;
+          fits := FOUND;
+        END IF;
+        IF NOT fits THEN
+          SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
+          IF op = 'capture' AND -req.delta > hold.amount THEN
+            -- Only a capture above its hold (CAP) takes free tokens.
+            SELECT b.balance - b.held INTO free FROM token_balances b WHERE b.user_id = req.user_id;
+            free := coalesce(free, 0);
+          END IF;
+        END IF;
       END IF;
       IF op = 'reserve' AND hold.id IS NOT NULL THEN
         status := 'hold_replay'; request_hash := hold.request_hash;
       ELSIF op = 'reserve' AND at_limit THEN
         status := 'too_many_holds';
-      ELSIF op = 'reserve' AND free < -req.delta THEN
+      ELSIF op = 'reserve' AND NOT fits THEN
         status := 'insufficient';
       ELSIF op = 'reserve' THEN
-        -- A new hold: held rises now; its row, and its pins (free tokens taken from the lots soonest
-        -- expiry first, like a debit's draw: the lots' remaining falls, the balance stays), wait for
-        -- the write step.
-        need := -req.delta;
+        -- A new hold: its row, and its pins (free tokens taken from the lots soonest expiry first, like
+        -- a debit's draw: the lots' remaining falls, the balance stays), wait for the write step.
         hold := ROW(nextval('token_holds_id_seq'), req.user_id, need, 'active', NULL, clock,
           clock + req.hold_ttl_seconds * interval '1 second', NULL, req.idempotency_key, req.request_hash,
           req.description, req.metadata);
         h_rows := h_rows || hold; w_user := w_user || req.user_id;
         d_entry := d_entry || NULL::bigint; d_hold := d_hold || hold.id; d_user := d_user || req.user_id;
         d_need := d_need || need; d_reason := d_reason || 'hold'::text;
-        UPDATE token_balances b SET held = b.held + need, version = b.version + 1, updated_at = now()
-         WHERE b.user_id = req.user_id
-        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
         notes := notes || json_build_object('userId', req.user_id, 'balance', new_balance, 'delta', 0,
           'version', new_version, 'entryId', NULL, 'at', changed_at, 'kind', 'HOLD', 'held', new_held,
           'holdId', hold.id)::text;
@@ -503,10 +532,12 @@ BEGIN
         -- hold lacks from free lots, never below 0 (the shortfall is recorded). Held falls by the hold.
         take := least(-req.delta, hold.amount + free);
         used := least(take, hold.amount);
-        UPDATE token_balances b
-           SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
-         WHERE b.user_id = req.user_id
-        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        IF NOT fits THEN
+          UPDATE token_balances b
+             SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+           WHERE b.user_id = req.user_id
+          RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        END IF;
         -- The entry waits for the write step, like a plain debit's.
         entry := ROW(nextval('token_transactions_id_seq'), req.user_id, -take, new_balance, new_version, 'SPEND',
           coalesce(req.description, hold.description),
@@ -552,8 +583,9 @@ BEGIN
           swept := swept || jsonb_build_object(hold.id::text, true);
         END IF;
       END IF;
-      IF used IS NOT NULL THEN
-        -- The pins the hold did not use go back to their lots, the soonest-expiring consumed first.
+      IF used < hold.amount THEN
+        -- The pins the hold did not use (none when a capture used them all) go back to their lots, the
+        -- soonest-expiring consumed first.
         -- A pin's lot is read through its primary key, one probe per pin: a join planned while the
         -- tables were small would go on scanning every lot as they grow. A hold has a pin or two: a
         -- loop over them costs less than aggregates, whose set-up alone costs more (each capture).
