@@ -8,11 +8,12 @@ import { createLedgerService, type LedgerService } from "../../modules/ledger/le
 import { cpuSeconds } from "./processes.js";
 
 /**
- * `npm run bench:holds`: reserve+capture pairs per second beside spends per second (issue 19), in
- * alternating rounds, through the ledger service and its group commit (BENCH_CONCURRENCY callers,
- * default 32) on a throwaway PostgreSQL database, users with BENCH_LOTS live lots each (default 3:
- * a grant and two periods). A pair is two statements (a reserve, then its capture), so it should
- * cost about two spends. Not a test: it prints figures.
+ * `npm run bench:holds`: reserve+capture pairs per second beside spends per second (issue 19): spends
+ * without a key, and spends with one, as the app's client sends every spend. In alternating rounds,
+ * through the ledger service and its group commit (BENCH_CONCURRENCY callers, default 32) on a
+ * throwaway PostgreSQL database, users with BENCH_LOTS live lots each (default 3: a grant and two
+ * periods). A pair is two requests (a reserve, then its capture), so it should cost about two spends.
+ * Not a test: it prints figures.
  *
  *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_SECONDS       seconds per measured run (default 8); BENCH_ROUNDS rounds (default 3)
@@ -62,6 +63,9 @@ type Work = (ledger: LedgerService, userId: string) => Promise<void>;
 
 const spend: Work = async (ledger, userId) => {
   await ledger.spend(userId, { amount: 1, description: "bench" });
+};
+const keyedSpend: Work = async (ledger, userId) => {
+  await ledger.spend(userId, { amount: 1, description: "bench", idempotencyKey: randomUUID() });
 };
 const pair: Work = async (ledger, userId) => {
   const hold = await ledger.reserve(userId, { amount: 3, idempotencyKey: randomUUID() });
@@ -116,20 +120,32 @@ async function main(): Promise<void> {
     const users = await seed(handle);
     await measure(ledger, users, spend, 1500); // warm-up
     await measure(ledger, users, pair, 1500);
-    const runs = {
-      spends: [] as Awaited<ReturnType<typeof measure>>[],
-      pairs: [] as Awaited<ReturnType<typeof measure>>[],
-    };
+    const kinds = [
+      { label: "spends", work: spend },
+      { label: "spends with a key", work: keyedSpend },
+      { label: "reserve+capture pairs", work: pair },
+    ];
+    const runs = kinds.map(() => [] as Awaited<ReturnType<typeof measure>>[]);
     for (let round = 0; round < rounds; round += 1) {
-      runs.spends.push(await measure(ledger, users, spend, seconds * 1000));
-      runs.pairs.push(await measure(ledger, users, pair, seconds * 1000));
+      for (const [k, { work }] of kinds.entries())
+        runs[k]?.push(await measure(ledger, users, work, seconds * 1000));
     }
-    for (const [label, all] of Object.entries(runs)) {
+    const medians = runs.map((all) => ({
+      rate: median(all.map((run) => run.rate)),
+      dbMs: median(all.map((run) => run.dbMs)),
+    }));
+    for (const [k, all] of runs.entries()) {
       const rates = all.map((run) => run.rate);
       console.log(
-        `${label === "spends" ? "spends" : "reserve+capture pairs"}, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per operation: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
+        `${kinds[k]?.label}, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per operation: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
       );
     }
+    const [plain, keyed, pairs] = medians as [(typeof medians)[0], (typeof medians)[0], (typeof medians)[0]];
+    const inSpends = (of: typeof plain) =>
+      `${(of.rate / pairs.rate).toFixed(2)} in throughput, ${(pairs.dbMs / of.dbMs).toFixed(2)} in PostgreSQL CPU`;
+    console.log(
+      `a pair costs, in spends without a key: ${inSpends(plain)}; in spends with a key: ${inSpends(keyed)}`,
+    );
   } finally {
     await handle.close();
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
