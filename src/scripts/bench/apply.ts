@@ -1,0 +1,166 @@
+import { randomUUID } from "node:crypto";
+import postgres from "postgres";
+import { openDatabase } from "../../db/client.js";
+import { migrate } from "../../db/migrate.js";
+import { MAX_BALANCE } from "../../db/schema.js";
+import { seedCredits } from "../../modules/ledger/ledger.seed.js";
+import {
+  APPLY_STATEMENT,
+  type ChangeRequest,
+  encodeRequests,
+} from "../../modules/ledger/ledger.statements.js";
+import { cpuSeconds } from "./processes.js";
+
+/**
+ * `npm run bench:apply`: the money function alone. PostgreSQL CPU per batch of 16 requests of one
+ * kind (spends without a key, spends with one, reserves of 3, captures of 1 of those holds), each
+ * batch its own transaction, sent one after another over one connection, read from the backend's
+ * /proc entry: no group commit, no Node.js beside it. Kinds alternate, BENCH_ROUNDS rounds of
+ * BENCH_BATCHES batches each (defaults 3 and 600), on a throwaway database seeded like
+ * `npm run bench:holds` (2,000 users, a grant and two periods each). It tells what a change to
+ * ledger_apply costs to within a few per cent where the group commit's figures move by ten: run it
+ * against two commits in turn. Not a test: it prints figures.
+ *
+ *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
+ */
+const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const batches = Number(process.env.BENCH_BATCHES ?? 600);
+const USERS = 2_000;
+const BATCH = 16;
+const DAY = 86_400_000;
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+async function main(): Promise<void> {
+  const name = `tl_bench_apply_${Date.now()}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  try {
+    const handle = await openDatabase({ url: url.toString(), poolSize: 2 });
+    const users = Array.from({ length: USERS }, (_, i) => `apply-${i}`);
+    try {
+      await migrate(handle);
+      const now = Date.now();
+      await seedCredits(
+        handle,
+        users.flatMap((userId): ChangeRequest[] => [
+          { userId, delta: 1_000_000, kind: "GRANT", description: "bench" },
+          ...[1, 2].map(
+            (n): ChangeRequest => ({
+              userId,
+              delta: 100_000,
+              kind: "PURCHASE",
+              description: "bench period",
+              externalRef: `${userId}:p${n}`,
+              lot: {
+                source: "period",
+                ref: `${userId}:p${n}`,
+                chain: userId,
+                expiresAt: new Date(now + n * 30 * DAY),
+              },
+            }),
+          ),
+        ]),
+      );
+    } finally {
+      await handle.close();
+    }
+    const [backend] = await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    const pid = backend?.pid ?? 0;
+    const apply = (requests: ChangeRequest[]) =>
+      sql.begin((tx) =>
+        tx.unsafe<{ status: string; user_id: string; hold_after: { id: number } | null }[]>(APPLY_STATEMENT, [
+          tx.json(JSON.parse(encodeRequests(requests))) as never,
+          MAX_BALANCE,
+        ]),
+      );
+    let next = 0;
+    const someUsers = () =>
+      Array.from({ length: BATCH }, () => {
+        next = (next + 7919) % USERS;
+        return users[next] as string;
+      });
+    let holds: { userId: string; id: string }[] = [];
+    const kinds: { label: string; batch: () => ChangeRequest[]; expect: string }[] = [
+      {
+        label: "spends",
+        batch: () =>
+          someUsers().map((userId) => ({ userId, delta: -1, kind: "SPEND", description: "bench" })),
+        expect: "applied",
+      },
+      {
+        label: "spends with a key",
+        batch: () =>
+          someUsers().map((userId) => ({
+            userId,
+            delta: -1,
+            kind: "SPEND",
+            description: "bench",
+            idempotencyKey: randomUUID(),
+          })),
+        expect: "applied",
+      },
+      {
+        label: "reserves",
+        batch: () =>
+          someUsers().map((userId) => ({
+            userId,
+            delta: -3,
+            kind: "SPEND",
+            description: null,
+            idempotencyKey: randomUUID(),
+            op: "reserve",
+            hold: { ttlSeconds: 600, limit: 16 },
+          })),
+        expect: "reserved",
+      },
+      {
+        label: "captures",
+        batch: () =>
+          holds.splice(0, BATCH).map(({ userId, id }) => ({
+            userId,
+            delta: -1,
+            kind: "SPEND",
+            description: null,
+            op: "capture",
+            hold: { id, overage: "REJECT" },
+          })),
+        expect: "applied",
+      },
+    ];
+    const ms: number[][] = kinds.map(() => []);
+    for (let round = 0; round < rounds; round += 1) {
+      for (const [k, kind] of kinds.entries()) {
+        const before = cpuSeconds(pid);
+        for (let i = 0; i < batches; i += 1) {
+          const rows = await apply(kind.batch());
+          const refused = rows.find((row) => row.status !== kind.expect);
+          if (refused) throw new Error(`${kind.label}: ${refused.status}`);
+          if (kind.label === "reserves")
+            holds.push(...rows.map((row) => ({ userId: row.user_id, id: String(row.hold_after?.id) })));
+        }
+        ms[k]?.push(((cpuSeconds(pid) - before) * 1000) / batches);
+      }
+      holds = [];
+    }
+    const [spend, keyed, reserve, capture] = ms.map(median) as [number, number, number, number];
+    for (const [k, kind] of kinds.entries())
+      console.log(
+        `${kind.label}: ${median(ms[k] ?? []).toFixed(2)} ms of PostgreSQL CPU a batch of ${BATCH} (rounds: ${(ms[k] ?? []).map((v) => v.toFixed(2)).join(", ")})`,
+      );
+    console.log(
+      `a pair (a reserve's batch and a capture's): ${(reserve + capture).toFixed(2)} ms, ${((reserve + capture) / spend).toFixed(2)} spends without a key, ${((reserve + capture) / keyed).toFixed(2)} with one`,
+    );
+  } finally {
+    await sql.end();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+await main();
