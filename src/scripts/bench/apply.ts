@@ -15,11 +15,11 @@ import { cpuSeconds } from "./processes.js";
  * `npm run bench:apply`: the money function alone. PostgreSQL CPU per batch of 16 requests of one
  * kind (spends without a key, spends with one, reserves of 3, captures of 1 of those holds), each
  * batch its own transaction, sent one after another over one connection, read from the backend's
- * /proc entry: no group commit, no Node.js beside it. Kinds alternate, BENCH_ROUNDS rounds of
- * BENCH_BATCHES batches each (defaults 3 and 600), on a throwaway database seeded like
- * `npm run bench:holds` (2,000 users, a grant and two periods each). It tells what a change to
- * ledger_apply costs to within a few per cent where the group commit's figures move by ten: run it
- * against two commits in turn. Not a test: it prints figures.
+ * /proc entry: no group commit, no Node.js beside it. BENCH_ROUNDS rounds (default 3) of
+ * BENCH_BATCHES batches of each kind (default 600), the kinds taking turns by slices of 50, on a
+ * throwaway database seeded like `npm run bench:holds` (2,000 users, a grant and two periods each).
+ * It is for comparing two versions of ledger_apply: run it against each in turn, several times.
+ * Not a test: it prints figures.
  *
  *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
  */
@@ -28,6 +28,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const batches = Number(process.env.BENCH_BATCHES ?? 600);
 const USERS = 2_000;
 const BATCH = 16;
+const SLICE = 50;
 const DAY = 86_400_000;
 
 const median = (values: number[]) =>
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
         next = (next + 7919) % USERS;
         return users[next] as string;
       });
-    let holds: { userId: string; id: string }[] = [];
+    const holds: { userId: string; id: string }[] = [];
     const kinds: { label: string; batch: () => ChangeRequest[]; expect: string }[] = [
       {
         label: "spends",
@@ -133,29 +134,36 @@ async function main(): Promise<void> {
         expect: "applied",
       },
     ];
+    // Kinds take turns by slices of SLICE batches, so that a machine whose speed drifts (a shared
+    // host) slows every kind alike; each round adds up its slices' CPU per kind.
     const ms: number[][] = kinds.map(() => []);
     for (let round = 0; round < rounds; round += 1) {
-      for (const [k, kind] of kinds.entries()) {
-        const before = cpuSeconds(pid);
-        for (let i = 0; i < batches; i += 1) {
-          const rows = await apply(kind.batch());
-          const refused = rows.find((row) => row.status !== kind.expect);
-          if (refused) throw new Error(`${kind.label}: ${refused.status}`);
-          if (kind.label === "reserves")
-            holds.push(...rows.map((row) => ({ userId: row.user_id, id: String(row.hold_after?.id) })));
+      const cpu = kinds.map(() => 0);
+      for (let done = 0; done < batches; done += SLICE) {
+        for (const [k, kind] of kinds.entries()) {
+          const before = cpuSeconds(pid);
+          for (let i = 0; i < SLICE; i += 1) {
+            const rows = await apply(kind.batch());
+            const refused = rows.find((row) => row.status !== kind.expect);
+            if (refused) throw new Error(`${kind.label}: ${refused.status}`);
+            if (kind.label === "reserves")
+              holds.push(...rows.map((row) => ({ userId: row.user_id, id: String(row.hold_after?.id) })));
+          }
+          cpu[k] = (cpu[k] ?? 0) + cpuSeconds(pid) - before;
         }
-        ms[k]?.push(((cpuSeconds(pid) - before) * 1000) / batches);
       }
-      holds = [];
+      for (const [k, seconds] of cpu.entries()) ms[k]?.push((seconds * 1000) / batches);
     }
-    const [spend, keyed, reserve, capture] = ms.map(median) as [number, number, number, number];
     for (const [k, kind] of kinds.entries())
       console.log(
         `${kind.label}: ${median(ms[k] ?? []).toFixed(2)} ms of PostgreSQL CPU a batch of ${BATCH} (rounds: ${(ms[k] ?? []).map((v) => v.toFixed(2)).join(", ")})`,
       );
-    console.log(
-      `a pair (a reserve's batch and a capture's): ${(reserve + capture).toFixed(2)} ms, ${((reserve + capture) / spend).toFixed(2)} spends without a key, ${((reserve + capture) / keyed).toFixed(2)} with one`,
-    );
+    const pairs = (ms[2] ?? []).map((reserve, r) => reserve + (ms[3]?.[r] ?? Number.NaN));
+    const inSpends = (k: number) => pairs.map((pair, r) => pair / (ms[k]?.[r] ?? Number.NaN));
+    const show = (values: number[]) =>
+      `${median(values).toFixed(2)} (rounds: ${values.map((v) => v.toFixed(2)).join(", ")})`;
+    console.log(`a pair (a reserve's batch and a capture's): ${show(pairs)} ms`);
+    console.log(`a pair in spends without a key: ${show(inSpends(0))}; with a key: ${show(inSpends(1))}`);
   } finally {
     await sql.end();
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
