@@ -472,30 +472,11 @@ BEGIN
           free := coalesce(free, 0);
         END IF;
       ELSE
-        IF op = 'capture' THEN
-          -- A capture within an active hold in one statement: the balance falls by what is captured,
-          -- held by the hold (the hold as it was comes back). Otherwise the reads below tell the rest.
-          UPDATE token_balances b
-             SET balance = b.balance + req.delta, held = b.held - h.amount, version = b.version + 1,
-                 updated_at = now()
-            FROM token_holds h
-           WHERE b.user_id = req.user_id AND h.id = req.hold_id AND h.user_id = req.user_id
-             AND h.status = 'active' AND h.expires_at > clock AND -req.delta <= h.amount
-          RETURNING h.id, h.user_id, h.amount, h.status, h.captured, h.created_at, h.expires_at, h.closed_at,
-                    h.idempotency_key, h.request_hash, h.description, h.metadata,
-                    b.balance, b.version, b.held, b.updated_at
-               INTO hold.id, hold.user_id, hold.amount, hold.status, hold.captured, hold.created_at,
-                    hold.expires_at, hold.closed_at, hold.idempotency_key, hold.request_hash,
-                    hold.description, hold.metadata, new_balance, new_version, new_held, changed_at;
-          fits := FOUND;
-        END IF;
-        IF NOT fits THEN
-          SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
-          IF op = 'capture' AND -req.delta > hold.amount THEN
-            -- Only a capture above its hold (CAP) takes free tokens.
-            SELECT b.balance - b.held INTO free FROM token_balances b WHERE b.user_id = req.user_id;
-            free := coalesce(free, 0);
-          END IF;
+        SELECT h.* INTO hold FROM token_holds h WHERE h.id = req.hold_id AND h.user_id = req.user_id;
+        IF op = 'capture' AND -req.delta > hold.amount THEN
+          -- Only a capture above its hold (CAP) takes free tokens.
+          SELECT b.balance - b.held INTO free FROM token_balances b WHERE b.user_id = req.user_id;
+          free := coalesce(free, 0);
         END IF;
       END IF;
       IF op = 'reserve' AND hold.id IS NOT NULL THEN
@@ -532,12 +513,10 @@ BEGIN
         -- hold lacks from free lots, never below 0 (the shortfall is recorded). Held falls by the hold.
         take := least(-req.delta, hold.amount + free);
         used := least(take, hold.amount);
-        IF NOT fits THEN
-          UPDATE token_balances b
-             SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
-           WHERE b.user_id = req.user_id
-          RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
-        END IF;
+        UPDATE token_balances b
+           SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+         WHERE b.user_id = req.user_id
+        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
         -- The entry waits for the write step, like a plain debit's.
         entry := ROW(nextval('token_transactions_id_seq'), req.user_id, -take, new_balance, new_version, 'SPEND',
           coalesce(req.description, hold.description),
