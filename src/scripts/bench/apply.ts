@@ -2,23 +2,17 @@ import { randomUUID } from "node:crypto";
 import postgres from "postgres";
 import { openDatabase } from "../../db/client.js";
 import { migrate } from "../../db/migrate.js";
-import { MAX_BALANCE } from "../../db/schema.js";
-import { seedCredits } from "../../modules/ledger/ledger.seed.js";
-import {
-  APPLY_STATEMENT,
-  type ChangeRequest,
-  encodeRequests,
-} from "../../modules/ledger/ledger.statements.js";
+import { applyBatch, seedCredits } from "../../modules/ledger/ledger.seed.js";
 import { cpuSeconds } from "./processes.js";
 
 /**
  * `npm run bench:apply`: the money function alone. PostgreSQL CPU per batch of 16 requests of one
  * kind (spends without a key, spends with one, reserves of 3, captures of 1 of those holds), each
- * batch its own transaction, sent one after another over one connection, read from the backend's
+ * batch one statement (its own transaction), sent one after another over one connection, read from the backend's
  * /proc entry: no group commit, no Node.js beside it. BENCH_ROUNDS rounds (default 3) of
  * BENCH_BATCHES batches of each kind (default 600), the kinds taking turns by slices of 50, on a
  * throwaway database seeded like `npm run bench:holds` (2,000 users, a grant and two periods each).
- * It is for comparing two versions of ledger_apply: run it against each in turn, several times.
+ * It is for comparing two versions of the money function: run it against each in turn, several times.
  * Not a test: it prints figures.
  *
  *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -31,6 +25,8 @@ const BATCH = 16;
 const SLICE = 50;
 const DAY = 86_400_000;
 
+type Request = Parameters<typeof applyBatch>[1][number];
+
 const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
@@ -40,46 +36,36 @@ async function main(): Promise<void> {
   await admin.unsafe(`CREATE DATABASE ${name}`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  // One connection: the batches run one after another on one backend, whose CPU is read.
+  const handle = await openDatabase({ url: url.toString(), poolSize: 1 });
   try {
-    const handle = await openDatabase({ url: url.toString(), poolSize: 2 });
     const users = Array.from({ length: USERS }, (_, i) => `apply-${i}`);
-    try {
-      await migrate(handle);
-      const now = Date.now();
-      await seedCredits(
-        handle,
-        users.flatMap((userId): ChangeRequest[] => [
-          { userId, delta: 1_000_000, kind: "GRANT", description: "bench" },
-          ...[1, 2].map(
-            (n): ChangeRequest => ({
-              userId,
-              delta: 100_000,
-              kind: "PURCHASE",
-              description: "bench period",
-              externalRef: `${userId}:p${n}`,
-              lot: {
-                source: "period",
-                ref: `${userId}:p${n}`,
-                chain: userId,
-                expiresAt: new Date(now + n * 30 * DAY),
-              },
-            }),
-          ),
-        ]),
-      );
-    } finally {
-      await handle.close();
-    }
-    const [backend] = await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    await migrate(handle);
+    const now = Date.now();
+    await seedCredits(
+      handle,
+      users.flatMap((userId): Request[] => [
+        { userId, delta: 1_000_000, kind: "GRANT", description: "bench" },
+        ...[1, 2].map(
+          (n): Request => ({
+            userId,
+            delta: 100_000,
+            kind: "PURCHASE",
+            description: "bench period",
+            externalRef: `${userId}:p${n}`,
+            lot: {
+              source: "period",
+              ref: `${userId}:p${n}`,
+              chain: userId,
+              expiresAt: new Date(now + n * 30 * DAY),
+            },
+          }),
+        ),
+      ]),
+    );
+    const [backend] = await handle.query<{ pid: number }>("SELECT pg_backend_pid() AS pid", []);
     const pid = backend?.pid ?? 0;
-    const apply = (requests: ChangeRequest[]) =>
-      sql.begin((tx) =>
-        tx.unsafe<{ status: string; user_id: string; hold_after: { id: number } | null }[]>(APPLY_STATEMENT, [
-          tx.json(JSON.parse(encodeRequests(requests))) as never,
-          MAX_BALANCE,
-        ]),
-      );
+    const apply = (requests: Request[]) => applyBatch(handle, requests);
     let next = 0;
     const someUsers = () =>
       Array.from({ length: BATCH }, () => {
@@ -87,7 +73,7 @@ async function main(): Promise<void> {
         return users[next] as string;
       });
     const holds: { userId: string; id: string }[] = [];
-    const kinds: { label: string; batch: () => ChangeRequest[]; expect: string }[] = [
+    const kinds: { label: string; batch: () => Request[]; expect: string }[] = [
       {
         label: "spends",
         batch: () =>
@@ -147,7 +133,12 @@ async function main(): Promise<void> {
             const refused = rows.find((row) => row.status !== kind.expect);
             if (refused) throw new Error(`${kind.label}: ${refused.status}`);
             if (kind.label === "reserves")
-              holds.push(...rows.map((row) => ({ userId: row.user_id, id: String(row.hold_after?.id) })));
+              holds.push(
+                ...rows.map((row) => ({
+                  userId: row.user_id,
+                  id: String((row.hold_after as { id: number }).id),
+                })),
+              );
           }
           cpu[k] = (cpu[k] ?? 0) + cpuSeconds(pid) - before;
         }
@@ -165,7 +156,7 @@ async function main(): Promise<void> {
     console.log(`a pair (a reserve's batch and a capture's): ${show(pairs)} ms`);
     console.log(`a pair in spends without a key: ${show(inSpends(0))}; with a key: ${show(inSpends(1))}`);
   } finally {
-    await sql.end();
+    await handle.close();
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
   }
