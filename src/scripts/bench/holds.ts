@@ -1,11 +1,8 @@
 import { randomUUID } from "node:crypto";
 import pino from "pino";
-import postgres from "postgres";
-import { type DatabaseHandle, openDatabase } from "../../db/client.js";
-import { migrate } from "../../db/migrate.js";
-import { seedCredits } from "../../modules/ledger/ledger.seed.js";
 import { createLedgerService, type LedgerService } from "../../modules/ledger/ledger.service.js";
-import { cpuSeconds } from "./processes.js";
+import { seedLotUsers, withBenchDatabase } from "./ledger-bench.js";
+import { median } from "./stats.js";
 
 /**
  * `npm run bench:holds`: reserve+capture pairs per second beside spends per second (issue 19): spends
@@ -18,46 +15,10 @@ import { cpuSeconds } from "./processes.js";
  *   BENCH_DATABASE_URL  admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
  *   BENCH_SECONDS       seconds per measured run (default 8); BENCH_ROUNDS rounds (default 3)
  */
-const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const lots = Number(process.env.BENCH_LOTS ?? 3);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const USERS = 2_000;
-const DAY = 86_400_000;
-
-const median = (values: number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
-
-type Credit = Parameters<typeof seedCredits>[1][number];
-
-async function seed(handle: DatabaseHandle): Promise<string[]> {
-  const users = Array.from({ length: USERS }, (_, i) => `holds-${i}`);
-  const now = Date.now();
-  await seedCredits(
-    handle,
-    users.flatMap((userId) => [
-      { userId, delta: 1_000_000, kind: "GRANT", description: "bench" } as Credit,
-      ...Array.from(
-        { length: lots - 1 },
-        (_, n): Credit => ({
-          userId,
-          delta: 100_000,
-          kind: "PURCHASE",
-          description: "bench period",
-          externalRef: `${userId}:p${n}`,
-          lot: {
-            source: "period",
-            ref: `${userId}:p${n}`,
-            chain: userId,
-            expiresAt: new Date(now + (n + 1) * 30 * DAY),
-          },
-        }),
-      ),
-    ]),
-  );
-  return users;
-}
 
 type Work = (ledger: LedgerService, userId: string) => Promise<void>;
 
@@ -99,58 +60,36 @@ async function measure(ledger: LedgerService, users: string[], work: Work, ms: n
   };
 }
 
-async function main(): Promise<void> {
-  const name = `tl_bench_holds_${Date.now()}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const handle = await openDatabase({ url: url.toString(), poolSize: 8 });
-  try {
-    await migrate(handle);
-    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
-    cpuOf = async () => {
-      const pids = await admin<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = ${name}`;
-      const usage = process.cpuUsage();
-      return {
-        node: (usage.user + usage.system) / 1e6,
-        db: pids.reduce((sum, { pid }) => sum + (cpuSeconds(pid) || 0), 0),
-      };
-    };
-    const users = await seed(handle);
-    await measure(ledger, users, spend, 1500); // warm-up
-    await measure(ledger, users, pair, 1500);
-    const kinds = [
-      { label: "spends", work: spend },
-      { label: "spends with a key", work: keyedSpend },
-      { label: "reserve+capture pairs", work: pair },
-    ];
-    const runs = kinds.map(() => [] as Awaited<ReturnType<typeof measure>>[]);
-    for (let round = 0; round < rounds; round += 1) {
-      for (const [k, { work }] of kinds.entries())
-        runs[k]?.push(await measure(ledger, users, work, seconds * 1000));
-    }
-    const medians = runs.map((all) => ({
-      rate: median(all.map((run) => run.rate)),
-      dbMs: median(all.map((run) => run.dbMs)),
-    }));
-    for (const [k, all] of runs.entries()) {
-      const rates = all.map((run) => run.rate);
-      console.log(
-        `${kinds[k]?.label}, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per operation: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
-      );
-    }
-    const [plain, keyed, pairs] = medians as [(typeof medians)[0], (typeof medians)[0], (typeof medians)[0]];
-    const inSpends = (of: typeof plain) =>
-      `${(of.rate / pairs.rate).toFixed(2)} in throughput, ${(pairs.dbMs / of.dbMs).toFixed(2)} in PostgreSQL CPU`;
-    console.log(
-      `a pair costs, in spends without a key: ${inSpends(plain)}; in spends with a key: ${inSpends(keyed)}`,
-    );
-  } finally {
-    await handle.close();
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
+await withBenchDatabase("holds", 8, async ({ handle, cpu }) => {
+  const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
+  cpuOf = cpu;
+  const users = await seedLotUsers(handle, "holds", lots);
+  await measure(ledger, users, spend, 1500); // warm-up
+  await measure(ledger, users, pair, 1500);
+  const kinds = [
+    { label: "spends", work: spend },
+    { label: "spends with a key", work: keyedSpend },
+    { label: "reserve+capture pairs", work: pair },
+  ];
+  const runs = kinds.map(() => [] as Awaited<ReturnType<typeof measure>>[]);
+  for (let round = 0; round < rounds; round += 1) {
+    for (const [k, { work }] of kinds.entries())
+      runs[k]?.push(await measure(ledger, users, work, seconds * 1000));
   }
-}
-
-await main();
+  const medians = runs.map((all) => ({
+    rate: median(all.map((run) => run.rate)),
+    dbMs: median(all.map((run) => run.dbMs)),
+  }));
+  for (const [k, all] of runs.entries()) {
+    const rates = all.map((run) => run.rate);
+    console.log(
+      `${kinds[k]?.label}, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per operation: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
+    );
+  }
+  const [plain, keyed, pairs] = medians as [(typeof medians)[0], (typeof medians)[0], (typeof medians)[0]];
+  const inSpends = (of: typeof plain) =>
+    `${(of.rate / pairs.rate).toFixed(2)} in throughput, ${(pairs.dbMs / of.dbMs).toFixed(2)} in PostgreSQL CPU`;
+  console.log(
+    `a pair costs, in spends without a key: ${inSpends(plain)}; in spends with a key: ${inSpends(keyed)}`,
+  );
+});

@@ -1,10 +1,9 @@
 import pino from "pino";
-import postgres from "postgres";
-import { type DatabaseHandle, openDatabase } from "../../db/client.js";
-import { migrate } from "../../db/migrate.js";
+import type { DatabaseHandle } from "../../db/client.js";
 import { seedCredits } from "../../modules/ledger/ledger.seed.js";
 import { createLedgerService, type LedgerService } from "../../modules/ledger/ledger.service.js";
-import { cpuSeconds } from "./processes.js";
+import { seedLotUsers, withBenchDatabase } from "./ledger-bench.js";
+import { median } from "./stats.js";
 
 /**
  * `npm run bench:lots`: the ledger's spend throughput with 1, 3 and 10 live lots per user, and a sweep
@@ -19,52 +18,13 @@ import { cpuSeconds } from "./processes.js";
  *   BENCH_LOTS          comma list of live lots per user (default 1,3,10)
  *   BENCH_DUE_LOTS      lots due in the same minute for the sweep run (0 skips it)
  */
-const adminUrl = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const lotCounts = (process.env.BENCH_LOTS ?? "1,3,10").split(",").filter(Boolean).map(Number);
 const dueLots = Number(process.env.BENCH_DUE_LOTS ?? 10_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const USERS = 2_000;
-const DAY = 86_400_000;
 
-const median = (values: number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
-
-type Credit = Parameters<typeof seedCredits>[1][number];
-
-/** USERS users of their own, each with `lots` live lots: one non-expiring grant, the rest periods. */
-async function seed(handle: DatabaseHandle, prefix: string, lots: number): Promise<string[]> {
-  const users = Array.from({ length: USERS }, (_, i) => `${prefix}-${i}`);
-  const now = Date.now();
-  const requests: Credit[] = users.flatMap((userId) => [
-    { userId, delta: 1_000_000, kind: "GRANT", description: "bench" } as Credit,
-    ...Array.from(
-      { length: lots - 1 },
-      (_, n): Credit => ({
-        userId,
-        delta: 100_000,
-        kind: "PURCHASE",
-        description: "bench period",
-        externalRef: `${userId}:p${n}`,
-        lot: {
-          source: "period",
-          ref: `${userId}:p${n}`,
-          chain: userId,
-          expiresAt: new Date(now + (n + 1) * 30 * DAY),
-        },
-      }),
-    ),
-  ]);
-  await seedCredits(handle, requests);
-  return users;
-}
-
-/**
- * CPU seconds so far of this process and of the PostgreSQL backends serving this database (found in
- * pg_stat_activity, so other databases' work on a shared server is not counted): on a noisy machine
- * CPU per spend moves far less than spends per second.
- */
+/** The benchmark database's CPU reading (BenchDatabase.cpu), once it exists. */
 let cpuOf: () => Promise<{ node: number; db: number }> = async () => ({ node: 0, db: 0 });
 
 interface Run {
@@ -156,46 +116,24 @@ async function sweepRun(handle: DatabaseHandle, ledger: LedgerService, users: st
   );
 }
 
-async function main(): Promise<void> {
-  const name = `tl_bench_lots_${Date.now()}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const handle = await openDatabase({ url: url.toString(), poolSize: 8 });
-  try {
-    await migrate(handle);
-    const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
-    cpuOf = async () => {
-      const pids = await admin<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = ${name}`;
-      const usage = process.cpuUsage();
-      return {
-        node: (usage.user + usage.system) / 1e6,
-        db: pids.reduce((sum, { pid }) => sum + (cpuSeconds(pid) || 0), 0),
-      };
-    };
-    const groups = new Map<number, string[]>();
-    for (const lots of lotCounts) groups.set(lots, await seed(handle, `lots${lots}`, lots));
-    await spendFor(ledger, groups.get(lotCounts[0] ?? 1) ?? [], 2000); // warm-up
-    const runs = new Map<number, Run[]>(lotCounts.map((lots) => [lots, []]));
-    for (let round = 0; round < rounds; round += 1) {
-      for (const lots of lotCounts) {
-        runs.get(lots)?.push(await measure(ledger, groups.get(lots) ?? [], seconds * 1000));
-      }
-    }
+await withBenchDatabase("lots", 8, async ({ handle, cpu }) => {
+  const ledger = createLedgerService({ database: handle, logger: pino({ level: "silent" }) });
+  cpuOf = cpu;
+  const groups = new Map<number, string[]>();
+  for (const lots of lotCounts) groups.set(lots, await seedLotUsers(handle, `lots${lots}`, lots));
+  await spendFor(ledger, groups.get(lotCounts[0] ?? 1) ?? [], 2000); // warm-up
+  const runs = new Map<number, Run[]>(lotCounts.map((lots) => [lots, []]));
+  for (let round = 0; round < rounds; round += 1) {
     for (const lots of lotCounts) {
-      const all = runs.get(lots) ?? [];
-      const rates = all.map((run) => run.rate);
-      console.log(
-        `spends, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per spend: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
-      );
+      runs.get(lots)?.push(await measure(ledger, groups.get(lots) ?? [], seconds * 1000));
     }
-    if (dueLots > 0) await sweepRun(handle, ledger, groups.get(lotCounts[0] ?? 1) ?? []);
-  } finally {
-    await handle.close();
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
   }
-}
-
-await main();
+  for (const lots of lotCounts) {
+    const all = runs.get(lots) ?? [];
+    const rates = all.map((run) => run.rate);
+    console.log(
+      `spends, ${lots} live lot(s) per user: ${median(rates).toFixed(0)}/s (rounds: ${rates.map((r) => r.toFixed(0)).join(", ")}); CPU per spend: node ${median(all.map((run) => run.nodeMs)).toFixed(3)} ms, PostgreSQL ${median(all.map((run) => run.dbMs)).toFixed(3)} ms`,
+    );
+  }
+  if (dueLots > 0) await sweepRun(handle, ledger, groups.get(lotCounts[0] ?? 1) ?? []);
+});

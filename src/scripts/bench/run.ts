@@ -12,6 +12,7 @@ import { coldStart, deepPage } from "./extras.js";
 import { subscribers } from "./live.js";
 import type { Scenario } from "./load.js";
 import { cpuSeconds, postgresCpuSeconds, runLoadProcess, startProcess, stopProcess } from "./processes.js";
+import { median } from "./stats.js";
 
 /**
  * `npm run bench`: throughput and latency of token-ledger against a graphql-yoga hello-world served
@@ -60,9 +61,6 @@ interface Sample {
   dbMs: number;
   wrong: number;
 }
-
-const median = (values: number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
 function serverEnv(database: { url?: string; dataDir?: string }): Record<string, string> {
   return {
