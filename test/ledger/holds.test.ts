@@ -485,6 +485,34 @@ describe(`holds in the ledger on ${driverName}`, () => {
   });
 });
 
+/**
+ * Runs `work` with ledger_apply over a connection of its own on which auto_explain logs the plan of
+ * every statement, nested ones too, as a notice handed to `onPlan`.
+ */
+async function withPlansLogged(
+  url: string,
+  onPlan: (plan: string) => void,
+  work: (
+    apply: (requests: ChangeRequest[]) => Promise<{ status: string; hold_after: { id: number } }[]>,
+  ) => Promise<void>,
+): Promise<void> {
+  const connection = postgres(url, { max: 1, onnotice: (notice) => onPlan(notice.message ?? "") });
+  try {
+    await connection`LOAD 'auto_explain'`;
+    await connection`SET auto_explain.log_min_duration = 0`;
+    await connection`SET auto_explain.log_nested_statements = on`;
+    await connection`SET auto_explain.log_level = 'notice'`;
+    await work(async (requests) =>
+      connection.unsafe<{ status: string; hold_after: { id: number } }[]>(APPLY_STATEMENT, [
+        connection.json(JSON.parse(encodeRequests(requests))) as never,
+        MAX_BALANCE,
+      ]),
+    );
+  } finally {
+    await connection.end();
+  }
+}
+
 // PL/pgSQL keeps each statement's plan in a plan cache: after five executions it switches to one
 // generic plan, unless that plan costs more than the plans it made for the actual values. For the
 // holds statement (new holds, their pins, closed holds, returns), a plan made for one batch's arrays,
@@ -501,58 +529,50 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
       users.map((u) => grant(u, 1_000)),
     );
     let logged = 0;
-    const connection = postgres(db.url as string, { max: 1, onnotice: () => (logged += 1) });
-    try {
-      await connection`LOAD 'auto_explain'`;
-      await connection`SET auto_explain.log_min_duration = 0`;
-      await connection`SET auto_explain.log_nested_statements = on`;
-      await connection`SET auto_explain.log_level = 'notice'`;
-      const apply = async (requests: ChangeRequest[]) =>
-        connection.unsafe<{ status: string; hold_after: { id: number } }[]>(APPLY_STATEMENT, [
-          connection.json(JSON.parse(encodeRequests(requests))) as never,
-          MAX_BALANCE,
-        ]);
-      // Statements a request runs of its own: a batch of four runs the batch's own statements once
-      // (locks, expiry, the write step) and a request's four times; a batch of one runs each once.
-      const ownStatements = async (make: (userId: string, i: number) => ChangeRequest) => {
-        const counted = async (requests: ChangeRequest[]) => {
-          const before = logged;
-          const rows = await apply(requests);
-          return { rows, statements: logged - before };
+    await withPlansLogged(
+      db.url as string,
+      () => (logged += 1),
+      async (apply) => {
+        // Statements a request runs of its own: a batch of four runs the batch's own statements once
+        // (locks, expiry, the write step) and a request's four times; a batch of one runs each once.
+        const ownStatements = async (make: (userId: string, i: number) => ChangeRequest) => {
+          const counted = async (requests: ChangeRequest[]) => {
+            const before = logged;
+            const rows = await apply(requests);
+            return { rows, statements: logged - before };
+          };
+          const one = await counted([make(users[0] as string, 0)]);
+          const four = await counted(users.slice(1).map((u, i) => make(u, i + 1)));
+          return { rows: [...one.rows, ...four.rows], each: (four.statements - one.statements) / 3 };
         };
-        const one = await counted([make(users[0] as string, 0)]);
-        const four = await counted(users.slice(1).map((u, i) => make(u, i + 1)));
-        return { rows: [...one.rows, ...four.rows], each: (four.statements - one.statements) / 3 };
-      };
-      const spends = await ownStatements((u) => spend(u, 1));
-      expect(spends.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
-      const reserves = await ownStatements((u) => reserveRequest(u, 3, key()));
-      expect(reserves.rows.map((row) => row.status)).toEqual(users.map(() => "reserved"));
-      const captures = await ownStatements((u, i) =>
-        captureRequest(u, String(reserves.rows[i]?.hold_after.id), 3),
-      );
-      expect(captures.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
-      const held = await ownStatements((u) => reserveRequest(u, 3, key()));
-      const partial = await ownStatements((u, i) =>
-        captureRequest(u, String(held.rows[i]?.hold_after.id), 1),
-      );
-      expect(partial.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
-      // A spend: its balance update. A reserve: its balance update, which checks the key, the limit
-      // and the free tokens. A capture: the hold, the balance update; and its pins when some go back.
-      expect({
-        spend: spends.each,
-        reserve: reserves.each,
-        capture: captures.each,
-        partial: partial.each,
-      }).toEqual({
-        spend: 1,
-        reserve: 1,
-        capture: 2,
-        partial: 3,
-      });
-    } finally {
-      await connection.end();
-    }
+        const spends = await ownStatements((u) => spend(u, 1));
+        expect(spends.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+        const reserves = await ownStatements((u) => reserveRequest(u, 3, key()));
+        expect(reserves.rows.map((row) => row.status)).toEqual(users.map(() => "reserved"));
+        const captures = await ownStatements((u, i) =>
+          captureRequest(u, String(reserves.rows[i]?.hold_after.id), 3),
+        );
+        expect(captures.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+        const held = await ownStatements((u) => reserveRequest(u, 3, key()));
+        const partial = await ownStatements((u, i) =>
+          captureRequest(u, String(held.rows[i]?.hold_after.id), 1),
+        );
+        expect(partial.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
+        // A spend: its balance update. A reserve: its balance update, which checks the key, the limit
+        // and the free tokens. A capture: the hold, the balance update; and its pins when some go back.
+        expect({
+          spend: spends.each,
+          reserve: reserves.each,
+          capture: captures.each,
+          partial: partial.each,
+        }).toEqual({
+          spend: 1,
+          reserve: 1,
+          capture: 2,
+          partial: 3,
+        });
+      },
+    );
     expect(await expectHoldInvariant(db.handle.db, users[0] as string)).toEqual({ balance: 995, held: 0 });
   });
 
@@ -564,22 +584,10 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
       users.map((u) => grant(u, 1_000)),
     );
     const plans: string[] = [];
-    const connection = postgres(db.url as string, {
-      max: 1,
-      onnotice: (notice) => {
-        if (notice.message?.includes("INSERT INTO token_holds")) plans.push(notice.message);
-      },
-    });
-    try {
-      await connection`LOAD 'auto_explain'`;
-      await connection`SET auto_explain.log_min_duration = 0`;
-      await connection`SET auto_explain.log_nested_statements = on`;
-      await connection`SET auto_explain.log_level = 'notice'`;
-      const apply = async (requests: ChangeRequest[]) =>
-        connection.unsafe<{ status: string; hold_after: { id: number } }[]>(APPLY_STATEMENT, [
-          connection.json(JSON.parse(encodeRequests(requests))) as never,
-          MAX_BALANCE,
-        ]);
+    const onPlan = (plan: string) => {
+      if (plan.includes("INSERT INTO token_holds")) plans.push(plan);
+    };
+    await withPlansLogged(db.url as string, onPlan, async (apply) => {
       for (let round = 0; round < 8; round += 1) {
         const reserved = await apply(users.map((u) => reserveRequest(u, 3, key())));
         expect(reserved.map((row) => row.status)).toEqual(users.map(() => "reserved"));
@@ -588,9 +596,7 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
         );
         expect(captured.map((row) => row.status)).toEqual(users.map(() => "applied"));
       }
-    } finally {
-      await connection.end();
-    }
+    });
     // Each batch ran the statement once; a plan made for the batch's own values shows them
     // (`= ANY ('{...}'::bigint[])`), the generic plan shows parameters (`= ANY ($n)`).
     expect(plans).toHaveLength(16);
