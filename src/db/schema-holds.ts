@@ -20,9 +20,11 @@ export type HoldStatus = (typeof HOLD_STATUSES)[number];
 
 /**
  * Holds (issue 19): tokens set aside for a job whose price is known only after it. An active hold's
- * tokens are pinned from lots (token_hold_pins) and counted in `token_balances.held`; it ends
- * captured (one SPEND entry), released, or expired (by its TTL). Written only by the money function;
- * its status changes, so unlike entries and pins it is not append-only.
+ * tokens are counted in `token_balances.held` and stay in the user's lots until it ends: captured
+ * (one SPEND entry, drawn like a spend), released, or expired (by its TTL). Where a lot ends while
+ * some of its tokens are held, those are pinned to active holds (token_hold_pins, `pinned`) and
+ * outlive the lot until their hold ends. Written only by the money function; its status changes,
+ * so unlike entries it is not append-only.
  */
 export const holdsTable = pgTable(
   "token_holds",
@@ -33,6 +35,8 @@ export const holdsTable = pgTable(
     status: text("status").$type<HoldStatus>().notNull(),
     /** What a capture took (CAP may take more than `amount`); null until captured. */
     captured: integer("captured"),
+    /** Its tokens pinned from lots that ended while they were held (token_hold_pins). */
+    pinned: integer("pinned").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull(),
     expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }).notNull(),
     closedAt: timestamp("closed_at", { withTimezone: true, mode: "date" }),
@@ -51,6 +55,7 @@ export const holdsTable = pgTable(
       "token_holds_amounts",
       sql`${table.amount} > 0 AND (${table.captured} IS NULL OR ${table.captured} >= 0)`,
     ),
+    check("token_holds_pinned_range", sql`${table.pinned} >= 0 AND ${table.pinned} <= ${table.amount}`),
     check("token_holds_status", sql`${table.status} IN (${sqlList(HOLD_STATUSES)})`),
     check(
       "token_holds_ttl",
@@ -59,7 +64,11 @@ export const holdsTable = pgTable(
   ],
 );
 
-/** Which lots an active hold's tokens are pinned from. Append-only: a pin counts while its hold is active. */
+/**
+ * Held tokens that outlived their lot: made when a lot ends while some of its tokens are held, for
+ * the active holds in id order. A pin counts while its hold is active; it grows only if the same lot
+ * ends again for the same hold (after an extension), and is never removed.
+ */
 export const holdPinsTable = pgTable(
   "token_hold_pins",
   {

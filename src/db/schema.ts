@@ -40,10 +40,16 @@ export const balancesTable = pgTable(
     /** Grows by exactly one with every committed change, so a client can see a gap and re-sync. */
     version: integer("version").notNull().default(0),
     /**
-     * Tokens set aside by active holds (pinned from lots, still part of `balance`); what a spend may
-     * use is `balance - held`. Always 0 until holds exist.
+     * Tokens set aside by active holds (still part of `balance`); what a spend may use is
+     * `balance - held`. Always 0 until holds exist. They stay in the user's lots, as the first `held`
+     * tokens of the lots laid end to end soonest-expiring first, except `pinned` of them.
      */
     held: integer("held").notNull().default(0),
+    /**
+     * Held tokens outside the lots: pinned by active holds (token_hold_pins) from lots that ended
+     * while they were held. `held - pinned` is where a draw starts in the user's lots.
+     */
+    pinned: integer("pinned").notNull().default(0),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   },
   (table) => [
@@ -53,6 +59,7 @@ export const balancesTable = pgTable(
     ),
     check("token_balances_version_nonnegative", sql`${table.version} >= 0`),
     check("token_balances_held_range", sql`${table.held} >= 0 AND ${table.held} <= ${table.balance}`),
+    check("token_balances_pinned_range", sql`${table.pinned} >= 0 AND ${table.pinned} <= ${table.held}`),
     check(
       "token_balances_user_id_length",
       sql`char_length(${table.userId}) BETWEEN 1 AND ${sql.raw(String(MAX_USER_ID_LENGTH))}`,

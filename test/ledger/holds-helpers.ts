@@ -10,8 +10,8 @@ import type { TestDatabase } from "../helpers/database.js";
 
 // Holds seen from the database, for the hold tests: a service, a transaction at a chosen clock, and
 // the invariants of design §B4 with holds: balance = Σ lots' remaining + Σ pins of active holds =
-// Σ entries; held = Σ active holds = Σ their pins; 0 <= held <= balance; each lot's moves add up to
-// its remaining.
+// Σ entries; held = Σ active holds; pinned (the balance's, and the sum of its active holds') = Σ
+// their pins <= held; 0 <= held <= balance; each lot's moves add up to its remaining.
 
 export const ledgerOf = (db: TestDatabase, holds?: Partial<HoldSettings>) =>
   createLedgerService({
@@ -65,6 +65,8 @@ export interface HoldSums {
   held: number;
   lots: number;
   pins: number;
+  pinned: number;
+  holdsPinned: number;
   activeHolds: number;
   entries: number;
   badLots: number;
@@ -76,6 +78,9 @@ export async function holdSumsOf(executor: Executor, userId: string): Promise<Ho
     sql`SELECT
           coalesce((SELECT balance FROM token_balances WHERE user_id = ${userId}), 0) AS balance,
           coalesce((SELECT held FROM token_balances WHERE user_id = ${userId}), 0) AS held,
+          coalesce((SELECT pinned FROM token_balances WHERE user_id = ${userId}), 0) AS pinned,
+          coalesce((SELECT sum(pinned) FROM token_holds WHERE user_id = ${userId} AND status = 'active'), 0)
+            AS holds_pinned,
           coalesce((SELECT sum(remaining) FROM token_lots WHERE user_id = ${userId}), 0) AS lots,
           coalesce((SELECT sum(p.amount) FROM token_hold_pins p JOIN token_holds h ON h.id = p.hold_id
                      WHERE h.user_id = ${userId} AND h.status = 'active'), 0) AS pins,
@@ -93,6 +98,8 @@ export async function holdSumsOf(executor: Executor, userId: string): Promise<Ho
     held: n("held"),
     lots: n("lots"),
     pins: n("pins"),
+    pinned: n("pinned"),
+    holdsPinned: n("holds_pinned"),
     activeHolds: n("active_holds"),
     entries: n("entries"),
     badLots: n("bad_lots"),
@@ -109,7 +116,8 @@ export async function expectHoldInvariant(
     {
       lotsAndPins: sums.lots + sums.pins,
       entries: sums.entries,
-      pins: sums.pins,
+      pinned: sums.pinned,
+      holdsPinned: sums.holdsPinned,
       activeHolds: sums.activeHolds,
       badLots: sums.badLots,
     },
@@ -117,10 +125,12 @@ export async function expectHoldInvariant(
   ).toEqual({
     lotsAndPins: sums.balance,
     entries: sums.balance,
-    pins: sums.held,
+    pinned: sums.pins,
+    holdsPinned: sums.pins,
     activeHolds: sums.held,
     badLots: 0,
   });
+  expect(sums.pins).toBeLessThanOrEqual(sums.held);
   expect(sums.held).toBeGreaterThanOrEqual(0);
   expect(sums.balance - sums.held).toBeGreaterThanOrEqual(0);
   return { balance: sums.balance, held: sums.held };

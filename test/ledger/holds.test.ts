@@ -22,12 +22,25 @@ import {
   pinsOf,
   reserveRequest,
 } from "./holds-helpers.js";
-import { applyAt, at, entriesOf, grant, lotsOf, movesOf, pack, period, spend } from "./lots-helpers.js";
+import {
+  applyAt,
+  at,
+  entriesOf,
+  expireOp,
+  grant,
+  lotsOf,
+  movesOf,
+  pack,
+  period,
+  spend,
+} from "./lots-helpers.js";
 
 // Holds at the ledger level: the golden rows 36-49 of design §E (credits-and-holds.md), each named.
 // A test that needs a clock runs the service inside a transaction whose ledger.clock it sets
 // (options.executor); the others go through the group commit. Each ends on the invariants:
-// balance = Σ lots' remaining + Σ active pins = Σ entries, 0 <= held <= balance.
+// balance = Σ lots' remaining + Σ active pins = Σ entries, 0 <= held <= balance, and pinned = Σ
+// active pins. A hold's tokens stay in the lots (the first held tokens of a user's lots laid end to
+// end, soonest-expiring first) until a lot ends while they are held: then they are pinned.
 
 const database = useTestDatabase();
 const T0 = new Date("2032-03-01T00:00:00.000Z");
@@ -56,7 +69,7 @@ const until = async (check: () => boolean, ms = 3000) => {
 };
 
 describe(`holds in the ledger on ${driverName}`, () => {
-  it("row 36: a reserve with enough available pins FEFO; held and available move, balance stays; event HOLD", async () => {
+  it("row 36: a reserve with enough available holds the soonest-expiring tokens; held and available move, balance stays; event HOLD", async () => {
     const db = database.current();
     const u = user();
     const seen = await listenFor(u);
@@ -69,13 +82,21 @@ describe(`holds in the ledger on ${driverName}`, () => {
     if (result.status !== "reserved") return;
     expect(result.hold).toMatchObject({ userId: u, amount: 60, status: "active", captured: null });
     expect(result.hold.expiresAt.getTime() - result.hold.createdAt.getTime()).toBe(600_000);
-    const lots = await lotsOf(db, u);
-    expect(lots.map((lot) => [lot.source, lot.remaining])).toEqual([
-      ["grant", 90],
-      ["period", 0],
+    // The lots keep the held tokens: the period's 50 and the grant's first 10 (soonest expiry first).
+    expect((await lotsOf(db, u)).map((lot) => [lot.source, lot.remaining])).toEqual([
+      ["grant", 100],
+      ["period", 50],
     ]);
-    expect((await pinsOf(db.handle.db, result.hold.id)).map((pin) => pin.amount)).toEqual([10, 50]);
+    expect(await pinsOf(db.handle.db, result.hold.id)).toEqual([]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 150, held: 60 });
+    // So a spend draws past them, from the grant, and leaves the period to the hold.
+    await atClock(db, plus(HOUR), (executor) =>
+      ledgerOf(db).spend(u, { amount: 5, description: "x" }, { executor }),
+    );
+    expect((await lotsOf(db, u)).map((lot) => [lot.source, lot.remaining])).toEqual([
+      ["grant", 95],
+      ["period", 50],
+    ]);
     await until(() => seen.some((change) => change.kind === "HOLD"));
     expect(seen.find((change) => change.kind === "HOLD")).toMatchObject({
       balance: 150,
@@ -387,6 +408,89 @@ describe(`holds in the ledger on ${driverName}`, () => {
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 500, held: 0 });
   });
 
+  it("a lot that ends while tokens of it are held pins them to the holds that end last first; the rest of them outlive it", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [grant(u, 100), period(u, 50, `${u}:p`, T0, plus(HOUR))], T0);
+    const [soon, late] = await atClock(db, T0, async (executor) => [
+      await ledger.reserve(u, { amount: 30, ttlSeconds: 7_200, idempotencyKey: key() }, { executor }),
+      await ledger.reserve(u, { amount: 30, ttlSeconds: 86_400, idempotencyKey: key() }, { executor }),
+    ]);
+    if (soon?.status !== "reserved" || late?.status !== "reserved") throw new Error("not reserved");
+    // Held: 60, the period's 50 and the grant's first 10. The period ends: nothing of it expires, its
+    // 50 are pinned, 30 to the hold that ends last, 20 to the other.
+    await applyAt(db, [expireOp(u)], plus(1.5 * HOUR));
+    expect(await pinsOf(db.handle.db, late.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 30 }]);
+    expect(await pinsOf(db.handle.db, soon.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 20 }]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 150, held: 60 });
+    // The first hold ends by its TTL: its 20 pins expire with it. The other's capture uses its pins.
+    const captured = await atClock(db, plus(3 * HOUR), (executor) =>
+      ledger.capture(late.hold.id, { amount: 30 }, owner(u), { executor }),
+    );
+    expect(captured.status).toBe("captured");
+    expect(
+      (await entriesOf(db, u)).map((entry) => [entry.kind, entry.amount, entry.metadata?.reason ?? null]),
+    ).toEqual([
+      ["GRANT", 100, null],
+      ["PURCHASE", 50, null],
+      ["EXPIRE", -20, "hold_past_end"],
+      ["SPEND", -30, null],
+    ]);
+    expect((await lotsOf(db, u)).map((lot) => [lot.source, lot.remaining])).toEqual([
+      ["grant", 100],
+      ["period", 0],
+    ]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 100, held: 0 });
+  });
+
+  it("a cut to a past end keeps what of the lot is held, pinned to its hold; a lot past the held tokens expires whole", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(
+      db,
+      [
+        period(u, 50, `${u}:a`, T0, at(T0, 10), { chain: `${u}:a` }),
+        period(u, 50, `${u}:b`, T0, at(T0, 20), { chain: `${u}:b` }),
+      ],
+      T0,
+    );
+    const hold = await atClock(db, plus(HOUR), (executor) =>
+      ledger.reserve(u, { amount: 20, ttlSeconds: 86_400, idempotencyKey: key() }, { executor }),
+    );
+    if (hold.status !== "reserved") throw new Error(hold.status);
+    const cut = (ref: string): ChangeRequest => ({
+      userId: u,
+      delta: 0,
+      kind: "EXPIRE",
+      description: null,
+      op: "cut",
+      lot: { ref, expiresAt: plus(2 * HOUR) },
+    });
+    // The held 20 are the first of lot a (it ends first): cutting b expires all of b, cutting a only
+    // its 30 free tokens.
+    expect(await applyAt(db, [cut(`${u}:b`), cut(`${u}:a`)], plus(3 * HOUR))).toMatchObject([
+      { status: "lot_changed" },
+      { status: "lot_changed" },
+    ]);
+    expect(
+      (await entriesOf(db, u)).map((entry) => [entry.kind, entry.amount, entry.metadata?.reason ?? null]),
+    ).toEqual([
+      ["PURCHASE", 50, null],
+      ["PURCHASE", 50, null],
+      ["EXPIRE", -50, "cut"],
+      ["EXPIRE", -30, "cut"],
+    ]);
+    expect(await pinsOf(db.handle.db, hold.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 20 }]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 20, held: 20 });
+    const captured = await atClock(db, plus(4 * HOUR), (executor) =>
+      ledger.capture(hold.hold.id, { amount: 20 }, owner(u), { executor }),
+    );
+    expect(captured.status).toBe("captured");
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
   it("row 48: ttlSeconds <= 0 or > 86400 is invalid input naming ttlSeconds; the hold past the limit is TOO_MANY_HOLDS", async () => {
     const db = database.current();
     const ledger = ledgerOf(db);
@@ -428,22 +532,20 @@ describe(`holds in the ledger on ${driverName}`, () => {
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 40, held: 0 });
   });
 
-  it("a capture's unused pins go back before a later debit of the same user in the batch draws them", async () => {
+  it("a capture draws what it takes like a spend; a later debit of the same user in the batch draws the hold's rest", async () => {
     const db = database.current();
     const u = user();
     await applyAt(db, [grant(u, 10)]);
     const hold = await ledgerOf(db).reserve(u, { amount: 10, idempotencyKey: key() });
     if (hold.status !== "reserved") throw new Error(hold.status);
-    // One batch: the capture gives 6 unused tokens back to the grant's lot, and a plain debit (no key)
-    // of the same user spends them. The pins wait for the write step, so the write step must run
-    // before the debit (without that rule, the draw found the lot empty: an internal error, the whole
-    // batch refused).
+    // One batch: the capture takes 4 of its 10 from the grant's lot, the 6 it did not use are free,
+    // and a plain debit (no key) of the same user spends them, in the same write step.
     const [captured, spent] = await applyAt(db, [captureRequest(u, hold.hold.id, 4), spend(u, 6)]);
     expect(captured).toMatchObject({ status: "applied", entry: { amount: -4, balanceAfter: 6 } });
     expect(spent).toMatchObject({ status: "applied", entry: { amount: -6, balanceAfter: 0 } });
     expect(await movesOf(db, u)).toEqual([
       [10, "grant", 10, 10],
-      [-4, "grant", 10, 6],
+      [-4, "grant", 10, -4],
       [-6, "grant", 10, -6],
     ]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
@@ -515,13 +617,13 @@ async function withPlansLogged(
 
 // PL/pgSQL keeps each statement's plan in a plan cache: after five executions it switches to one
 // generic plan, unless that plan costs more than the plans it made for the actual values. For the
-// holds statement (new holds, their pins, closed holds, returns), a plan made for one batch's arrays,
+// holds statement (new holds, closed holds, returns of pins), a plan made for one batch's arrays,
 // often empty ones, always looked cheaper, so PostgreSQL planned it anew at most batches (0.25-0.42 ms
 // of a batch of 16). The plans are read from auto_explain, which shows a generic plan's values as
 // parameters ($n); PGlite has the same planner but no auto_explain in this build, so this runs on
 // PostgreSQL.
 describe.runIf(serverUrl)("the money function's plans on postgres", () => {
-  it("runs one statement of a reserve's own, as of a spend's, and reads a capture's pins only when some go back", async () => {
+  it("runs one statement of a reserve's own, as of a spend's, and two of a capture's, whatever it uses of its hold", async () => {
     const db = database.current();
     const users = Array.from({ length: 5 }, () => user());
     await applyAt(
@@ -559,7 +661,8 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
         );
         expect(partial.rows.map((row) => row.status)).toEqual(users.map(() => "applied"));
         // A spend: its balance update. A reserve: its balance update, which checks the key, the limit
-        // and the free tokens. A capture: the hold, the balance update; and its pins when some go back.
+        // and the free tokens. A capture: the hold, the balance update (its draw waits for the write
+        // step, like a spend's); nothing goes back to the lots when it uses less than its hold.
         expect({
           spend: spends.each,
           reserve: reserves.each,
@@ -569,7 +672,7 @@ describe.runIf(serverUrl)("the money function's plans on postgres", () => {
           spend: 1,
           reserve: 1,
           capture: 2,
-          partial: 3,
+          partial: 2,
         });
       },
     );

@@ -5,6 +5,7 @@ import { newUserId } from "../helpers/app.js";
 import { driverName } from "../helpers/database.js";
 import { BalanceSubscription, wsClient } from "../helpers/live.js";
 import { startTestServer, type TestServer } from "../helpers/test-server.js";
+import { ledgerOf } from "../ledger/holds-helpers.js";
 import { applyAt, grant, pack, period, spend } from "../ledger/lots-helpers.js";
 
 // What the app and operators see of tokens that expire (issue 18): the balance's expiring list and
@@ -159,6 +160,32 @@ describe(`expiring tokens as the app sees them, on ${driverName}`, () => {
       nextExpiry: null,
     });
     expect(await balanceOf(u)).toMatchObject({ balance: 100, version: 3 });
+  });
+
+  it("row 32 with a hold: held tokens of a lot past its end stay counted and are never listed as expiring; its free ones go", async () => {
+    const u = newUserId();
+    const end = later(1_500);
+    await applyAt(t.db, [
+      period(u, 200, `${u}:p1`, new Date(), end, { chain: `${u}:pro` }),
+      pack(u, 100, `${u}:pk`),
+    ]);
+    // The hold keeps the soonest-expiring tokens: 50 of the period's, which outlive it while it lasts.
+    const hold = await ledgerOf(t.db).reserve(u, { amount: 50, ttlSeconds: 600, idempotencyKey: `${u}:h` });
+    expect(hold.status).toBe("reserved");
+    expect(await balanceOf(u)).toMatchObject({
+      balance: 300,
+      held: 50,
+      available: 250,
+      expiring: [{ amount: 150, expiresAt: iso(end), sources: ["PERIOD"] }],
+    });
+
+    await sleepUntil(end);
+    // Due, not yet expired: the period's 150 free tokens are gone from every read, its 50 held stay.
+    expect(await balanceOf(u)).toMatchObject({ balance: 150, held: 50, available: 100, expiring: [] });
+    expect(await restBalance(u)).toMatchObject({ balance: 150, available: 100, expiring: [] });
+    const ledger = createLedgerService({ database: t.db.handle, logger: pino({ level: "silent" }) });
+    expect(await ledger.expireDue([u])).toMatchObject([{ userId: u, expired: 150 }]);
+    expect(await balanceOf(u)).toMatchObject({ balance: 150, held: 50, available: 100 });
   });
 
   it("lists at most 10 expiry instants", async () => {

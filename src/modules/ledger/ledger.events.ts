@@ -19,6 +19,6 @@ export interface BalanceChangedMessage {
   readonly at: string;
   /** The entry's kind (issue 18; older payloads lack it). */
   readonly kind?: string;
-  /** Tokens pinned by holds after the change (0 until holds exist; older payloads lack it). */
+  /** Tokens set aside by holds after the change (0 until holds exist; older payloads lack it). */
   readonly held?: number;
 }

@@ -20,8 +20,9 @@ import { captureInputSchema, isHoldId, reserveInputSchema } from "./ledger.valid
 /**
  * Holds (issue 19): set tokens aside before a job whose price is known only after it, charge what it
  * used, give back the rest. Each operation is one request to ledger_apply (the rules are in its
- * contract, src/modules/ledger/sql/ledger_apply.sql: pins soonest-expiring first, a capture is one
- * SPEND entry, the TTL is enforced by the batch's clock). The service (ledger.service.ts) gives each
+ * contract, src/modules/ledger/sql/ledger_apply.sql: a hold keeps the soonest-expiring tokens, in
+ * their lots, a capture is one SPEND entry drawn like a spend, the TTL is enforced by the batch's
+ * clock). The service (ledger.service.ts) gives each
  * its way to apply a request; refusals are values, as the contract with the API says.
  */
 type Apply = (request: ChangeRequest) => Promise<ChangeOutcome>;

@@ -1,5 +1,5 @@
-import { and, asc, desc, eq, isNotNull, sql } from "drizzle-orm";
-import type { Executor } from "../../db/client.js";
+import { and, asc, desc, eq, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../../db/client.js";
 import { type LotSource, lotsTable } from "../../db/schema.js";
 
 /** Reads of lots (what is left of each grant of tokens and when it expires); the money function writes them. */
@@ -18,37 +18,39 @@ export const EXPIRING_LIST_MAX = 10;
 /**
  * The user's usable tokens that will expire, soonest first, one row per expiry instant: lots with an
  * end, something left and `expires_at` still ahead (a lot is unusable from `expires_at` on; one that
- * is due but not yet swept is no longer counted, see readBalance). Tokens pinned by a hold are not in
- * a lot's `remaining`, so they are not listed. Served by the index token_lots_draw.
+ * is due but not yet swept is no longer counted, see readBalance). Held tokens are left out, as they
+ * outlive their lot while their hold lasts: they are the first `held - pinned` tokens of the user's
+ * lots laid end to end soonest expiry first, due lots first (their expiry pins those). Served by the
+ * index token_lots_draw.
  */
 export async function expiringOf(
   db: Executor,
   userId: string,
   limit = EXPIRING_LIST_MAX,
 ): Promise<ExpiringTokens[]> {
-  const rows = await db
-    .select({
-      expiresAt: lotsTable.expiresAt,
-      amount: sql<string>`sum(${lotsTable.remaining})`,
-      sources: sql<
-        LotSource[] | string
-      >`array_agg(DISTINCT ${lotsTable.source} ORDER BY ${lotsTable.source})`,
-    })
-    .from(lotsTable)
-    .where(
-      and(
-        eq(lotsTable.userId, userId),
-        sql`${lotsTable.open}`,
-        isNotNull(lotsTable.expiresAt),
-        sql`${lotsTable.expiresAt} > now()`,
-      ),
-    )
-    .groupBy(lotsTable.expiresAt)
-    .orderBy(asc(lotsTable.expiresAt))
-    .limit(limit);
+  const rows = await queryRows<{
+    expires_at: Date | string;
+    amount: number | string;
+    sources: LotSource[] | string;
+  }>(
+    db,
+    sql`SELECT e.expires_at, e.amount - least(e.amount, greatest(0, s.skip - e.lo)) AS amount, e.sources
+          FROM (SELECT l.expires_at, sum(l.remaining) AS amount,
+                       sum(sum(l.remaining)) OVER (ORDER BY l.expires_at) - sum(l.remaining) AS lo,
+                       array_agg(DISTINCT l.source ORDER BY l.source) AS sources
+                  FROM token_lots l
+                 WHERE l.user_id = ${userId} AND l.open AND l.expires_at > now()
+                 GROUP BY l.expires_at) AS e,
+               (SELECT coalesce((SELECT b.held - b.pinned FROM token_balances b WHERE b.user_id = ${userId}), 0)
+                       - coalesce((SELECT sum(d.remaining) FROM token_lots d
+                                    WHERE d.user_id = ${userId} AND d.open AND d.expires_at <= now()), 0) AS skip) AS s
+         WHERE e.amount > greatest(0, s.skip - e.lo)
+         ORDER BY e.expires_at
+         LIMIT ${limit}`,
+  );
   return rows.map((row) => ({
     amount: Number(row.amount),
-    expiresAt: toDate(row.expiresAt as Date | string),
+    expiresAt: toDate(row.expires_at),
     sources: textArray(row.sources),
   }));
 }

@@ -82,7 +82,8 @@ export const TokenLotRef = builder.objectRef<Lot>("TokenLot").implement({
     productId: t.exposeString("productId", { nullable: true, description: "The store product, if any." }),
     granted: t.exposeInt("granted", { description: "Tokens the lot opened with." }),
     remaining: t.exposeInt("remaining", {
-      description: "Tokens left to spend (0 once spent, expired or taken back).",
+      description:
+        "Tokens left in it (0 once spent, expired or taken back), including any an active hold keeps: the balance's held tokens are the first ones of its lots, soonest expiry first.",
     }),
     expired: t.exposeInt("expired", {
       description: "Tokens written off unused when it expired or was superseded.",

@@ -9,7 +9,7 @@ export interface Balance {
   readonly userId: string;
   /** The tokens the user has: never counts a lot past its end, swept or not. */
   readonly balance: number;
-  /** Tokens pinned by active holds (issue 19; 0 until holds exist); what a spend can use is balance - held. */
+  /** Tokens set aside by active holds (issue 19; 0 until holds exist); what a spend can use is balance - held. */
   readonly held: number;
   readonly version: number;
   /** Null until the first entry. */
@@ -109,10 +109,12 @@ export async function getBalance(db: Executor, userId: string): Promise<Balance>
  * later (or the user's next write does): until then the stored balance still counts it. The read
  * subtracts what is left of such due lots, so a client never sees tokens it cannot spend (design
  * row 32); the version stays the stored one, and the EXPIRE event that follows carries the same
- * balance with the next version. The due lots are found through the index token_lots_draw.
+ * balance with the next version. Held tokens in those lots are not subtracted: they are the first
+ * of the user's lots (held - pinned of them, soonest expiry first), and the expiry pins them to
+ * their holds instead (row 42). The due lots are found through the index token_lots_draw.
  */
-const BALANCE_STATEMENT = `SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM token_lots l
-    WHERE l.user_id = b.user_id AND l.open AND l.expires_at <= now()), 0)::integer AS balance,
+const BALANCE_STATEMENT = `SELECT b.balance - greatest(0, coalesce((SELECT sum(l.remaining) FROM token_lots l
+    WHERE l.user_id = b.user_id AND l.open AND l.expires_at <= now()), 0) - (b.held - b.pinned))::integer AS balance,
   b.held, b.version, b.updated_at
   FROM token_balances b WHERE b.user_id = $1`;
 

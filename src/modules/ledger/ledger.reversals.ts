@@ -23,8 +23,8 @@ export interface SpendReversal {
  * An admin gives a spend's tokens back (§E row 34): one ADJUSTMENT entry of the spend's amount,
  * whose tokens go back into the lots the spend drew, through its lot moves; a part whose lot has
  * ended expires at once (an EXPIRE entry after the ADJUSTMENT). Tokens no move accounts for (what a
- * hold's capture consumed from its pins, or a spend written before lots) open a non-expiring restore
- * lot. A spend is reversed once: its reversal's external_ref is `reversal:<entry id>`, so another
+ * hold's capture used of its pins, from a lot that ended while held, or a spend written before lots)
+ * open a non-expiring restore lot. A spend is reversed once: its reversal's external_ref is `reversal:<entry id>`, so another
  * call answers the first reversal (`replayed`). An unknown entry, or one that is not a SPEND, is
  * invalid input; a reversal that would lift the balance above MAX_BALANCE is `balance_limit`.
  */

@@ -41,8 +41,8 @@ export type ChangeKind = EntryKind | HoldChangeKind;
 
 /**
  * A change's reason from its kind and hold: a hold's own kinds are their reasons, a SPEND entry that
- * names a hold is its CAPTURE, and any other entry keeps its kind's reason (an EXPIRE of a pinned
- * lot's unused part stays EXPIRE, even with the hold named).
+ * names a hold is its CAPTURE, and any other entry keeps its kind's reason (an EXPIRE of a hold's
+ * unused pins, from a lot that ended while held, stays EXPIRE, even with the hold named).
  */
 export function reasonOf(kind: ChangeKind, holdId: string | null = null): BalanceChangeReason {
   if (kind === "HOLD" || kind === "RELEASE" || kind === "HOLD_EXPIRED") return kind;
@@ -59,7 +59,7 @@ export function isSnapshot(change: Pick<BalanceChange, "entryId" | "kind">): boo
 export interface BalanceChange {
   readonly userId: string;
   readonly balance: number;
-  /** Tokens pinned by holds after the change (0 until holds exist). */
+  /** Tokens set aside by holds after the change (0 until holds exist). */
   readonly held: number;
   readonly delta: number;
   readonly version: number;

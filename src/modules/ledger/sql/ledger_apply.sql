@@ -39,21 +39,27 @@
 --                     reverse_refund (metadata {reversesEntryId}); what no move accounts for (a hold's
 --                     pinned tokens, a spend before lots) opens a non-expiring restore lot.
 --   extend / cut      lot_ref, lot_expires_at: a later / earlier end (a lot move of 0, no entry); a
---                     cut to a past end expires the free remainder now.
+--                     cut to a past end expires the free remainder now (what of it is held stays).
 --   reserve           delta (-tokens), idempotency_key + request_hash (one hold per user and key),
 --                     hold_ttl_seconds, hold_limit (active holds per user), description, metadata:
---                     pins free tokens from the lots soonest-expiring first (token_hold_pins; the
---                     lots' remaining falls, the balance stays, held rises). No entry.
+--                     held rises, the balance and the lots stay. No entry.
 --   capture           hold_id, delta (-tokens asked), overage ('REJECT' default, or 'CAP'): one SPEND
 --                     entry (external_ref 'hold:<id>', metadata {holdId, held, captured, requested,
---                     shortfall}); the pins are consumed soonest-expiring first, the rest goes back to
---                     its lots (expiring at once where a lot has ended); above the hold, REJECT
+--                     shortfall}); it uses the hold's pins first (soonest-expiring first), the rest
+--                     of its pins goes back to their lots (expiring at once where a lot has ended),
+--                     and it draws the rest from the lots like a debit; above the hold, REJECT
 --                     refuses (the hold stays active) and CAP takes min(extra, available) from free
 --                     lots. Captured again: the earlier entry (`duplicate`).
---   release           hold_id: the pins go back (as above); no entry.
+--   release           hold_id: held falls; its pins go back (as above); no entry.
 --   expire_hold       hold_id (the sweeper's): the hold ends by its TTL like a release.
 -- Holds act on the hold's owner only (hold_id and user_id must match, else hold_not_found). A spend,
--- a refund and a new hold use only free tokens: balance - held, which is the lots' remaining.
+-- a refund and a new hold use only free tokens: balance - held. Held tokens stay in the lots: laid
+-- end to end (soonest expiry first, then oldest, non-expiring last), a user's lots hold first the
+-- held tokens (held - pinned of them) and then the free ones, so a debit draws past the held ones,
+-- and a capture draws past those the user's other holds keep. Where a lot ends while some of its
+-- tokens are held (by its time, a cut, an upgrade), those are pinned to active holds
+-- (token_hold_pins, token_holds.pinned, token_balances.pinned) and outlive the lot until their hold
+-- ends: a capture uses them, and the rest then expires.
 -- Every batch first expires the due lots (expires_at <= its clock) of every user it touches, each
 -- as one EXPIRE entry, carrying a lot's rollover (cap minus the chain's live rollover lots) into a
 -- rollover lot that ends one period later. One clock per batch: the transaction's start, or in
@@ -81,7 +87,8 @@
 -- A refusal fails alone; its neighbours are applied. Every balance the batch touches is locked, in
 -- user order, before anything changes, so concurrent batches wait for each other instead of
 -- deadlocking; lots are written only under their owner's balance lock. Every change to a lot has a
--- token_lot_moves row, so balance = sum of lots' remaining + pins of active holds = sum of entries.
+-- token_lot_moves row, so balance = sum of lots' remaining + pins of active holds = sum of entries,
+-- and pinned (of a balance, of a hold) = the pins of its active holds.
 -- One NOTIFY (channel token_balance_changed, a JSON array of {userId, balance, delta, version,
 -- entryId, at, kind, held, holdId?}; see ledger.events.ts) carries the batch's changes, EXPIRE
 -- entries included, delivered at commit. A hold change without an entry (kind HOLD, RELEASE,
@@ -154,17 +161,25 @@ DECLARE
   swept jsonb := '{}';
   -- What waits for the write step: new entries (w_rows) and holds (h_rows), their ids already taken
   -- from their sequences; holds closed (c_rows, as they are now); the users of all that (w_user);
-  -- and the draws from free lots (an entry or a hold's pins, its user, tokens and move reason each).
+  -- and the draws from free lots (an entry's: its user, tokens, move reason, and where in the user's
+  -- lots it starts: past the tokens held there).
   w_rows token_transactions[] := '{}';
   h_rows token_holds[] := '{}';
   c_rows token_holds[] := '{}';
-  pins token_hold_pins[];
   w_user text[] := '{}';
   d_entry bigint[] := '{}';
-  d_hold bigint[] := '{}';
   d_user text[] := '{}';
   d_need integer[] := '{}';
   d_reason text[] := '{}';
+  d_skip integer[] := '{}';
+  live_held integer;
+  -- Held tokens of lots that ended, waiting to be pinned to their user's holds (k_*), and what of
+  -- each lot a request expires stays held (to_keep).
+  k_user text[] := '{}';
+  k_lot bigint[] := '{}';
+  k_n integer[] := '{}';
+  to_keep integer[];
+  keep integer;
   r_entry bigint[] := '{}';
   r_lot bigint[] := '{}';
   r_n integer[] := '{}';
@@ -238,6 +253,17 @@ BEGIN
        WHERE l.user_id = ANY (due_users) AND l.open AND l.expires_at <= clock
        ORDER BY l.user_id, l.expires_at, l.id
     LOOP
+      -- The lot is at the front of its user's lots laid end to end, so it holds the first of the
+      -- user's held tokens that are in lots (held - pinned, less what this step kept already): those
+      -- stay held and are pinned to the user's holds (at the top of the loop over requests); only the
+      -- rest rolls over or expires.
+      SELECT least(lot.remaining, b.held - b.pinned
+                   - coalesce((SELECT sum(k.n) FROM unnest(k_user, k_n) AS k(u, n) WHERE k.u = lot.user_id), 0))
+        INTO keep FROM token_balances b WHERE b.user_id = lot.user_id;
+      IF keep > 0 THEN
+        k_user := k_user || lot.user_id; k_lot := k_lot || lot.id; k_n := k_n || keep;
+        lot.remaining := lot.remaining - keep;
+      END IF;
       carry := 0;
       IF lot.rollover IS NOT NULL AND lot.chain_ref IS NOT NULL THEN
         carry := least(lot.remaining, greatest(0, (lot.rollover ->> 'cap')::integer - coalesce((
@@ -265,7 +291,9 @@ BEGIN
           to_jsonb(coalesce((touched ->> lot.user_id)::integer, 0) + lot.remaining - carry));
       END IF;
       UPDATE token_lots l SET remaining = 0, expired = l.expired + (lot.remaining - carry) WHERE l.id = lot.id;
-      INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (xe.id, lot.id, -lot.remaining, 'expired');
+      IF lot.remaining > 0 THEN
+        INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (xe.id, lot.id, -lot.remaining, 'expired');
+      END IF;
       IF carry > 0 THEN
         INSERT INTO token_lots AS l
           (user_id, source, chain_ref, product_id, granted, remaining, starts_at, expires_at, entry_id)
@@ -325,20 +353,47 @@ BEGIN
         hold_id bigint, hold_ttl_seconds integer, hold_limit integer, overage text, reverses_entry bigint)
      ORDER BY x.ord
   LOOP
+    -- Held tokens of lots that ended (in the touch step, or by the previous request's expiries) are
+    -- pinned to their user's active holds, each up to what it holds in lots, the holds that end last
+    -- first (a hold about to end by its TTL gets pins last: they would expire with it).
+    IF cardinality(k_lot) > 0 THEN
+      FOR i IN 1 .. cardinality(k_lot) LOOP
+        WITH lazy AS (
+          SELECT h.id, h.amount - h.pinned AS n,
+                 sum(h.amount - h.pinned) OVER (ORDER BY h.expires_at DESC, h.id) AS hi
+            FROM token_holds h
+           WHERE h.user_id = k_user[i] AND h.status = 'active' AND h.amount > h.pinned
+        ), part AS (
+          SELECT lazy.id, least(lazy.n, k_n[i] - (lazy.hi - lazy.n))::integer AS n
+            FROM lazy WHERE lazy.hi - lazy.n < k_n[i]
+        ), pinned AS (
+          INSERT INTO token_hold_pins AS p (hold_id, lot_id, amount)
+            SELECT part.id, k_lot[i], part.n FROM part ORDER BY part.id
+          ON CONFLICT (hold_id, lot_id) DO UPDATE SET amount = p.amount + EXCLUDED.amount
+        )
+        UPDATE token_holds h SET pinned = h.pinned + part.n
+          FROM part WHERE h.id = part.id AND h.id = ANY (ARRAY(SELECT part.id FROM part));
+        UPDATE token_balances b SET pinned = b.pinned + k_n[i] WHERE b.user_id = k_user[i];
+        INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason) VALUES (NULL, k_lot[i], -k_n[i], 'hold');
+      END LOOP;
+      k_user := '{}'; k_lot := '{}'; k_n := '{}';
+    END IF;
+
     -- The write step. Requests decide and move balances at once, in arrival order, but most of their
     -- rows wait here: a plain debit's (a spend, a transfer's sender, an admin's negative adjustment)
     -- and a capture's entry, a new hold's row, a closed hold's new state, and the draws from free lots
-    -- (a debit's, a new hold's pins, a refund's from other lots, a capture's overage). Ids are taken
+    -- (a debit's, a refund's from other lots, a capture's). Ids are taken
     -- from the sequences at once, so they keep arrival order. One statement writes all that waits
     -- (a single-row statement costs about five rows of a many-row one): at the end of the batch (the
     -- "end" request appended above), and before any request that could read it: one with an external
     -- reference (entries are unique by kind and external reference), and any request of a waiting
     -- user but a plain debit without an idempotency key (that user's lots, holds, entries by key, a
     -- spend to reverse). Each user's draws take, in arrival order, consecutive stretches of the user's
-    -- usable lots laid end to end soonest expiry first, then oldest, non-expiring last: a move (and
-    -- for a hold, a pin) is where a draw's stretch overlaps a lot's. Where the user's first usable lot
-    -- covers all of the user's draws, only that lot is read. The balance updates already checked that
-    -- the free tokens cover the draws, and free tokens are what the usable lots hold.
+    -- usable lots laid end to end soonest expiry first, then oldest, non-expiring last, starting past
+    -- the held tokens there (held - pinned, as the draw's request left the balance; no request that
+    -- changes it joins a user's waiting draws): a move is where a draw's stretch overlaps a lot's.
+    -- Where the user's first usable lot covers all of the user's draws, only that lot is read. The
+    -- balance updates already checked that the lots hold the held and the drawn tokens.
     IF cardinality(w_user) > 0 AND (req.op = 'end' OR req.external_ref IS NOT NULL
         OR (req.user_id = ANY (w_user)
             AND (req.idempotency_key IS NOT NULL OR NOT (coalesce(req.op, 'change') = 'change' AND req.delta < 0)
@@ -347,11 +402,11 @@ BEGIN
         INSERT INTO token_transactions OVERRIDING SYSTEM VALUE
           SELECT w.* FROM unnest(w_rows) AS w ORDER BY w.id
       ), debit AS (
-        SELECT d.entry_id, d.hold_id, d.user_id, d.reason, d.n,
-               sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) - d.need AS lo,
-               sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) AS hi
-          FROM unnest(d_entry, d_hold, d_user, d_need, d_reason) WITH ORDINALITY
-            AS d(entry_id, hold_id, user_id, need, reason, n)
+        SELECT d.entry_id, d.user_id, d.reason, d.n,
+               d.skip + sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) - d.need AS lo,
+               d.skip + sum(d.need) OVER (PARTITION BY d.user_id ORDER BY d.n) AS hi
+          FROM unnest(d_entry, d_user, d_need, d_reason, d_skip) WITH ORDINALITY
+            AS d(entry_id, user_id, need, reason, skip, n)
       ), wanted AS (
         SELECT debit.user_id, max(debit.hi) AS total, f.id, f.remaining
           FROM debit LEFT JOIN LATERAL (
@@ -371,7 +426,7 @@ BEGIN
                                        WHERE wanted.remaining IS NULL OR wanted.remaining < wanted.total))
            AND l.open AND coalesce(l.expires_at, 'infinity') > clock
       ), moved AS (
-        SELECT debit.entry_id, debit.hold_id, usable.id AS lot_id, debit.reason, debit.n AS arrival,
+        SELECT debit.entry_id, usable.id AS lot_id, debit.reason, debit.n AS arrival,
                usable.lo AS place, (least(debit.hi, usable.hi) - greatest(debit.lo, usable.lo))::integer AS n
           FROM debit JOIN usable ON usable.user_id = debit.user_id AND usable.lo < debit.hi AND debit.lo < usable.hi
       ), taken AS (
@@ -383,14 +438,10 @@ BEGIN
         INSERT INTO token_lot_moves (entry_id, lot_id, amount, reason)
           SELECT moved.entry_id, moved.lot_id, -moved.n, moved.reason FROM moved ORDER BY moved.arrival, moved.place
       )
-      SELECT coalesce(sum(taken.n), 0),
-             (SELECT array_agg(ROW(moved.hold_id, moved.lot_id, moved.n)::token_hold_pins)
-                FROM moved WHERE moved.hold_id IS NOT NULL)
-        INTO drawn, pins
-        FROM taken;
+      SELECT coalesce(sum(taken.n), 0) INTO drawn FROM taken;
       -- Holds are written by a statement of their own, only when there are some (a batch of spends
       -- does not open their tables: each table a statement writes costs it locks and executor set-up,
-      -- ~4% of a batch of 12): new holds and their pins, closed holds' new state, and the pins closed
+      -- ~4% of a batch of 12): new holds, closed holds' new state, and the pins closed
       -- holds did not use going back to their lots. A hold is never both opened and closed here, and a
       -- user whose pins go back has no draw here (a request of that user writes what waits first).
       -- Rows are found through primary keys (`= ANY`): a join planned while a table was small would go
@@ -398,8 +449,6 @@ BEGIN
       IF cardinality(h_rows) > 0 OR cardinality(c_rows) > 0 THEN
         WITH opened AS (
           INSERT INTO token_holds OVERRIDING SYSTEM VALUE SELECT h.* FROM unnest(h_rows) AS h ORDER BY h.id
-        ), pinned AS (
-          INSERT INTO token_hold_pins SELECT p.* FROM unnest(pins) AS p
         ), closed AS (
           UPDATE token_holds h SET status = c.status, captured = c.captured, closed_at = c.closed_at
             FROM unnest(c_rows) AS c
@@ -419,7 +468,7 @@ BEGIN
       END IF;
       w_rows := '{}'; h_rows := '{}'; c_rows := '{}'; w_user := '{}'; r_user := '{}';
       r_entry := '{}'; r_lot := '{}'; r_n := '{}'; r_reason := '{}';
-      d_entry := '{}'; d_hold := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}';
+      d_entry := '{}'; d_user := '{}'; d_need := '{}'; d_reason := '{}'; d_skip := '{}';
     END IF;
     EXIT WHEN req.op = 'end';
 
@@ -486,14 +535,12 @@ BEGIN
       ELSIF op = 'reserve' AND NOT fits THEN
         status := 'insufficient';
       ELSIF op = 'reserve' THEN
-        -- A new hold: its row, and its pins (free tokens taken from the lots soonest expiry first, like
-        -- a debit's draw: the lots' remaining falls, the balance stays), wait for the write step.
+        -- A new hold: its row waits for the write step; its tokens stay in the lots, where draws now
+        -- start past them (held rose above).
         hold := ROW(nextval('token_holds_id_seq'), req.user_id, need, 'active', NULL, clock,
           clock + req.hold_ttl_seconds * interval '1 second', NULL, req.idempotency_key, req.request_hash,
-          req.description, req.metadata);
+          req.description, req.metadata, 0);
         h_rows := h_rows || hold; w_user := w_user || req.user_id;
-        d_entry := d_entry || NULL::bigint; d_hold := d_hold || hold.id; d_user := d_user || req.user_id;
-        d_need := d_need || need; d_reason := d_reason || 'hold'::text;
         notes := notes || json_build_object('userId', req.user_id, 'balance', new_balance, 'delta', 0,
           'version', new_version, 'entryId', NULL, 'at', changed_at, 'kind', 'HOLD', 'held', new_held,
           'holdId', hold.id)::text;
@@ -509,14 +556,17 @@ BEGIN
       ELSIF op = 'capture' AND -req.delta > hold.amount AND coalesce(req.overage, 'REJECT') <> 'CAP' THEN
         status := 'amount_exceeds_hold';
       ELSIF op = 'capture' THEN
-        -- One SPEND of what is captured: the pins first (soonest expiry first), and with CAP what the
-        -- hold lacks from free lots, never below 0 (the shortfall is recorded). Held falls by the hold.
+        -- One SPEND of what is captured: the hold's pins first (soonest expiry first), then from the
+        -- lots, and with CAP what the hold lacks from free tokens, never below 0 (the shortfall is
+        -- recorded). Held falls by the hold, pinned by its pins.
         take := least(-req.delta, hold.amount + free);
-        used := least(take, hold.amount);
+        used := least(take, hold.pinned);
         UPDATE token_balances b
-           SET balance = b.balance - take, held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+           SET balance = b.balance - take, held = b.held - hold.amount, pinned = b.pinned - hold.pinned,
+               version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id
-        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        RETURNING b.balance, b.version, b.held, b.updated_at, b.held - b.pinned
+          INTO new_balance, new_version, new_held, changed_at, live_held;
         -- The entry waits for the write step, like a plain debit's.
         entry := ROW(nextval('token_transactions_id_seq'), req.user_id, -take, new_balance, new_version, 'SPEND',
           coalesce(req.description, hold.description),
@@ -531,9 +581,9 @@ BEGIN
         c_rows := c_rows || hold;  -- written by the write step (its user waits already, with the entry)
         need := take - used;
         IF need > 0 THEN
-          -- What CAP takes beyond the hold waits for the write step, like a debit's draw.
-          d_entry := d_entry || entry.id; d_hold := d_hold || NULL::bigint; d_user := d_user || req.user_id;
-          d_need := d_need || need; d_reason := d_reason || 'capture_overage'::text;
+          -- The rest is drawn from the lots like a debit's draw, past the tokens other holds keep there.
+          d_entry := d_entry || entry.id; d_user := d_user || req.user_id;
+          d_need := d_need || need; d_reason := d_reason || 'capture'::text; d_skip := d_skip || live_held;
         END IF;
         status := 'applied';
       ELSIF hold.status = 'captured' THEN
@@ -550,7 +600,8 @@ BEGIN
         used := 0;
         hold.status := CASE op WHEN 'release' THEN 'released' ELSE 'expired' END; hold.closed_at := clock;
         c_rows := c_rows || hold; w_user := w_user || req.user_id;  -- written by the write step
-        UPDATE token_balances b SET held = b.held - hold.amount, version = b.version + 1, updated_at = now()
+        UPDATE token_balances b
+           SET held = b.held - hold.amount, pinned = b.pinned - hold.pinned, version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id
         RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
         notes := notes || json_build_object('userId', req.user_id, 'balance', new_balance, 'delta', 0,
@@ -562,7 +613,7 @@ BEGIN
           swept := swept || jsonb_build_object(hold.id::text, true);
         END IF;
       END IF;
-      IF used < hold.amount THEN
+      IF used < hold.pinned THEN
         -- The pins the hold did not use (none when a capture used them all) go back to their lots, the
         -- soonest-expiring consumed first.
         -- A pin's lot is read through its primary key, one probe per pin: a join planned while the
@@ -621,11 +672,13 @@ BEGIN
           INSERT INTO token_lot_moves (lot_id, amount, reason) VALUES (lot.id, 0, 'extend');
         ELSIF op = 'cut' AND req.lot_expires_at < coalesce(lot.expires_at, 'infinity') THEN
           status := 'lot_changed';
-          UPDATE token_lots l SET expires_at = req.lot_expires_at WHERE l.id = lot.id;
-          INSERT INTO token_lot_moves (lot_id, amount, reason) VALUES (lot.id, 0, 'cut');
           IF req.lot_expires_at <= clock THEN
+            -- It ends now: the expiry below moves its end, after reading what of it is held.
             to_expire := ARRAY[lot.id]; expire_why := ARRAY['cut'];
+          ELSE
+            UPDATE token_lots l SET expires_at = req.lot_expires_at WHERE l.id = lot.id;
           END IF;
+          INSERT INTO token_lot_moves (lot_id, amount, reason) VALUES (lot.id, 0, 'cut');
         ELSE
           status := 'unchanged';
         END IF;
@@ -667,8 +720,20 @@ BEGIN
           SELECT b.balance - b.held INTO n FROM token_balances b WHERE b.user_id = req.user_id;
           n := coalesce(n, 0);
           IF lot.id IS NOT NULL THEN
+            -- Only the lot's free tokens: those of it past the user's first held - pinned tokens in
+            -- lots, laid end to end soonest-expiring first.
+            SELECT lot.remaining - coalesce(least(u.remaining, greatest(0, b.held - b.pinned - u.lo)), 0)
+              INTO free
+              FROM token_balances b
+              LEFT JOIN (
+                SELECT l.id, l.remaining,
+                       sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS lo
+                  FROM token_lots l
+                 WHERE l.user_id = req.user_id AND l.open AND coalesce(l.expires_at, 'infinity') > clock
+              ) AS u ON u.id = lot.id
+             WHERE b.user_id = req.user_id;
             target := ceil(lot.granted * coalesce(req.ratio, 1))::integer;
-            from_lot := least(lot.remaining, target);
+            from_lot := least(coalesce(free, lot.remaining), target);
             already := least(lot.expired, target - from_lot);
           ELSE
             target := ceil(greatest(0, -coalesce(req.delta, 0)) * coalesce(req.ratio, 1))::integer;
@@ -712,7 +777,8 @@ BEGIN
         UPDATE token_balances b
            SET balance = (b.balance::bigint + take)::integer, version = b.version + 1, updated_at = now()
          WHERE b.user_id = req.user_id AND b.balance::bigint + take BETWEEN b.held AND max_balance
-        RETURNING b.balance, b.version, b.held, b.updated_at INTO new_balance, new_version, new_held, changed_at;
+        RETURNING b.balance, b.version, b.held, b.updated_at, b.held - b.pinned
+          INTO new_balance, new_version, new_held, changed_at, live_held;
         IF NOT FOUND THEN
           status := CASE WHEN take < 0 THEN 'insufficient' ELSE 'limit' END;
           available := coalesce((SELECT b.balance - b.held FROM token_balances b WHERE b.user_id = req.user_id), 0);
@@ -762,8 +828,8 @@ BEGIN
         IF need > 0 THEN
           -- A debit's draw from free lots (a refund's: from the owner's other lots) waits for the
           -- write step, which draws every waiting debit's tokens in one statement.
-          d_entry := d_entry || entry.id; d_hold := d_hold || NULL::bigint; d_user := d_user || req.user_id;
-          d_need := d_need || need; d_reason := d_reason || lower(req.kind); w_user := w_user || req.user_id;
+          d_entry := d_entry || entry.id; d_user := d_user || req.user_id; d_need := d_need || need;
+          d_reason := d_reason || lower(req.kind); d_skip := d_skip || live_held; w_user := w_user || req.user_id;
         ELSIF take > 0 AND op IN ('change', 'reverse_refund', 'reverse_spend') THEN
           -- A credit opens a lot; with no lot_source it never expires, its source following the kind.
           INSERT INTO token_lots AS l
@@ -796,13 +862,36 @@ BEGIN
     -- What this request expires now (a cut, a lot born expired, superseded lots, a reversal past a
     -- lot's end): one EXPIRE entry per lot, after the request's own entry. A superseded lot ends now.
     IF cardinality(to_expire) > 0 THEN
+      -- A lot that ends before its time (a cut, an upgrade) keeps held what of it lies within the
+      -- user's first held - pinned tokens in lots, laid end to end soonest-expiring first (read before
+      -- any of them ends); those are pinned like the touch step's. Other expiries here are of lots
+      -- that had ended already: nothing of them is held.
+      keep := coalesce((SELECT b.held - b.pinned FROM token_balances b WHERE b.user_id = req.user_id), 0);
+      to_keep := ARRAY(
+        SELECT CASE WHEN keep > 0 AND x.why IN ('cut', 'superseded')
+                    THEN coalesce(least(u.remaining, greatest(0, keep - u.lo)), 0) ELSE 0 END
+          FROM unnest(to_expire, expire_why) WITH ORDINALITY AS x(id, why, k)
+          LEFT JOIN (
+            SELECT l.id, l.remaining,
+                   sum(l.remaining) OVER (ORDER BY l.expires_at ASC NULLS LAST, l.id) - l.remaining AS lo
+              FROM token_lots l
+             WHERE keep > 0 AND l.user_id = req.user_id AND l.open AND coalesce(l.expires_at, 'infinity') > clock
+          ) AS u ON u.id = x.id
+         ORDER BY x.k);
       FOR i IN 1 .. cardinality(to_expire) LOOP
         SELECT l.* INTO lot FROM token_lots l WHERE l.id = to_expire[i];
         IF expire_why[i] = 'superseded' THEN
           UPDATE token_lots l SET expires_at = clock WHERE l.id = lot.id;
+        ELSIF expire_why[i] = 'cut' THEN
+          UPDATE token_lots l SET expires_at = req.lot_expires_at WHERE l.id = lot.id;
         END IF;
         CONTINUE WHEN lot.remaining = 0;
-        UPDATE token_lots l SET remaining = 0, expired = l.expired + lot.remaining WHERE l.id = lot.id;
+        IF to_keep[i] > 0 THEN
+          k_user := k_user || lot.user_id; k_lot := k_lot || lot.id; k_n := k_n || to_keep[i];
+        END IF;
+        UPDATE token_lots l SET remaining = 0, expired = l.expired + lot.remaining - to_keep[i] WHERE l.id = lot.id;
+        lot.remaining := lot.remaining - to_keep[i];
+        CONTINUE WHEN lot.remaining = 0;
         UPDATE token_balances b
            SET balance = b.balance - lot.remaining, version = b.version + 1, updated_at = now()
          WHERE b.user_id = lot.user_id
