@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { sql } from "drizzle-orm";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Executor } from "../../src/db/client.js";
+import { type Executor, queryRows } from "../../src/db/client.js";
 import type { HoldStatus, LedgerService } from "../../src/modules/ledger/ledger.service.js";
 import { applyChanges } from "../../src/modules/ledger/ledger.statements.js";
 import { driverName, type TestDatabase, useTestDatabase } from "../helpers/database.js";
@@ -10,10 +11,12 @@ import { grant, period } from "./lots-helpers.js";
 
 // Holds under random steps (the credits issue's property test, extended with holds): grants,
 // expiring period lots, spends, reserves, captures (below and above the hold, REJECT or CAP),
-// releases and the sweeper's expire_hold, at a clock that moves forward (ledger.clock). A small model
-// of the holds' state machine (expire on touch at the TTL, capture once, release replays, ...)
-// predicts every hold outcome; after every step each user keeps balance = Σ lots' remaining + Σ
-// active pins = Σ entries, 0 <= held <= balance, held = Σ of its active holds. A second property
+// releases, the sweeper's expire_hold and cuts of a period lot to a past end, at a clock that moves
+// forward (ledger.clock). A small model of the holds' state machine (expire on touch at the TTL,
+// capture once, release replays, ...) predicts every hold outcome; after every step each user keeps
+// balance = Σ lots' remaining + Σ active pins = Σ entries, 0 <= held <= balance, held = Σ of its
+// active holds, pinned = Σ active pins <= held. Lots that end while tokens of them are held (by
+// their time or a cut) pin those tokens; the first property checks that some did. A second property
 // runs the same operations from concurrent workers through the group commit at the real clock.
 
 const database = useTestDatabase();
@@ -22,6 +25,7 @@ const LIMIT = 3;
 
 type Step =
   | { t: "grant" | "period" | "spend"; user: number; amount: number }
+  | { t: "cut"; user: number }
   | { t: "reserve"; user: number; amount: number; ttl: number }
   | { t: "capture"; hold: number; amount: number; cap: boolean }
   | { t: "release" | "sweep"; hold: number }
@@ -45,6 +49,7 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
     cap: fc.boolean(),
   }),
   fc.record({ t: fc.constantFrom("release" as const, "sweep" as const), hold }),
+  fc.record({ t: fc.constant("cut" as const), user }),
   fc.record({ t: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 2 * HOUR }) }),
 );
 
@@ -60,6 +65,8 @@ interface ModelHold {
 /** The holds' state machine: every operation on a user first ends its holds past their TTL. */
 class HoldModel {
   readonly holds: ModelHold[] = [];
+  /** Each user's newest period lot, which a cut ends. */
+  readonly periods = new Map<string, string>();
   touch(userId: string, clock: number) {
     for (const h of this.holds)
       if (h.userId === userId && h.status === "active" && h.expiresAt <= clock) h.status = "expired";
@@ -82,13 +89,33 @@ async function step(
   if (s.t === "grant" || s.t === "period" || s.t === "spend") {
     const u = userOf(s.user);
     model.touch(u, clock);
+    const ref = `${run}:${randomUUID()}`;
+    if (s.t === "period") model.periods.set(u, ref);
     const request =
       s.t === "grant"
         ? grant(u, s.amount)
         : s.t === "period"
-          ? period(u, s.amount, `${run}:${randomUUID()}`, new Date(clock), new Date(clock + 3 * HOUR))
+          ? period(u, s.amount, ref, new Date(clock), new Date(clock + 3 * HOUR))
           : { userId: u, delta: -s.amount, kind: "SPEND" as const, description: null };
     await applyChanges(executor, [request]);
+    return;
+  }
+  if (s.t === "cut") {
+    const u = userOf(s.user);
+    const ref = model.periods.get(u);
+    if (!ref) return;
+    model.touch(u, clock);
+    const [outcome] = await applyChanges(executor, [
+      {
+        userId: u,
+        delta: 0,
+        kind: "EXPIRE",
+        description: null,
+        op: "cut",
+        lot: { ref, expiresAt: new Date(clock) },
+      },
+    ]);
+    expect(["lot_changed", "unchanged"]).toContain(outcome?.status);
     return;
   }
   if (s.t === "reserve") {
@@ -202,6 +229,12 @@ describe(`holds under random steps on ${driverName}`, () => {
       ),
       { numRuns: Number(process.env.HOLDS_MODEL_RUNS ?? 25) },
     );
+    // Some lot ended while tokens of it were held (its `hold` move is the pin).
+    const [pinned] = await queryRows<{ n: number | string }>(
+      database.current().handle.db,
+      sql`SELECT count(*) AS n FROM token_lot_moves WHERE reason = 'hold'`,
+    );
+    expect(Number(pinned?.n)).toBeGreaterThan(0);
   });
 
   it("concurrent workers through the group commit at the real clock keep the invariants after every round", async () => {
@@ -262,6 +295,8 @@ async function concurrentStep(
     }
     case "sweep":
       return ledger.expireHolds(ids.slice(0, 4));
+    case "cut":
+      return null;
     case "advance":
       return new Promise((resolve) => setTimeout(resolve, Math.min(300, s.ms / 10_000)));
   }
