@@ -17,6 +17,21 @@ UPDATE "token_balances" b SET "pinned" = h.n
  WHERE b.user_id = h.user_id;--> statement-breakpoint
 ALTER TABLE "token_balances" ADD CONSTRAINT "token_balances_pinned_range" CHECK ("token_balances"."pinned" >= 0 AND "token_balances"."pinned" <= "token_balances"."held");--> statement-breakpoint
 ALTER TABLE "token_holds" ADD CONSTRAINT "token_holds_pinned_range" CHECK ("token_holds"."pinned" >= 0 AND "token_holds"."pinned" <= "token_holds"."amount");--> statement-breakpoint
+-- A pin may now grow: when a lot ends a second time while the same hold still holds tokens of it
+-- (it was extended and refilled meanwhile), the hold's pin of that lot takes them. Nothing else
+-- changes a pin, and none is removed.
+CREATE OR REPLACE FUNCTION token_hold_pins_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.hold_id = OLD.hold_id AND NEW.lot_id = OLD.lot_id AND NEW.amount > OLD.amount THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  RAISE EXCEPTION 'token_hold_pins is append-only (a pin may only grow): % is not allowed', TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END;
+$$;--> statement-breakpoint
 CREATE OR REPLACE FUNCTION ledger_apply(requests jsonb, max_balance integer)
 RETURNS TABLE (
   ord integer, status text, id bigint, user_id text, amount integer, balance_after integer,
@@ -798,6 +813,7 @@ BEGIN
           UPDATE token_lots l SET expires_at = clock WHERE l.id = lot.id;
         ELSIF expire_why[i] = 'cut' THEN
           UPDATE token_lots l SET expires_at = req.lot_expires_at WHERE l.id = lot.id;
+          lot.expires_at := req.lot_expires_at;  -- its EXPIRE names the end it was cut to
         END IF;
         CONTINUE WHEN lot.remaining = 0;
         IF to_keep[i] > 0 THEN

@@ -66,8 +66,9 @@ export const holdsTable = pgTable(
 
 /**
  * Held tokens that outlived their lot: made when a lot ends while some of its tokens are held, for
- * the active holds in id order. A pin counts while its hold is active; it grows only if the same lot
- * ends again for the same hold (after an extension), and is never removed.
+ * the active holds that end last first. A pin counts while its hold is active. Its amount only grows
+ * (when the same lot ends again for the same hold, after an extension and a refill), and it is never
+ * removed: a trigger refuses anything else (migrations 0013 and 0020).
  */
 export const holdPinsTable = pgTable(
   "token_hold_pins",

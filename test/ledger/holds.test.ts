@@ -482,6 +482,11 @@ describe(`holds in the ledger on ${driverName}`, () => {
       ["EXPIRE", -50, "cut"],
       ["EXPIRE", -30, "cut"],
     ]);
+    // Each EXPIRE names the end its lot was cut to.
+    const ends = (await entriesOf(db, u))
+      .filter((entry) => entry.kind === "EXPIRE")
+      .map((entry) => Date.parse(String(entry.metadata?.expiresAt)));
+    expect(ends).toEqual([plus(2 * HOUR).getTime(), plus(2 * HOUR).getTime()]);
     expect(await pinsOf(db.handle.db, hold.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 20 }]);
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 20, held: 20 });
     const captured = await atClock(db, plus(4 * HOUR), (executor) =>
@@ -489,6 +494,56 @@ describe(`holds in the ledger on ${driverName}`, () => {
     );
     expect(captured.status).toBe("captured");
     expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it("a lot that ends again after an extension and a refill, while a hold keeps tokens of it, grows that hold's pin", async () => {
+    const db = database.current();
+    const ledger = ledgerOf(db);
+    const u = user();
+    await applyAt(db, [period(u, 6, `${u}:a`, T0, plus(2 * HOUR), { chain: `${u}:a` }), grant(u, 100)], T0);
+    const [first, second] = await atClock(db, T0, async (executor) => [
+      await ledger.reserve(u, { amount: 5, ttlSeconds: 20 * 3_600, idempotencyKey: key() }, { executor }),
+      await ledger.reserve(u, { amount: 5, ttlSeconds: 23 * 3_600, idempotencyKey: key() }, { executor }),
+    ]);
+    if (first?.status !== "reserved" || second?.status !== "reserved") throw new Error("not reserved");
+    // Lot a ends with its 6 tokens held: 5 pinned to the second hold (it ends last), 1 to the first.
+    await applyAt(db, [expireOp(u)], plus(2.5 * HOUR));
+    expect(await pinsOf(db.handle.db, first.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 1 }]);
+    // Lot a is extended, and the second hold's release gives its 5 back to it.
+    const extend: ChangeRequest = {
+      userId: u,
+      delta: 0,
+      kind: "EXPIRE",
+      description: null,
+      op: "extend",
+      lot: { ref: `${u}:a`, expiresAt: plus(10 * HOUR) },
+    };
+    expect(await applyAt(db, [extend], plus(3 * HOUR))).toMatchObject([{ status: "lot_changed" }]);
+    expect(
+      await atClock(db, plus(3 * HOUR), (executor) => ledger.release(second.hold.id, owner(u), { executor })),
+    ).toMatchObject({ status: "released" });
+    // Lot a ends again: the first hold keeps 4 more of it, so its pin of a grows to 5 (before the
+    // fix, the pin's append-only trigger refused that, and every batch of the user failed).
+    await applyAt(db, [expireOp(u)], plus(11 * HOUR));
+    expect(await pinsOf(db.handle.db, first.hold.id)).toEqual([{ lotId: expect.any(Number), amount: 5 }]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 105, held: 5 });
+    const captured = await atClock(db, plus(12 * HOUR), (executor) =>
+      ledger.capture(first.hold.id, { amount: 5 }, owner(u), { executor }),
+    );
+    expect(captured.status).toBe("captured");
+    expect(
+      (await entriesOf(db, u)).map((entry) => [entry.kind, entry.amount, entry.metadata?.reason ?? null]),
+    ).toEqual([
+      ["PURCHASE", 6, null],
+      ["GRANT", 100, null],
+      ["EXPIRE", -1, "expired"],
+      ["SPEND", -5, null],
+    ]);
+    expect(await expectHoldInvariant(db.handle.db, u)).toEqual({ balance: 100, held: 0 });
+    // A pin only grows: anything else is refused.
+    await expect(
+      db.handle.query("UPDATE token_hold_pins SET amount = 1 WHERE hold_id = $1", [Number(first.hold.id)]),
+    ).rejects.toThrow(/append-only/);
   });
 
   it("row 48: ttlSeconds <= 0 or > 86400 is invalid input naming ttlSeconds; the hold past the limit is TOO_MANY_HOLDS", async () => {

@@ -884,6 +884,7 @@ BEGIN
           UPDATE token_lots l SET expires_at = clock WHERE l.id = lot.id;
         ELSIF expire_why[i] = 'cut' THEN
           UPDATE token_lots l SET expires_at = req.lot_expires_at WHERE l.id = lot.id;
+          lot.expires_at := req.lot_expires_at;  -- its EXPIRE names the end it was cut to
         END IF;
         CONTINUE WHEN lot.remaining = 0;
         IF to_keep[i] > 0 THEN
